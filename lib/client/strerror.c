@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+/* pg_strerror: what a negative return means, in the contract's words. */
+#include <errno.h>
+#include <string.h>
+
+#include "pgroup.h"
+
+const char *pg_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case -EEXIST:
+		return "group exists";
+	case -ENOENT:
+		return "no such group (or no daemon on that socket)";
+	case -EINVAL:
+		return "invalid name or argument";
+	case -EMSGSIZE:
+		return "message larger than the group allows";
+	case -EALREADY:
+		return "already a member";
+	case -ESRCH:
+		return "not a member, or no handle open for that pid";
+	case -EACCES:
+		return "permission denied by the group's mode";
+	case -EPERM:
+		return "not allowed to act for that process";
+	case -EHOSTUNREACH:
+		return "node not connected";
+	case -ECANCELED:
+		return "claim cancelled by the node";
+	case -ECHILD:
+		return "handle belongs to the parent process";
+	case -ENOTCONN:
+		return "node daemon is gone";
+	case -ECONNREFUSED:
+		return "no daemon listens on the socket";
+	case -EAGAIN:
+		return "nothing there / ring full";
+	case -ETIMEDOUT:
+		return "timed out";
+	case -EINTR:
+		return "interrupted by a signal";
+	case -EBADMSG:
+		return "corrupt record in the group's ring";
+	case -EPROTO:
+		return "protocol error";
+	case -ENOBUFS:
+		return "group ring full: no room for the membership event";
+	case -EBUSY:
+		return "a claim is already open on this group";
+	default:
+		return err < 0 ? strerror(-err) : "unknown";
+	}
+}

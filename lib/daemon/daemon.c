@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+/* The node daemon: set up the control socket, the exit watcher and the loop. */
+#include "daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proto/ctl.h"
+#include "proto/path.h"
+
+#define TICK_NS (20 * 1000 * 1000)
+
+static void on_listen(struct loop *l, struct loop_src *src, uint32_t events)
+{
+	session_accept(src->arg);
+}
+
+static void on_signal(struct loop *l, struct loop_src *src, uint32_t events)
+{
+	struct daemon *d = src->arg;
+	struct signalfd_siginfo si;
+	if (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		pgd_log("signal %u: shutting down", si.ssi_signo);
+		d->stop = true;
+	}
+}
+
+static void on_tick(struct loop *l, struct loop_src *src, uint32_t events)
+{
+	struct daemon *d = src->arg;
+	uint64_t n;
+	if (read(d->tick_fd, &n, sizeof(n)) == sizeof(n))
+		registry_tick(d);
+}
+
+static void on_exit_event(void *arg, pid_t pid)
+{
+	session_proc_exited(arg, pid);
+}
+
+static int node_name(const struct pgd_opts *o, char *out, size_t cap)
+{
+	if (o->node)
+		snprintf(out, cap, "%s", o->node);
+	else if (gethostname(out, cap) < 0)
+		return -errno;
+	out[cap - 1] = 0;
+	return ctl_check_node(out, strlen(out));
+}
+
+/* mkdir -p of the socket's directory, private to its user. */
+static void make_parent(const char *path)
+{
+	char dir[108];
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		mkdir(dir, 0700);
+		*p = '/';
+	}
+}
+
+static int listen_on(struct daemon *d)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(d->socket_path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, d->socket_path);
+	make_parent(d->socket_path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A socket file nobody answers on is a dead daemon's: replace it. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		return -EADDRINUSE;
+	}
+	unlink(d->socket_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	/* Anyone may connect; what they may do is checked per group. */
+	chmod(d->socket_path, 0777);
+	d->listen_fd = fd;
+	return 0;
+}
+
+static int setup(struct daemon *d, const struct pgd_opts *o)
+{
+	int err = node_name(o, d->node, sizeof(d->node));
+	if (err) {
+		pgd_log("invalid node name '%s' (1..63 of [A-Za-z0-9._@-])", d->node);
+		return err;
+	}
+	if (o->socket_path)
+		snprintf(d->socket_path, sizeof(d->socket_path), "%s", o->socket_path);
+	else if ((err = ctl_default_socket(d->socket_path, sizeof(d->socket_path))))
+		return err;
+	if ((err = loop_init(&d->loop)))
+		return err;
+	if ((err = listen_on(d))) {
+		pgd_log("cannot listen on %s: %s", d->socket_path, strerror(-err));
+		return err;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	d->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (d->signal_fd < 0 || d->tick_fd < 0)
+		return -errno;
+	struct itimerspec its = {.it_interval = {0, TICK_NS}, .it_value = {0, TICK_NS}};
+	timerfd_settime(d->tick_fd, 0, &its, NULL);
+	if ((err = watch_pidfd_new(&d->loop, on_exit_event, d, &d->watch)))
+		return err;
+	pgd_log("exit watcher: %s", d->watch->ops->name);
+	if ((err = loop_add(&d->loop, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d)) ||
+	    (err = loop_add(&d->loop, &d->signal_src, d->signal_fd, EPOLLIN, on_signal, d)) ||
+	    (err = loop_add(&d->loop, &d->tick_src, d->tick_fd, EPOLLIN, on_tick, d)))
+		return err;
+	return 0;
+}
+
+static void teardown(struct daemon *d)
+{
+	/* Groups first: members see the group down, not their own removal. */
+	registry_destroy_all(d);
+	while (d->sessions)
+		session_close(d, d->sessions, RING_REC_LEFT);
+	if (d->watch)
+		watch_destroy(d->watch);
+	if (d->listen_fd >= 0) {
+		close(d->listen_fd);
+		unlink(d->socket_path);
+	}
+	if (d->signal_fd >= 0)
+		close(d->signal_fd);
+	if (d->tick_fd >= 0)
+		close(d->tick_fd);
+	loop_fini(&d->loop);
+}
+
+int pgd_run(const struct pgd_opts *opts)
+{
+	struct daemon *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->listen_fd = d->signal_fd = d->tick_fd = d->loop.epfd = -1;
+	int err = setup(d, opts);
+	if (!err) {
+		pgd_log("node %s listening on %s", d->node, d->socket_path);
+		err = loop_run(&d->loop, &d->stop);
+	}
+	teardown(d);
+	free(d);
+	return err;
+}

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The node daemon's core: the state every daemon module shares. pgroupd's
+ * main() fills a struct pgd_opts and calls pgd_run().
+ */
+#ifndef PG_DAEMON_H
+#define PG_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "loop.h"
+#include "ring/ring.h"
+#include "watch.h"
+
+struct pgd_opts {
+	const char *node;        /* NULL: the host name */
+	const char *socket_path; /* NULL: the contract's default */
+	bool no_bpf;
+};
+
+/* Run until SIGTERM/SIGINT: 0 on a clean exit, or -errno. */
+int pgd_run(const struct pgd_opts *opts);
+
+struct session;
+struct group;
+
+/* A member: one session's membership of one group, holding one ring slot. */
+struct member {
+	struct group *group;
+	struct session *session;
+	uint32_t slot;
+	uint32_t state_word;
+	uint64_t start; /* position of its JOINED record: where it reads from */
+	struct member *next_in_group;
+	struct member *next_in_session;
+};
+
+/* A writer slot a session holds in a group's ring. */
+struct writer_ref {
+	struct group *group;
+	uint32_t slot;
+	struct writer_ref *next_in_session;
+};
+
+/* A process with one or more sessions, watched for its exit. */
+struct proc {
+	pid_t pid;
+	int pidfd;
+	unsigned sessions;
+	struct proc *next;
+};
+
+/* One client connection (a pg_ctx). */
+struct session {
+	struct loop_src src;
+	struct daemon *daemon;
+	int fd;
+	uint64_t serial; /* accept order: "the first handle a process opened" */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	struct proc *proc;
+	struct member *members;
+	struct writer_ref *writers;
+	struct session *next;
+};
+
+struct pending_event {
+	uint16_t kind;
+	int32_t pid;
+	struct pending_event *next;
+};
+
+struct group {
+	char name[256];
+	struct ring ring;
+	int data_fd;    /* read-write: the daemon's, and senders' */
+	int data_ro_fd; /* read-only reopening: receive-only members */
+	int cursor_fd;
+	uid_t uid;
+	gid_t gid;
+	uint32_t mode;
+	unsigned n_members;
+	struct member *members;
+	struct pending_event *pending; /* events waiting for room, in order */
+	struct pending_event **pending_tail;
+	struct group *next;
+};
+
+struct daemon {
+	char node[64];
+	char socket_path[108];
+	struct loop loop;
+	struct loop_src listen_src;
+	struct loop_src signal_src;
+	struct loop_src tick_src;
+	int listen_fd;
+	int signal_fd;
+	int tick_fd;
+	bool stop;
+	uint64_t next_serial;
+	struct session *sessions;
+	struct proc *procs;
+	struct group *groups;
+	struct watch *watch;
+};
+
+/* registry.c: groups, members, events written into rings. */
+struct group *registry_find(struct daemon *d, const char *name);
+int registry_create(struct daemon *d, struct session *s, const char *name, uint64_t ring_bytes,
+		    uint64_t max_msg, uint32_t stall_ms, uint32_t mode, struct group **out);
+int registry_delete(struct daemon *d, struct session *s, struct group *g);
+int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out);
+/* Remove a membership; `kind` is the event written (RING_REC_LEFT/EXITED). */
+void registry_remove(struct daemon *d, struct member *m, uint16_t kind);
+int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32_t *slot);
+void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind);
+/* Retry pending events and collect members that senders evicted. */
+void registry_tick(struct daemon *d);
+void registry_destroy_all(struct daemon *d);
+
+/* session.c: client connections. */
+void session_accept(struct daemon *d);
+void session_close(struct daemon *d, struct session *s, uint16_t kind);
+/* A watched process exited: every session it had goes, with PG_EXITED. */
+void session_proc_exited(struct daemon *d, pid_t pid);
+/* Tell a session it was made a member by someone else. */
+int session_notify_joined(struct daemon *d, struct session *s, struct member *m);
+
+#endif /* PG_DAEMON_H */

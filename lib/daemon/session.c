@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Client sessions: one per control connection (pg_ctx). The peer's identity
+ * comes from the kernel (SO_PEERCRED + a pidfd), never from the client.
+ * Requests are parsed with bounds checks; anything malformed gets an error
+ * reply and changes nothing.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "proto/ctl.h"
+#include "ring/wait.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers lack it */
+#endif
+
+/* One request/reply buffer: the loop is single-threaded. */
+static struct ctl_out out_msg;
+static uint8_t in_buf[CTL_MAX_BYTES];
+
+static int peer_pidfd(int fd, pid_t pid)
+{
+	int pidfd;
+	socklen_t len = sizeof(pidfd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0)
+		return pidfd;
+	/* Older kernel: open by pid, then check the peer is still connected,
+	 * so the pid cannot have been reused under us since accept. */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP))) {
+		close(pidfd);
+		return -ESRCH;
+	}
+	return pidfd;
+}
+
+static struct proc *proc_get(struct daemon *d, pid_t pid, int pidfd)
+{
+	for (struct proc *p = d->procs; p; p = p->next)
+		if (p->pid == pid) {
+			close(pidfd);
+			p->sessions++;
+			return p;
+		}
+	struct proc *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->pid = pid;
+	p->pidfd = pidfd;
+	p->sessions = 1;
+	int err = watch_add(d->watch, pid, pidfd);
+	if (err)
+		pgd_log("cannot watch pid %d: %s", (int)pid, strerror(-err));
+	p->next = d->procs;
+	d->procs = p;
+	return p;
+}
+
+static void proc_put(struct daemon *d, struct proc *p)
+{
+	if (--p->sessions)
+		return;
+	for (struct proc **pp = &d->procs; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	watch_remove(d->watch, p->pid);
+	close(p->pidfd);
+	free(p);
+}
+
+static void on_session(struct loop *l, struct loop_src *src, uint32_t events);
+
+void session_accept(struct daemon *d)
+{
+	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+		close(fd);
+		return;
+	}
+	int pidfd = peer_pidfd(fd, cr.pid);
+	if (pidfd < 0) {
+		close(fd);
+		return;
+	}
+	int sndbuf = 2 * CTL_MAX_BYTES;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(pidfd);
+		close(fd);
+		return;
+	}
+	s->daemon = d;
+	s->fd = fd;
+	s->pid = cr.pid;
+	s->uid = cr.uid;
+	s->gid = cr.gid;
+	s->serial = ++d->next_serial;
+	s->proc = proc_get(d, cr.pid, pidfd);
+	if (!s->proc || loop_add(&d->loop, &s->src, fd, EPOLLIN, on_session, s) < 0) {
+		if (s->proc)
+			proc_put(d, s->proc);
+		else
+			close(pidfd);
+		close(fd);
+		free(s);
+		return;
+	}
+	/* Append: session order is accept order. */
+	struct session **p = &d->sessions;
+	while (*p)
+		p = &(*p)->next;
+	*p = s;
+}
+
+void session_close(struct daemon *d, struct session *s, uint16_t kind)
+{
+	registry_drop_session(d, s, kind);
+	loop_del(&d->loop, &s->src);
+	close(s->fd);
+	for (struct session **p = &d->sessions; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	proc_put(d, s->proc);
+	free(s);
+}
+
+void session_proc_exited(struct daemon *d, pid_t pid)
+{
+	for (struct session *s = d->sessions, *next; s; s = next) {
+		next = s->next;
+		if (s->pid == pid)
+			session_close(d, s, RING_REC_EXITED);
+	}
+}
+
+/* The first handle `pid` opened on this node, or NULL. */
+static struct session *first_session_of(struct daemon *d, pid_t pid)
+{
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->pid == pid)
+			return s;
+	return NULL;
+}
+
+static struct member *membership(struct group *g, struct session *s)
+{
+	for (struct member *m = s->members; m; m = m->next_in_session)
+		if (m->group == g)
+			return m;
+	return NULL;
+}
+
+static int reply(struct session *s, const struct ctl_in *req, int status, const int *fds,
+		 unsigned nfds)
+{
+	if (status == 0 && ctl_end(&out_msg) < 0)
+		status = -EMSGSIZE;
+	if (status) {
+		ctl_begin(&out_msg, (uint8_t)(req->hdr.type | CTL_REPLY), req->hdr.id, status);
+		ctl_end(&out_msg);
+		nfds = 0;
+	}
+	return ctl_send(s->fd, &out_msg, fds, nfds);
+}
+
+static void begin_reply(const struct ctl_in *req)
+{
+	ctl_begin(&out_msg, (uint8_t)(req->hdr.type | CTL_REPLY), req->hdr.id, 0);
+}
+
+static int get_group(struct daemon *d, const struct ctl_in *req, struct group **g)
+{
+	char name[256];
+	int err = ctl_get_str(req, CTL_T_NAME, name, sizeof(name));
+	if (err)
+		return -EINVAL;
+	if (ctl_check_group(name, strlen(name)))
+		return -EINVAL;
+	*g = registry_find(d, name);
+	return *g ? 0 : -ENOENT;
+}
+
+static void put_members(struct daemon *d, struct group *g)
+{
+	for (struct member *m = g->members; m; m = m->next_in_group)
+		if (!ctl_put_member(&out_msg, m->session->pid, d->node))
+			break;
+}
+
+static int do_create(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	char name[256], node[64];
+	if (ctl_get_str(req, CTL_T_NAME, name, sizeof(name)) ||
+	    ctl_check_group(name, strlen(name)))
+		return -EINVAL;
+	int err = ctl_get_str(req, CTL_T_NODE, node, sizeof(node));
+	if (err == 0 && strcmp(node, d->node) != 0)
+		return ctl_check_node(node, strlen(node)) ? -EINVAL : -EHOSTUNREACH;
+	if (err && err != -ENOENT)
+		return -EINVAL;
+	uint64_t ring = 0, max_msg = 0;
+	uint32_t stall = 0, mode = 0;
+	if ((ctl_get_u64(req, CTL_T_RING, &ring) == -EPROTO) ||
+	    (ctl_get_u64(req, CTL_T_MAXMSG, &max_msg) == -EPROTO) ||
+	    (ctl_get_u32(req, CTL_T_STALL, &stall) == -EPROTO) ||
+	    (ctl_get_u32(req, CTL_T_MODE, &mode) == -EPROTO))
+		return -EINVAL;
+	struct group *g;
+	err = registry_create(d, s, name, ring, max_msg, stall, mode, &g);
+	if (!err)
+		pgd_log("group %s created by pid %d (ring %llu bytes, max message %u)", name,
+			(int)s->pid, (unsigned long long)g->ring.capacity, g->ring.max_msg);
+	return err;
+}
+
+static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	struct group *g;
+	uint32_t flags = 0, slot = 0;
+	int err = get_group(d, req, &g);
+	if (err)
+		return err;
+	if (ctl_get_u32(req, CTL_T_FLAGS, &flags) == -EPROTO)
+		return -EINVAL;
+	bool write = flags & CTL_F_WRITE;
+	if (write && (err = registry_writer(d, g, s, &slot)))
+		return err;
+	begin_reply(req);
+	ctl_put_u32(&out_msg, CTL_T_WRITER, slot);
+	int fds[2] = {write ? g->data_fd : g->data_ro_fd, g->cursor_fd};
+	return reply(s, req, 0, fds, 2);
+}
+
+static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	struct group *g;
+	uint32_t pid = 0;
+	int err = get_group(d, req, &g);
+	if (err)
+		return err;
+	if (ctl_get_u32(req, CTL_T_PID, &pid))
+		return -EINVAL;
+	struct session *target = pid == 0 ? s : first_session_of(d, (pid_t)pid);
+	if (!target)
+		return -ESRCH;
+	if (s->uid != 0 && s->uid != target->uid)
+		return -EPERM;
+	if (membership(g, target))
+		return -EALREADY;
+	begin_reply(req);
+	put_members(d, g); /* the members before this join */
+	struct member *m;
+	err = registry_join(d, g, target, &m);
+	if (err)
+		return err;
+	if (target != s) {
+		err = session_notify_joined(d, target, m);
+		if (err) {
+			registry_remove(d, m, RING_REC_LEFT);
+			return err;
+		}
+		return reply(s, req, 0, NULL, 0);
+	}
+	ctl_put_u32(&out_msg, CTL_T_SLOT, m->slot);
+	ctl_put_u32(&out_msg, CTL_T_STATEWORD, m->state_word);
+	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
+	int fds[2] = {g->data_ro_fd, g->cursor_fd};
+	err = reply(s, req, 0, fds, 2);
+	if (err)
+		registry_remove(d, m, RING_REC_LEFT);
+	return err;
+}
+
+int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
+{
+	static struct ctl_out note;
+	struct group *g = m->group;
+	ctl_begin(&note, CTL_ASYNC_JOINED, 0, 0);
+	ctl_put_str(&note, CTL_T_NAME, g->name);
+	ctl_put_u32(&note, CTL_T_SLOT, m->slot);
+	ctl_put_u32(&note, CTL_T_STATEWORD, m->state_word);
+	ctl_put_u64(&note, CTL_T_CURSOR, m->start);
+	ctl_end(&note);
+	int fds[2] = {g->data_ro_fd, g->cursor_fd};
+	int err = ctl_send(s->fd, &note, fds, 2);
+	if (err)
+		return err;
+	/* The target may be asleep in pg_recv on its other groups: wake them
+	 * so it reads its socket. */
+	for (struct member *o = s->members; o; o = o->next_in_session) {
+		atomic_fetch_add(&o->group->ring.chdr->wake_seq, 1);
+		ring_futex_wake(&o->group->ring.chdr->wake_seq);
+	}
+	return 0;
+}
+
+static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	struct group *g;
+	uint32_t pid = 0;
+	int err = get_group(d, req, &g);
+	if (err)
+		return err;
+	if (ctl_get_u32(req, CTL_T_PID, &pid))
+		return -EINVAL;
+	struct member *m = NULL;
+	if (pid == 0) {
+		m = membership(g, s);
+	} else {
+		for (struct member *x = g->members; x && !m; x = x->next_in_group)
+			if (x->session->pid == (pid_t)pid)
+				m = x;
+		if (m && s->uid != 0 && s->uid != m->session->uid)
+			return -EPERM;
+	}
+	if (!m)
+		return -ESRCH;
+	registry_remove(d, m, RING_REC_LEFT);
+	begin_reply(req);
+	return reply(s, req, 0, NULL, 0);
+}
+
+static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	begin_reply(req);
+	if ((req->hdr.type) == CTL_MEMBERS || req->hdr.type == CTL_MONITOR) {
+		struct group *g;
+		int err = get_group(d, req, &g);
+		if (err)
+			return err;
+		if (req->hdr.type == CTL_MEMBERS)
+			put_members(d, g);
+		return reply(s, req, 0, NULL, 0);
+	}
+	for (struct group *g = d->groups; g; g = g->next) {
+		struct {
+			struct ctl_group_info info;
+			char name[256];
+		} v;
+		memset(&v, 0, sizeof(v));
+		uint64_t tail = atomic_load(&g->ring.hdr->tail);
+		v.info.ring_bytes = g->ring.capacity;
+		v.info.lag = tail - ring_min_cursor(&g->ring, NULL);
+		v.info.fill = v.info.lag > g->ring.capacity ? g->ring.capacity : v.info.lag;
+		v.info.members = g->n_members;
+		v.info.mode = g->mode;
+		snprintf(v.info.master, sizeof(v.info.master), "%s", d->node);
+		size_t n = strlen(g->name);
+		memcpy(v.name, g->name, n);
+		if (!ctl_put(&out_msg, CTL_T_GROUP, &v, sizeof(v.info) + n)) {
+			out_msg.overflow = false;
+			ctl_put(&out_msg, CTL_T_TRUNCATED, NULL, 0);
+			break;
+		}
+	}
+	return reply(s, req, 0, NULL, 0);
+}
+
+static void do_evict(struct daemon *d, const struct ctl_in *req)
+{
+	struct group *g;
+	uint32_t slot, word;
+	if (get_group(d, req, &g) || ctl_get_u32(req, CTL_T_SLOT, &slot) ||
+	    ctl_get_u32(req, CTL_T_STATEWORD, &word))
+		return;
+	/* Trust the slot's state, not the message: registry_tick checks it. */
+	registry_tick(d);
+}
+
+/* Handle one request; false when the session is gone. */
+static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	int err;
+	switch (req->hdr.type) {
+	case CTL_HELLO:
+		begin_reply(req);
+		ctl_put_str(&out_msg, CTL_T_NODE, d->node);
+		err = reply(s, req, 0, NULL, 0);
+		break;
+	case CTL_CREATE:
+		err = do_create(d, s, req);
+		if (!err) {
+			begin_reply(req);
+			err = reply(s, req, 0, NULL, 0);
+		}
+		break;
+	case CTL_DELETE: {
+		struct group *g;
+		char name[256];
+		err = get_group(d, req, &g);
+		if (!err) {
+			snprintf(name, sizeof(name), "%s", g->name);
+			err = registry_delete(d, s, g);
+		}
+		if (!err) {
+			pgd_log("group %s deleted by pid %d", name, (int)s->pid);
+			begin_reply(req);
+			err = reply(s, req, 0, NULL, 0);
+		}
+		break;
+	}
+	case CTL_OPEN:
+		err = do_open(d, s, req);
+		break;
+	case CTL_JOIN:
+		err = do_join(d, s, req);
+		break;
+	case CTL_LEAVE:
+		err = do_leave(d, s, req);
+		break;
+	case CTL_MEMBERS:
+	case CTL_MONITOR:
+	case CTL_GROUPS:
+		err = do_list(d, s, req);
+		break;
+	case CTL_EVICT:
+		do_evict(d, req);
+		return true;
+	case CTL_BYE:
+		session_close(d, s, RING_REC_LEFT);
+		return false;
+	default:
+		err = -EOPNOTSUPP;
+	}
+	/* An error from a handler becomes the reply; an error sending the
+	 * reply means the client is gone or not reading: drop it. */
+	if (err == -EAGAIN || err == -EPIPE || err == -ECONNRESET || err == -ENOTCONN ||
+	    err == -EIO) {
+		session_close(d, s, RING_REC_LEFT);
+		return false;
+	}
+	if (err)
+		reply(s, req, err, NULL, 0);
+	return true;
+}
+
+/* Why a connection ended without BYE: the process died, or just closed it. */
+static uint16_t end_kind(struct session *s)
+{
+	/* The socket closes in do_exit a moment before the pidfd signals:
+	 * give the exit a short while to show. */
+	struct pollfd p = {.fd = s->proc->pidfd, .events = POLLIN};
+	return poll(&p, 1, 50) > 0 ? RING_REC_EXITED : RING_REC_LEFT;
+}
+
+static void on_session(struct loop *l, struct loop_src *src, uint32_t events)
+{
+	struct session *s = src->arg;
+	struct daemon *d = s->daemon;
+	int fds[CTL_MAX_FDS];
+	unsigned nfds = 0; /* clients send no fds: any they do are closed */
+	ssize_t n = ctl_recv(s->fd, in_buf, sizeof(in_buf), fds, &nfds, MSG_DONTWAIT);
+	if (n == -EAGAIN)
+		return;
+	if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
+		session_close(d, s, end_kind(s));
+		return;
+	}
+	struct ctl_in req;
+	if (n == -EMSGSIZE || ctl_parse(&req, in_buf, (size_t)n) < 0 ||
+	    (req.hdr.type & CTL_REPLY) || req.hdr.type >= CTL_ASYNC_JOINED) {
+		/* Garbage: say so and carry on; echo the id when readable. */
+		struct ctl_in bad = {.hdr = {.type = 0}};
+		if (n >= (ssize_t)sizeof(struct ctl_hdr))
+			memcpy(&bad.hdr, in_buf, sizeof(bad.hdr));
+		bad.hdr.type &= (uint8_t)~CTL_REPLY;
+		if (bad.hdr.type == 0 || bad.hdr.type >= CTL_ASYNC_JOINED)
+			bad.hdr.type = CTL_HELLO;
+		if (reply(s, &bad, -EPROTO, NULL, 0) < 0)
+			session_close(d, s, RING_REC_LEFT);
+		return;
+	}
+	handle(d, s, &req);
+}

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control protocol between a client (libpgroup) and its node daemon, on a
+ * UNIX SOCK_SEQPACKET socket: one datagram per message, a fixed header, then
+ * tag-length-value fields. Every field is bounds-checked on decode; a message
+ * that does not parse is rejected whole. See docs/protocol.md.
+ */
+#ifndef PG_PROTO_CTL_H
+#define PG_PROTO_CTL_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CTL_MAGIC 0x7067u /* "pg" */
+#define CTL_VERSION 1u
+#define CTL_MAX_BYTES (128u * 1024u) /* largest datagram either side sends */
+#define CTL_MAX_FDS 2u
+
+enum ctl_type {
+	CTL_HELLO = 1,   /* -> node name */
+	CTL_CREATE = 2,  /* NAME [NODE RING MAXMSG STALL MODE] */
+	CTL_DELETE = 3,  /* NAME */
+	CTL_OPEN = 4,    /* NAME FLAGS(write) -> fds, WRITER */
+	CTL_JOIN = 5,    /* NAME PID -> MEMBER..., (self: SLOT STATEWORD CURSOR + fds) */
+	CTL_LEAVE = 6,   /* NAME PID */
+	CTL_MEMBERS = 7, /* NAME -> MEMBER... */
+	CTL_MONITOR = 8, /* NAME */
+	CTL_GROUPS = 9,  /* -> GROUP... */
+	CTL_EVICT = 10,  /* NAME SLOT STATEWORD: a sender evicted a member; no reply */
+	CTL_BYE = 11,    /* pg_close: leave everything (PG_LEFT); no reply */
+	/* Daemon -> client, unasked: another process joined this ctx to a
+	 * group (NAME SLOT STATEWORD CURSOR + fds). */
+	CTL_ASYNC_JOINED = 64,
+	CTL_TYPE_MAX = 64,
+};
+#define CTL_REPLY 0x80u /* or-ed into the type of a reply */
+
+enum ctl_tag {
+	CTL_T_NAME = 1,  /* group name, 1..255 bytes, no NUL or '/' */
+	CTL_T_NODE = 2,  /* node name, 1..63 bytes of [A-Za-z0-9._@-] */
+	CTL_T_RING = 3,  /* u64 */
+	CTL_T_MAXMSG = 4, /* u64 */
+	CTL_T_STALL = 5, /* u32 */
+	CTL_T_MODE = 6,  /* u32 */
+	CTL_T_PID = 7,   /* i32 */
+	CTL_T_FLAGS = 8, /* u32 */
+	CTL_T_SLOT = 9,  /* u32 */
+	CTL_T_STATEWORD = 10, /* u32 */
+	CTL_T_CURSOR = 11, /* u64 */
+	CTL_T_WRITER = 12, /* u32 */
+	CTL_T_MEMBER = 13, /* i32 pid + node name */
+	CTL_T_GROUP = 14,  /* struct ctl_group_info + group name */
+	CTL_T_TRUNCATED = 15, /* empty: the list did not fit */
+	CTL_T_MAX = 15,
+};
+
+#define CTL_F_WRITE 0x1u
+
+struct ctl_hdr {
+	uint16_t magic;
+	uint8_t version;
+	uint8_t type;
+	uint32_t len; /* whole message, header included */
+	uint32_t id;  /* echoed in the reply */
+	int32_t status; /* replies: 0 or -errno */
+};
+static_assert(sizeof(struct ctl_hdr) == 16, "ctl_hdr is on the wire");
+
+struct ctl_tlv {
+	uint16_t tag;
+	uint16_t len; /* value bytes; the next field starts 4-aligned */
+};
+static_assert(sizeof(struct ctl_tlv) == 4, "ctl_tlv is on the wire");
+
+/* One line of a groups listing. */
+struct ctl_group_info {
+	uint64_t ring_bytes;
+	uint64_t fill;   /* bytes the slowest member has not read */
+	uint64_t lag;    /* bytes between the slowest member and the tail */
+	uint32_t members;
+	uint32_t mode;
+	char master[64];
+};
+static_assert(sizeof(struct ctl_group_info) == 96, "ctl_group_info is on the wire");
+
+/* A message under construction. */
+struct ctl_out {
+	uint8_t buf[CTL_MAX_BYTES];
+	size_t len;
+	bool overflow;
+};
+
+void ctl_begin(struct ctl_out *o, uint8_t type, uint32_t id, int32_t status);
+bool ctl_put(struct ctl_out *o, uint16_t tag, const void *val, size_t len);
+bool ctl_put_u32(struct ctl_out *o, uint16_t tag, uint32_t v);
+bool ctl_put_u64(struct ctl_out *o, uint16_t tag, uint64_t v);
+bool ctl_put_str(struct ctl_out *o, uint16_t tag, const char *s);
+/* A member: pid then node name, in one field. */
+bool ctl_put_member(struct ctl_out *o, int32_t pid, const char *node);
+/* Done: 0, or -EMSGSIZE when a field did not fit. */
+int ctl_end(struct ctl_out *o);
+
+/* A received message, checked by ctl_parse. Points into the caller's buffer. */
+struct ctl_in {
+	struct ctl_hdr hdr;
+	const uint8_t *body;
+	size_t body_len;
+};
+
+/* Check header and every field's bounds: 0 or -EPROTO. */
+int ctl_parse(struct ctl_in *m, const void *buf, size_t len);
+/* Find the first field with `tag`: its value and length, or -ENOENT. */
+int ctl_get(const struct ctl_in *m, uint16_t tag, const void **val, size_t *len);
+int ctl_get_u32(const struct ctl_in *m, uint16_t tag, uint32_t *v);
+int ctl_get_u64(const struct ctl_in *m, uint16_t tag, uint64_t *v);
+/* Copy a string field into out[cap] NUL-terminated; -EPROTO if too long. */
+int ctl_get_str(const struct ctl_in *m, uint16_t tag, char *out, size_t cap);
+/* Walk fields with `tag`: *cursor starts at 0; 1 while one is found. */
+int ctl_next(const struct ctl_in *m, uint16_t tag, size_t *cursor, const void **val,
+	     size_t *len);
+/* Decode a CTL_T_MEMBER value. */
+int ctl_member(const void *val, size_t len, int32_t *pid, char *node, size_t node_cap);
+
+/* Name rules of the contract: 0 or -EINVAL. */
+int ctl_check_group(const char *name, size_t len);
+int ctl_check_node(const char *name, size_t len);
+
+/* Send a message with up to CTL_MAX_FDS fds; receive one with its fds.
+ * Received fds are close-on-exec; extra or unexpected fds are closed. */
+int ctl_send(int sock, const struct ctl_out *o, const int *fds, unsigned nfds);
+ssize_t ctl_recv(int sock, void *buf, size_t cap, int *fds, unsigned *nfds, int flags);
+
+#endif /* PG_PROTO_CTL_H */

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+#include "path.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static bool someone_listens(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+static int put(char *out, size_t cap, const char *fmt, const char *a, unsigned u)
+{
+	int n = a ? snprintf(out, cap, fmt, a) : snprintf(out, cap, fmt, u);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int ctl_default_socket(char *out, size_t cap)
+{
+	const char *env = getenv("PGROUP_SOCKET");
+	if (env && *env)
+		return put(out, cap, "%s", env, 0);
+	if (someone_listens(CTL_SYSTEM_SOCKET))
+		return put(out, cap, "%s", CTL_SYSTEM_SOCKET, 0);
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	if (xdg && *xdg)
+		return put(out, cap, "%s/pgroup/pgroupd.sock", xdg, 0);
+	return put(out, cap, "/tmp/pgroup-%u/pgroupd.sock", NULL, (unsigned)getuid());
+}

@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Claim, commit, read, validate. The order of a group is the order of
+ * positions in its ring; a position is claimed with one compare-and-swap on
+ * the tail, so concurrent senders in many processes get one total order
+ * without talking to the daemon.
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "wait.h"
+
+int ring_check_sizes(uint64_t capacity, uint64_t max_msg)
+{
+	if (capacity < RING_MIN_BYTES || capacity > RING_MAX_BYTES)
+		return -EINVAL;
+	if (capacity & (capacity - 1))
+		return -EINVAL;
+	/* A claim is at most one record plus the pad before it, so one record
+	 * must fit twice in what senders may fill. */
+	if (max_msg == 0 || max_msg > UINT32_MAX ||
+	    2 * ring_rec_bytes(max_msg) > capacity - RING_EVENT_RESERVE)
+		return -EINVAL;
+	return 0;
+}
+
+static int make_memfd(const char *name, size_t bytes)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	/* A memfd's inode is 0777: make it unopenable for writing through
+	 * /proc/PID/fd, so a read-only fd stays read-only. */
+	if (fchmod(fd, 0400) < 0 || ftruncate(fd, (off_t)bytes) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
+		int *data_fd, int *cursor_fd)
+{
+	char label[64];
+	int err = ring_check_sizes(capacity, max_msg);
+	if (err)
+		return err;
+	snprintf(label, sizeof(label), "pgroup:%.40s", name);
+	int dfd = make_memfd(label, RING_DATA_OFF + capacity);
+	if (dfd < 0)
+		return dfd;
+	int cfd = make_memfd(label, RING_CURSOR_BYTES);
+	if (cfd < 0) {
+		close(dfd);
+		return cfd;
+	}
+	struct ring_data_hdr *h =
+		mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+	struct ring_cursor_hdr *ch =
+		mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	if (h == MAP_FAILED || ch == MAP_FAILED) {
+		err = -errno;
+		if (h != MAP_FAILED)
+			munmap(h, RING_PAGE);
+		if (ch != MAP_FAILED)
+			munmap(ch, RING_PAGE);
+		close(dfd);
+		close(cfd);
+		return err;
+	}
+	h->magic = RING_DATA_MAGIC;
+	h->version = RING_VERSION;
+	h->hdr_bytes = RING_DATA_OFF;
+	h->max_msg = max_msg;
+	h->capacity = capacity;
+	h->writer_slots = RING_WRITER_SLOTS;
+	h->stall_ms = stall_ms;
+	atomic_init(&h->tail, 0);
+	atomic_init(&h->cached_min, 0);
+	atomic_init(&h->state, RING_STATE_OPEN);
+	ch->magic = RING_CURSOR_MAGIC;
+	ch->version = RING_VERSION;
+	ch->member_slots = RING_MEMBER_SLOTS;
+	/* Nobody else maps these yet: the fds go out after this returns. */
+	munmap(h, RING_PAGE);
+	munmap(ch, RING_PAGE);
+	*data_fd = dfd;
+	*cursor_fd = cfd;
+	return 0;
+}
+
+static int fd_bytes(int fd, size_t want)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	return (size_t)st.st_size == want ? 0 : -EBADMSG;
+}
+
+int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
+{
+	memset(r, 0, sizeof(*r));
+	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
+	if (h == MAP_FAILED)
+		return -errno;
+	/* Copy the sizes once; a writer may scribble on the header later. */
+	uint64_t cap = h->capacity;
+	uint32_t max_msg = h->max_msg, stall_ms = h->stall_ms;
+	bool ok = h->magic == RING_DATA_MAGIC && h->version == RING_VERSION &&
+		  h->hdr_bytes == RING_DATA_OFF && h->writer_slots == RING_WRITER_SLOTS;
+	munmap(h, RING_PAGE);
+	if (!ok || ring_check_sizes(cap, max_msg))
+		return -EBADMSG;
+	int err = fd_bytes(data_fd, RING_DATA_OFF + cap);
+	if (!err)
+		err = fd_bytes(cursor_fd, RING_CURSOR_BYTES);
+	if (err)
+		return err;
+
+	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	void *d = mmap(NULL, RING_DATA_OFF + cap, prot, MAP_SHARED, data_fd, 0);
+	if (d == MAP_FAILED)
+		return -errno;
+	void *c = mmap(NULL, RING_CURSOR_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, cursor_fd, 0);
+	if (c == MAP_FAILED) {
+		err = -errno;
+		munmap(d, RING_DATA_OFF + cap);
+		return err;
+	}
+	r->chdr = c;
+	if (r->chdr->magic != RING_CURSOR_MAGIC || r->chdr->version != RING_VERSION ||
+	    r->chdr->member_slots != RING_MEMBER_SLOTS) {
+		munmap(d, RING_DATA_OFF + cap);
+		munmap(c, RING_CURSOR_BYTES);
+		return -EBADMSG;
+	}
+	r->hdr = d;
+	r->writers = (struct ring_writer *)((uint8_t *)d + RING_WRITERS_OFF);
+	r->data = (uint8_t *)d + RING_DATA_OFF;
+	r->members = (struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
+	r->capacity = cap;
+	r->mask = cap - 1;
+	r->max_msg = max_msg;
+	r->stall_ms = stall_ms;
+	r->data_map_bytes = RING_DATA_OFF + cap;
+	r->writable = writable;
+	return 0;
+}
+
+void ring_unmap(struct ring *r)
+{
+	if (r->hdr)
+		munmap(r->hdr, r->data_map_bytes);
+	if (r->chdr)
+		munmap(r->chdr, RING_CURSOR_BYTES);
+	memset(r, 0, sizeof(*r));
+}
+
+static uint32_t slot_limit(struct ring *r)
+{
+	/* slot_hi is written by the daemon, but the cursor page is writable by
+	 * every member: clamp it. Acquire pairs with the release in
+	 * ring_member_add so a slot below it is seen initialised. */
+	uint32_t hi = atomic_load_explicit(&r->chdr->slot_hi, memory_order_acquire);
+	return hi > RING_MEMBER_SLOTS ? RING_MEMBER_SLOTS : hi;
+}
+
+uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
+{
+	/* Tail first, then the slots, all sequentially consistent: a member
+	 * added after this tail load starts at a cursor >= it, and one added
+	 * before is seen by the slot loads (see docs/design.md, "joining"). */
+	uint64_t min = atomic_load(&r->hdr->tail);
+	uint32_t hi = slot_limit(r), who = UINT32_MAX;
+	for (uint32_t i = 0; i < hi; i++) {
+		struct ring_member *m = &r->members[i];
+		if (RING_STATE_OF(atomic_load(&m->state)) != RING_MEMBER_ACTIVE)
+			continue;
+		uint64_t c = atomic_load(&m->cursor);
+		if (c < min) {
+			min = c;
+			who = i;
+		}
+	}
+	if (slowest)
+		*slowest = who;
+	/* Raise the cached bound; a lower value already there stays valid. */
+	uint64_t old = atomic_load_explicit(&r->hdr->cached_min, memory_order_relaxed);
+	while (old < min && !atomic_compare_exchange_weak_explicit(
+				    &r->hdr->cached_min, &old, min, memory_order_relaxed,
+				    memory_order_relaxed))
+		;
+	return min;
+}
+
+static struct ring_rec *rec_at(struct ring *r, uint64_t pos)
+{
+	return (struct ring_rec *)(r->data + (pos & r->mask));
+}
+
+int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
+	       struct ring_claim *c, uint32_t *blocker)
+{
+	if (len > r->max_msg)
+		return -EMSGSIZE;
+	if (!r->writable || writer >= RING_WRITER_SLOTS)
+		return -EBADF;
+	uint64_t rec = ring_rec_bytes(len);
+	uint64_t limit = r->capacity - reserve;
+	struct ring_writer *w = &r->writers[writer];
+	uint64_t t = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed), need;
+	for (;;) {
+		uint64_t left = r->capacity - (t & r->mask);
+		need = rec <= left ? rec : left + rec;
+		/* Capacity is checked before the CAS that claims: the bound
+		 * used is a lower bound of every live cursor, now and later. */
+		uint64_t min = atomic_load_explicit(&r->hdr->cached_min, memory_order_relaxed);
+		if (t + need > min + limit) {
+			min = ring_min_cursor(r, blocker);
+			if (t + need > min + limit) {
+				if (atomic_load_explicit(&r->hdr->tail, memory_order_relaxed) != t) {
+					t = atomic_load_explicit(&r->hdr->tail,
+								 memory_order_relaxed);
+					continue;
+				}
+				return -EAGAIN;
+			}
+		}
+		/* Say what we are about to claim before claiming it, so a
+		 * death right after the CAS leaves a hole of known owner. The
+		 * seq_cst CAS below orders these stores before the claim. */
+		atomic_store_explicit(&w->claim_len, need, memory_order_relaxed);
+		atomic_store_explicit(&w->claim_pos, t, memory_order_relaxed);
+		if (atomic_compare_exchange_weak(&r->hdr->tail, &t, t + need))
+			break;
+	}
+	c->pos = t;
+	c->len_total = need;
+	c->rec_pos = t + need - rec;
+	c->rec = rec_at(r, c->rec_pos);
+	c->payload = (uint8_t *)c->rec + sizeof(struct ring_rec);
+	c->len = len;
+	c->writer = writer;
+	if (need > rec) {
+		/* Fill to the end of the area; the record starts at offset 0. */
+		struct ring_rec *pad = rec_at(r, t);
+		pad->len = (uint32_t)(need - rec - sizeof(struct ring_rec));
+		pad->kind = RING_REC_PAD;
+		pad->flags = 0;
+		pad->seq = 0;
+		pad->from_pid = 0;
+		pad->from_node = 0;
+		/* Release: pairs with the acquire load of commit in ring_read. */
+		atomic_store_explicit(&pad->commit, ~t, memory_order_release);
+	}
+	return 0;
+}
+
+static void claim_done(struct ring *r, const struct ring_claim *c)
+{
+	atomic_store_explicit(&r->writers[c->writer].claim_pos, RING_NO_CLAIM,
+			      memory_order_release);
+}
+
+void ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
+		 int32_t from_pid, uint32_t from_node)
+{
+	struct ring_rec *h = c->rec;
+	h->len = c->len;
+	h->kind = kind;
+	h->flags = flags;
+	h->seq = c->rec_pos / RING_ALIGN + 1;
+	h->from_pid = from_pid;
+	h->from_node = from_node;
+	/* Release: the header and payload above become visible to a reader
+	 * whose acquire load of commit (ring_read) sees ~rec_pos. */
+	atomic_store_explicit(&h->commit, ~c->rec_pos, memory_order_release);
+	claim_done(r, c);
+}
+
+void ring_abort(struct ring *r, const struct ring_claim *c)
+{
+	struct ring_rec *h = c->rec;
+	h->len = c->len;
+	h->kind = RING_REC_PAD;
+	h->flags = 0;
+	h->seq = 0;
+	h->from_pid = 0;
+	h->from_node = 0;
+	/* Release: pairs with ring_read's acquire, as in ring_commit. */
+	atomic_store_explicit(&h->commit, ~c->rec_pos, memory_order_release);
+	claim_done(r, c);
+}
+
+void ring_wake(struct ring *r)
+{
+	/* Store-load fence: our commit store must be visible before we read
+	 * `sleepers`; pairs with the seq_cst increment in ring_sleep_begin
+	 * followed by the receiver's re-check of its rings. One side always
+	 * sees the other, so no wake is lost. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&r->chdr->sleepers, memory_order_relaxed) == 0)
+		return;
+	atomic_fetch_add_explicit(&r->chdr->wake_seq, 1, memory_order_seq_cst);
+	ring_futex_wake(&r->chdr->wake_seq);
+}
+
+static bool kind_valid(uint16_t kind)
+{
+	return kind >= RING_REC_PAD && kind <= RING_REC_DOWN;
+}
+
+int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
+{
+	struct ring_member *me = &r->members[rd->slot];
+	for (;;) {
+		if (atomic_load_explicit(&me->state, memory_order_relaxed) != rd->state_word)
+			return -ECONNRESET;
+		uint64_t pos = rd->pos, off = pos & r->mask;
+		struct ring_rec *h = rec_at(r, pos);
+		/* Acquire: pairs with the release store of commit in
+		 * ring_commit/ring_abort/ring_claim (pad). */
+		if (atomic_load_explicit(&h->commit, memory_order_acquire) != ~pos)
+			return 0;
+		/* Copy the header once; the writer could still change it. */
+		struct ring_rec copy = {.len = h->len,
+					.kind = h->kind,
+					.flags = h->flags,
+					.seq = h->seq,
+					.from_pid = h->from_pid,
+					.from_node = h->from_node};
+		if (!kind_valid(copy.kind))
+			return -EBADMSG;
+		uint64_t bytes = ring_rec_bytes(copy.len);
+		if (copy.len > r->capacity || off + bytes > r->capacity)
+			return -EBADMSG;
+		if (copy.kind == RING_REC_PAD) {
+			rd->pos = pos + bytes;
+			continue;
+		}
+		if (copy.len > r->max_msg || copy.seq <= rd->last_seq)
+			return -EBADMSG;
+		rd->last_seq = copy.seq;
+		v->kind = copy.kind;
+		v->flags = copy.flags;
+		v->len = copy.len;
+		v->seq = copy.seq;
+		v->from_pid = copy.from_pid;
+		v->from_node = copy.from_node;
+		v->payload = (const uint8_t *)h + sizeof(struct ring_rec);
+		v->pos = pos;
+		v->next_pos = pos + bytes;
+		return 1;
+	}
+}
+
+void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos)
+{
+	struct ring_member *me = &r->members[rd->slot];
+	rd->pos = pos;
+	/* seq_cst store, then the load of `waiters`: pairs with the producer's
+	 * increment of waiters and re-check of the cursor in ring_wait_room. */
+	atomic_store(&me->cursor, pos);
+	if (atomic_load_explicit(&me->waiters, memory_order_relaxed))
+		ring_futex_wake((_Atomic uint32_t *)&me->cursor);
+}
+
+int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
+		    uint64_t *cursor)
+{
+	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++) {
+		struct ring_member *m = &r->members[i];
+		uint32_t w = atomic_load(&m->state);
+		if (RING_STATE_OF(w) != RING_MEMBER_FREE)
+			continue;
+		uint32_t nw = RING_MEMBER_WORD(RING_GEN_OF(w) + 1, RING_MEMBER_ACTIVE);
+		/* Cursor first at the current tail, then ACTIVE, both seq_cst:
+		 * see ring_min_cursor. Everything from this tail on is kept
+		 * for the new member. */
+		uint64_t t = atomic_load(&r->hdr->tail);
+		atomic_store(&m->cursor, t);
+		m->pid = pid;
+		atomic_store(&m->waiters, 0);
+		atomic_store(&m->state, nw);
+		uint32_t hi = atomic_load(&r->chdr->slot_hi);
+		if (hi <= i)
+			atomic_store_explicit(&r->chdr->slot_hi, i + 1, memory_order_release);
+		*slot = i;
+		*state_word = nw;
+		*cursor = t;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static void wake_room_waiters(struct ring_member *m)
+{
+	if (atomic_load(&m->waiters))
+		ring_futex_wake((_Atomic uint32_t *)&m->cursor);
+}
+
+void ring_member_remove(struct ring *r, uint32_t slot)
+{
+	struct ring_member *m = &r->members[slot];
+	uint32_t w = atomic_load(&m->state);
+	atomic_store(&m->state, RING_MEMBER_WORD(RING_GEN_OF(w), RING_MEMBER_FREE));
+	/* The slot may have been what a producer waited on. */
+	wake_room_waiters(m);
+}
+
+bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word)
+{
+	if (slot >= RING_MEMBER_SLOTS || RING_STATE_OF(state_word) != RING_MEMBER_ACTIVE)
+		return false;
+	struct ring_member *m = &r->members[slot];
+	uint32_t nw = RING_MEMBER_WORD(RING_GEN_OF(state_word), RING_MEMBER_EVICTED);
+	if (!atomic_compare_exchange_strong(&m->state, &state_word, nw))
+		return false;
+	wake_room_waiters(m);
+	/* The evicted reader may be asleep: wake it so it learns. */
+	atomic_fetch_add(&r->chdr->wake_seq, 1);
+	ring_futex_wake(&r->chdr->wake_seq);
+	return true;
+}
+
+int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
+{
+	/* Slot 0 is the daemon's own. */
+	for (uint32_t i = RING_DAEMON_WRITER + 1; i < RING_WRITER_SLOTS; i++) {
+		struct ring_writer *w = &r->writers[i];
+		if (atomic_load(&w->pid) != 0)
+			continue;
+		atomic_store(&w->claim_pos, RING_NO_CLAIM);
+		atomic_store(&w->claim_len, 0);
+		atomic_fetch_add(&w->gen, 1);
+		atomic_store(&w->pid, pid);
+		*slot = i;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+void ring_writer_free(struct ring *r, uint32_t slot)
+{
+	if (slot < RING_WRITER_SLOTS)
+		atomic_store(&r->writers[slot].pid, 0);
+}
+
+void ring_set_down(struct ring *r)
+{
+	atomic_store(&r->hdr->state, RING_STATE_DOWN);
+}
+
+bool ring_is_down(const struct ring *r)
+{
+	return atomic_load_explicit(&r->hdr->state, memory_order_relaxed) != RING_STATE_OPEN;
+}
+
+uint64_t ring_fill(struct ring *r)
+{
+	uint64_t t = atomic_load(&r->hdr->tail);
+	return t - ring_min_cursor(r, NULL);
+}

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Parking and waking. Receivers: announce, re-check, park on the group's wake
+ * word (one futex_waitv over all the ctx's groups). Producers: wake only when
+ * the sleeper count says someone sleeps, one wake for all of them.
+ */
+#include "wait.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+#ifndef FUTEX_32
+#define FUTEX_32 2
+struct futex_waitv {
+	uint64_t val;
+	uint64_t uaddr;
+	uint32_t flags;
+	uint32_t __reserved;
+};
+#endif
+
+int64_t ring_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int ring_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t timeout_ns)
+{
+	struct timespec ts, *tp = NULL;
+	if (timeout_ns >= 0) {
+		ts.tv_sec = timeout_ns / 1000000000;
+		ts.tv_nsec = timeout_ns % 1000000000;
+		tp = &ts;
+	}
+	/* Shared (not PRIVATE) futex: the word lives in a memfd mapped by
+	 * several processes. */
+	if (syscall(SYS_futex, word, FUTEX_WAIT, expect, tp, NULL, 0) < 0) {
+		if (errno == EINTR)
+			return -EINTR;
+		if (errno == ETIMEDOUT)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+int ring_futex_wake(_Atomic uint32_t *word)
+{
+	long n = syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	return n < 0 ? -errno : (int)n;
+}
+
+int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeout_ns)
+{
+	struct ring_member *m = &r->members[slot];
+	uint32_t st = atomic_load(&m->state);
+	/* Announce, then re-check: pairs with ring_release's seq_cst store of
+	 * the cursor followed by its load of `waiters`. */
+	atomic_fetch_add(&m->waiters, 1);
+	int err = 0;
+	if (atomic_load(&m->cursor) == cursor && atomic_load(&m->state) == st)
+		err = ring_futex_wait((_Atomic uint32_t *)&m->cursor, (uint32_t)cursor,
+				      timeout_ns);
+	atomic_fetch_sub(&m->waiters, 1);
+	return err == -EINTR ? -EINTR : 0;
+}
+
+void ring_sleep_begin(struct ring_sleep *s)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		struct ring_cursor_hdr *ch = s->rings[i]->chdr;
+		/* Read the word before announcing: a wake after this load
+		 * changes it, so futex_waitv will not sleep through it. */
+		s->seen[i] = atomic_load(&ch->wake_seq);
+		/* seq_cst: pairs with the fence in ring_wake. */
+		atomic_fetch_add(&ch->sleepers, 1);
+	}
+}
+
+int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)
+{
+	if (s->n == 0)
+		return 0;
+	if (s->n == 1)
+		return ring_futex_wait(&s->rings[0]->chdr->wake_seq, s->seen[0], timeout_ns);
+	struct futex_waitv w[RING_WAIT_MAX];
+	for (unsigned i = 0; i < s->n; i++) {
+		w[i].val = s->seen[i];
+		w[i].uaddr = (uint64_t)(uintptr_t)&s->rings[i]->chdr->wake_seq;
+		w[i].flags = FUTEX_32;
+		w[i].__reserved = 0;
+	}
+	/* futex_waitv takes an absolute CLOCK_MONOTONIC deadline. */
+	struct timespec ts, *tp = NULL;
+	if (timeout_ns >= 0) {
+		int64_t at = ring_now_ns() + timeout_ns;
+		ts.tv_sec = at / 1000000000;
+		ts.tv_nsec = at % 1000000000;
+		tp = &ts;
+	}
+	if (syscall(SYS_futex_waitv, w, s->n, 0, tp, CLOCK_MONOTONIC) < 0) {
+		if (errno == EINTR)
+			return -EINTR;
+		if (errno == ETIMEDOUT)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+void ring_sleep_end(struct ring_sleep *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		atomic_fetch_sub(&s->rings[i]->chdr->sleepers, 1);
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * How ring users wait: receivers spin briefly, then announce their sleep and
+ * park on the group's wake word; producers park on the cursor of the member
+ * that holds the room they need. Futexes on shared (memfd) memory.
+ */
+#ifndef PG_RING_WAIT_H
+#define PG_RING_WAIT_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "ring.h"
+
+int ring_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t timeout_ns);
+int ring_futex_wake(_Atomic uint32_t *word);
+
+/* Monotonic clock in nanoseconds. */
+int64_t ring_now_ns(void);
+
+/*
+ * Park until member `slot` of `r` moves its cursor away from `cursor` or its
+ * state changes, or `timeout_ns` passes. 0 when woken or timed out, -EINTR.
+ */
+int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeout_ns);
+
+/* Up to this many rings can be waited on at once (futex_waitv's limit). */
+#define RING_WAIT_MAX 128
+
+/*
+ * A receiver's sleep on several rings. ring_sleep_begin announces the sleep
+ * (after which the caller must check its rings once more), ring_sleep_wait
+ * parks, ring_sleep_end withdraws the announcement.
+ */
+struct ring_sleep {
+	struct ring *rings[RING_WAIT_MAX];
+	uint32_t seen[RING_WAIT_MAX];
+	unsigned n;
+};
+void ring_sleep_begin(struct ring_sleep *s);
+int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns);
+void ring_sleep_end(struct ring_sleep *s);
+
+#endif /* PG_RING_WAIT_H */

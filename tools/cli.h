@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the pgroup CLI's sub-commands. */
+#ifndef PG_TOOLS_CLI_H
+#define PG_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pgroup.h"
+
+struct cli {
+	const char *socket; /* --socket, or NULL for the default */
+	bool json;
+	const char *argv0;
+};
+
+/* Open a ctx; on the default socket, start a daemon first if none listens. */
+int cli_open(struct cli *c, pg_ctx **ctx);
+/* Parse "4096", "64k", "1M", "1G"; false if malformed. */
+bool cli_size(const char *s, size_t *out);
+/* A one-line error on stderr; returns 1 (the exit code). */
+int cli_fail(const char *what, int err);
+/* Write s as a JSON string. */
+void cli_json_str(const char *s, size_t n);
+
+int cli_groups(struct cli *c);
+int cli_bench(struct cli *c, int argc, char **argv);
+int cli_demo(struct cli *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pgroup groups: every group with its master, members, ring fill and the
+ * slowest member's lag. Not in the public API (an operator's view), so it
+ * speaks the control protocol directly.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "proto/ctl.h"
+#include "proto/path.h"
+
+static struct ctl_out req;
+static uint8_t buf[CTL_MAX_BYTES];
+
+static int ask(const char *path, struct ctl_in *rep)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int err = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	ctl_begin(&req, CTL_GROUPS, 1, 0);
+	ctl_end(&req);
+	if (!err)
+		err = ctl_send(fd, &req, NULL, 0);
+	if (!err) {
+		int fds[CTL_MAX_FDS];
+		unsigned nfds = 0;
+		ssize_t n = ctl_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
+		err = n <= 0 ? (n ? (int)n : -ENOTCONN) : ctl_parse(rep, buf, (size_t)n);
+		if (!err && rep->hdr.type != (CTL_GROUPS | CTL_REPLY))
+			err = -EPROTO;
+		if (!err)
+			err = rep->hdr.status;
+	}
+	close(fd);
+	return err;
+}
+
+int cli_groups(struct cli *c)
+{
+	char path[108];
+	pg_ctx *ctx;
+	/* Through the library first: it finds (or starts) the daemon. */
+	int err = cli_open(c, &ctx);
+	if (err)
+		return cli_fail("cannot reach the daemon", err);
+	pg_close(ctx);
+	if (c->socket)
+		snprintf(path, sizeof(path), "%s", c->socket);
+	else if ((err = ctl_default_socket(path, sizeof(path))))
+		return cli_fail("socket path", err);
+	struct ctl_in rep;
+	if ((err = ask(path, &rep)))
+		return cli_fail("groups", err);
+	size_t cur = 0, len;
+	const void *v;
+	bool first = true;
+	if (c->json)
+		putchar('[');
+	else
+		printf("%-24s %-16s %8s %10s %10s %10s\n", "GROUP", "MASTER", "MEMBERS", "RING",
+		       "FILL", "LAG");
+	while (ctl_next(&rep, CTL_T_GROUP, &cur, &v, &len) == 1) {
+		struct ctl_group_info info;
+		if (len < sizeof(info) || len - sizeof(info) > 255)
+			return cli_fail("groups", -EPROTO);
+		memcpy(&info, v, sizeof(info));
+		info.master[sizeof(info.master) - 1] = 0;
+		const char *name = (const char *)v + sizeof(info);
+		int nlen = (int)(len - sizeof(info));
+		if (c->json) {
+			printf("%s{\"group\":", first ? "" : ",");
+			cli_json_str(name, (size_t)nlen);
+			printf(",\"master\":");
+			cli_json_str(info.master, strlen(info.master));
+			printf(",\"members\":%u,\"ring_bytes\":%llu,\"fill\":%llu,\"lag\":%llu,"
+			       "\"mode\":\"%04o\"}",
+			       info.members, (unsigned long long)info.ring_bytes,
+			       (unsigned long long)info.fill, (unsigned long long)info.lag,
+			       info.mode);
+		} else {
+			printf("%-24.*s %-16s %8u %10llu %10llu %10llu\n", nlen, name, info.master,
+			       info.members, (unsigned long long)info.ring_bytes,
+			       (unsigned long long)info.fill, (unsigned long long)info.lag);
+		}
+		first = false;
+	}
+	if (c->json)
+		puts("]");
+	const void *t;
+	if (ctl_get(&rep, CTL_T_TRUNCATED, &t, &len) == 0)
+		fprintf(stderr, "pgroup: listing truncated\n");
+	return 0;
+}
