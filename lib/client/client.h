@@ -43,6 +43,7 @@ struct pg_ctx {
 	char node[PG_NODE_MAX];
 	uint32_t next_id;
 	struct group_ref *groups;
+	unsigned n_groups;
 	struct group_ref *next_rr; /* where the next pg_recv starts looking */
 	struct group_ref *last;    /* last group named by a send: a cheap cache */
 	struct group_ref *dropped; /* left, but its view may still be held */
@@ -54,6 +55,12 @@ struct pg_ctx {
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
 };
+
+/* A ref stays in ctx->groups while it is good for something. */
+static inline bool ref_listed(const struct group_ref *g)
+{
+	return g->member || g->can_send || g->monitor;
+}
 
 /* ctx.c */
 int ctx_check(pg_ctx *ctx);
@@ -73,6 +80,8 @@ int ctx_take_membership(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *m
 void ctx_drop_membership(pg_ctx *ctx, struct group_ref *g);
 void ctx_drop_sender(pg_ctx *ctx, struct group_ref *g);
 int ctx_check_name(const char *group);
+/* Tell the daemon this ctx leaves `group`, whatever the answer. */
+void ctx_leave_quiet(pg_ctx *ctx, const char *group);
 
 /* recv.c */
 void recv_disarm_all(pg_ctx *ctx);

@@ -45,6 +45,15 @@ int ctx_check(pg_ctx *ctx)
 	return 0;
 }
 
+void ctx_leave_quiet(pg_ctx *ctx, const char *group)
+{
+	struct ctl_in r;
+	ctx_begin(ctx, CTL_LEAVE);
+	ctl_put_str(&ctx->out, CTL_T_NAME, group);
+	ctl_put_u32(&ctx->out, CTL_T_PID, 0);
+	ctx_call(ctx, &r, NULL, NULL);
+}
+
 int ctx_check_name(const char *group)
 {
 	if (!group)
@@ -153,8 +162,9 @@ void pg_close(pg_ctx *ctx)
 	}
 	if (!forked && !ctx->daemon_gone) {
 		/* Leave everything at once; the daemon writes PG_LEFT. */
+		struct ctl_in r;
 		ctx_begin(ctx, CTL_BYE);
-		ctx_notify(ctx);
+		ctx_call(ctx, &r, NULL, NULL);
 	}
 	close(ctx->sock);
 	while (ctx->groups) {
@@ -209,6 +219,7 @@ struct group_ref *ctx_ref(pg_ctx *ctx, const char *name)
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	g->next = ctx->groups;
 	ctx->groups = g;
+	ctx->n_groups++;
 	return g;
 }
 
@@ -216,11 +227,12 @@ struct group_ref *ctx_ref(pg_ctx *ctx, const char *name)
  * back a view the user still holds, so keep it until pg_close. */
 static void ref_retire(pg_ctx *ctx, struct group_ref *g)
 {
-	if (g->member || g->can_send || g->monitor)
+	if (ref_listed(g))
 		return;
 	for (struct group_ref **p = &ctx->groups; *p; p = &(*p)->next)
 		if (*p == g) {
 			*p = g->next;
+			ctx->n_groups--;
 			break;
 		}
 	if (ctx->next_rr == g)

@@ -53,77 +53,83 @@ static int notice(pg_ctx *ctx, struct group_ref *g, pg_message *msg, enum pg_kin
 	msg->seq = 0;
 	msg->data = NULL;
 	msg->len = 0;
+	if (kind == PG_EVICTED)
+		ctx_leave_quiet(ctx, g->name); /* frees the slot kept for us */
 	ctx_drop_membership(ctx, g);
 	if (kind == PG_GROUP_DOWN)
 		ctx_drop_sender(ctx, g);
 	return 1;
 }
 
+/* Whether this handle wants a record: esend skips the sender's process,
+ * events go only to monitors. */
+static bool wanted(pg_ctx *ctx, struct group_ref *g, const struct ring_view *v)
+{
+	if (v->kind == RING_REC_MSG)
+		return !((v->flags & RING_F_ESEND) && v->from_pid == ctx->pid && v->from_node == 0);
+	return v->kind == RING_REC_DOWN || g->monitor;
+}
+
+/* The next record this handle wants, without consuming it: what ring_read
+ * returns. Unwanted records are consumed on the way. */
+static int next_wanted(pg_ctx *ctx, struct group_ref *g, struct ring_view *v)
+{
+	int r;
+	while ((r = ring_read(&g->rd, &g->reader, v)) == 1 && !wanted(ctx, g, v))
+		ring_release(&g->rd, &g->reader, v->next_pos);
+	return r;
+}
+
 /* One group: 1 with *msg filled, 0 when it has nothing, or -errno. */
 static int poll_group(pg_ctx *ctx, struct group_ref *g, pg_message *msg)
 {
-	for (;;) {
-		struct ring_view v;
-		int r = ring_read(&g->rd, &g->reader, &v);
-		if (r == 0)
-			return ring_is_down(&g->rd) ? notice(ctx, g, msg, PG_GROUP_DOWN) : 0;
-		if (r == -ECONNRESET) {
-			uint32_t w = atomic_load(&g->rd.members[g->reader.slot].state);
-			if (RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
-			    RING_GEN_OF(w) == RING_GEN_OF(g->reader.state_word))
-				return notice(ctx, g, msg, PG_EVICTED);
-			/* Made to leave by another process: nothing to say. */
-			ctx_drop_membership(ctx, g);
-			return 0;
-		}
-		if (r < 0) {
-			/* A corrupt record: this group is unreadable for us.
-			 * Leave it, so we no longer hold senders back. */
-			ctx_begin(ctx, CTL_LEAVE);
-			ctl_put_str(&ctx->out, CTL_T_NAME, g->name);
-			ctl_put_u32(&ctx->out, CTL_T_PID, 0);
-			struct ctl_in rep;
-			ctx_call(ctx, &rep, NULL, NULL);
-			ctx_drop_membership(ctx, g);
-			return r;
-		}
-		if (v.kind == RING_REC_DOWN)
-			return notice(ctx, g, msg, PG_GROUP_DOWN);
-		bool mine = (v.flags & RING_F_ESEND) && v.from_pid == ctx->pid && v.from_node == 0;
-		if ((v.kind == RING_REC_MSG && mine) || (v.kind != RING_REC_MSG && !g->monitor)) {
-			ring_release(&g->rd, &g->reader, v.next_pos);
-			continue;
-		}
-		msg->kind = kind_of(v.kind);
-		fill_from(ctx, msg, v.from_pid);
-		msg->group = g->name;
-		msg->seq = v.seq;
-		msg->data = v.payload;
-		msg->len = v.len;
-		g->view_out = true;
-		g->view_next = v.next_pos;
-		return 1;
+	struct ring_view v;
+	int r = next_wanted(ctx, g, &v);
+	if (r == 0)
+		return ring_is_down(&g->rd) ? notice(ctx, g, msg, PG_GROUP_DOWN) : 0;
+	if (r == -ECONNRESET) {
+		uint32_t w = atomic_load(&g->rd.members[g->reader.slot].state);
+		if (RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
+		    RING_GEN_OF(w) == RING_GEN_OF(g->reader.state_word))
+			return notice(ctx, g, msg, PG_EVICTED);
+		/* Made to leave by another process: nothing to say. */
+		ctx_drop_membership(ctx, g);
+		return 0;
 	}
+	if (r < 0) {
+		/* A corrupt record: this group is unreadable for us. Leave
+		 * it, so we no longer hold senders back. */
+		ctx_leave_quiet(ctx, g->name);
+		ctx_drop_membership(ctx, g);
+		return r;
+	}
+	if (v.kind == RING_REC_DOWN)
+		return notice(ctx, g, msg, PG_GROUP_DOWN);
+	msg->kind = kind_of(v.kind);
+	fill_from(ctx, msg, v.from_pid);
+	msg->group = g->name;
+	msg->seq = v.seq;
+	msg->data = v.payload;
+	msg->len = v.len;
+	g->view_out = true;
+	g->view_next = v.next_pos;
+	return 1;
 }
 
-/* Every group once, round robin so no group starves the others. */
+/* Every group once, round robin so no group starves the others. A group
+ * may leave the list while we look at it (evicted, down). */
 static int poll_all(pg_ctx *ctx, pg_message *msg)
 {
-	struct group_ref *start = ctx->next_rr ? ctx->next_rr : ctx->groups;
-	struct group_ref *g = start;
-	if (!g)
-		return 0;
-	do {
-		struct group_ref *next = g->next ? g->next : ctx->groups;
-		if (g->member) {
-			int r = poll_group(ctx, g, msg);
-			if (r) {
-				ctx->next_rr = next;
-				return r;
-			}
+	struct group_ref *g = ctx->next_rr ? ctx->next_rr : ctx->groups;
+	for (unsigned i = 0, n = ctx->n_groups; i < n && g; i++) {
+		int r = g->member ? poll_group(ctx, g, msg) : 0;
+		struct group_ref *next = ref_listed(g) && g->next ? g->next : ctx->groups;
+		if (r) {
+			ctx->next_rr = next;
+			return r;
 		}
 		g = next;
-	} while (g && g != start && g != ctx->next_rr);
+	}
 	return 0;
 }
 
@@ -156,13 +162,11 @@ static unsigned collect(pg_ctx *ctx, struct ring_sleep *s)
 	return s->n;
 }
 
-static bool has_record(struct group_ref *g)
+/* Would pg_recv find something in this group? */
+static bool has_record(pg_ctx *ctx, struct group_ref *g)
 {
-	uint64_t pos = g->reader.pos;
-	struct ring_rec *h = (struct ring_rec *)(g->rd.data + (pos & g->rd.mask));
-	/* Acquire: pairs with the commit's release, like ring_read. */
-	return atomic_load_explicit(&h->commit, memory_order_acquire) == ~pos ||
-	       ring_is_down(&g->rd);
+	struct ring_view v;
+	return next_wanted(ctx, g, &v) != 0 || ring_is_down(&g->rd);
 }
 
 /* pg_fd: make the ring fd readable when any group gets a record. */
@@ -183,7 +187,7 @@ static void arm_fd(pg_ctx *ctx)
 		io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe, FUTEX2_SIZE_U32, word, 0, seen);
 		sqe->addr3 = UINT32_MAX; /* any waker */
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)g);
-		ready |= has_record(g);
+		ready |= has_record(ctx, g);
 	}
 	if (!ctx->sock_armed) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ctx->uring);

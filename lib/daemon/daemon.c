@@ -40,8 +40,10 @@ static void on_tick(struct loop *l, struct loop_src *src, uint32_t events)
 {
 	struct daemon *d = src->arg;
 	uint64_t n;
-	if (read(d->tick_fd, &n, sizeof(n)) == sizeof(n))
+	if (read(d->tick_fd, &n, sizeof(n)) == sizeof(n)) {
 		registry_tick(d);
+		session_reap_orphans(d);
+	}
 }
 
 static void on_exit_event(void *arg, pid_t pid)

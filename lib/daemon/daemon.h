@@ -33,6 +33,10 @@ struct member {
 	uint32_t slot;
 	uint32_t state_word;
 	uint64_t start; /* position of its JOINED record: where it reads from */
+	/* A sender evicted it: no longer a member (PG_LEFT was written), but
+	 * its slot stays reserved, so the reader can still learn it was
+	 * evicted, until its session leaves or ends. */
+	bool evicted;
 	struct member *next_in_group;
 	struct member *next_in_session;
 };
@@ -58,6 +62,7 @@ struct session {
 	struct daemon *daemon;
 	int fd;
 	uint64_t serial; /* accept order: "the first handle a process opened" */
+	int64_t orphaned_at; /* closed without BYE, exit not yet seen (ns) */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
@@ -126,6 +131,8 @@ void session_accept(struct daemon *d);
 void session_close(struct daemon *d, struct session *s, uint16_t kind);
 /* A watched process exited: every session it had goes, with PG_EXITED. */
 void session_proc_exited(struct daemon *d, pid_t pid);
+/* Sessions closed without BYE whose process lives on: PG_LEFT. */
+void session_reap_orphans(struct daemon *d);
 /* Tell a session it was made a member by someone else. */
 int session_notify_joined(struct daemon *d, struct session *s, struct member *m);
 

@@ -163,7 +163,8 @@ static void unlink_member(struct member *m)
 			*p = m->next_in_session;
 			break;
 		}
-	m->group->n_members--;
+	if (!m->evicted)
+		m->group->n_members--;
 }
 
 int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out)
@@ -205,7 +206,8 @@ void registry_remove(struct daemon *d, struct member *m, uint16_t kind)
 {
 	struct group *g = m->group;
 	ring_member_remove(&g->ring, m->slot);
-	post_event(d, g, kind, m->session->pid);
+	if (!m->evicted)
+		post_event(d, g, kind, m->session->pid);
 	unlink_member(m);
 	free(m);
 }
@@ -308,11 +310,13 @@ void registry_tick(struct daemon *d)
 		for (struct member *m = g->members; m;) {
 			struct member *next = m->next_in_group;
 			uint32_t w = atomic_load(&g->ring.members[m->slot].state);
-			if (RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
+			if (!m->evicted && RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
 			    RING_GEN_OF(w) == RING_GEN_OF(m->state_word)) {
 				pgd_log("group %s: member pid %d evicted for lagging", g->name,
 					(int)m->session->pid);
-				registry_remove(d, m, RING_REC_LEFT);
+				m->evicted = true;
+				g->n_members--;
+				post_event(d, g, RING_REC_LEFT, m->session->pid);
 			}
 			m = next;
 		}

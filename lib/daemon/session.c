@@ -85,6 +85,8 @@ static void proc_put(struct daemon *d, struct proc *p)
 
 static void on_session(struct loop *l, struct loop_src *src, uint32_t events);
 
+#define ORPHAN_GRACE_NS (100 * 1000 * 1000)
+
 void session_accept(struct daemon *d)
 {
 	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -135,7 +137,8 @@ void session_accept(struct daemon *d)
 void session_close(struct daemon *d, struct session *s, uint16_t kind)
 {
 	registry_drop_session(d, s, kind);
-	loop_del(&d->loop, &s->src);
+	if (!s->orphaned_at)
+		loop_del(&d->loop, &s->src);
 	close(s->fd);
 	for (struct session **p = &d->sessions; *p; p = &(*p)->next)
 		if (*p == s) {
@@ -159,7 +162,7 @@ void session_proc_exited(struct daemon *d, pid_t pid)
 static struct session *first_session_of(struct daemon *d, pid_t pid)
 {
 	for (struct session *s = d->sessions; s; s = s->next)
-		if (s->pid == pid)
+		if (s->pid == pid && !s->orphaned_at)
 			return s;
 	return NULL;
 }
@@ -205,7 +208,7 @@ static int get_group(struct daemon *d, const struct ctl_in *req, struct group **
 static void put_members(struct daemon *d, struct group *g)
 {
 	for (struct member *m = g->members; m; m = m->next_in_group)
-		if (!ctl_put_member(&out_msg, m->session->pid, d->node))
+		if (!m->evicted && !ctl_put_member(&out_msg, m->session->pid, d->node))
 			break;
 }
 
@@ -267,8 +270,11 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 		return -ESRCH;
 	if (s->uid != 0 && s->uid != target->uid)
 		return -EPERM;
-	if (membership(g, target))
+	struct member *had = membership(g, target);
+	if (had && !had->evicted)
 		return -EALREADY;
+	if (had)
+		registry_remove(d, had, RING_REC_LEFT); /* free the evicted slot */
 	begin_reply(req);
 	put_members(d, g); /* the members before this join */
 	struct member *m;
@@ -328,9 +334,14 @@ static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *re
 	struct member *m = NULL;
 	if (pid == 0) {
 		m = membership(g, s);
+		if (m && m->evicted) {
+			/* Already out of the group: only its slot goes. */
+			registry_remove(d, m, RING_REC_LEFT);
+			return -ESRCH;
+		}
 	} else {
 		for (struct member *x = g->members; x && !m; x = x->next_in_group)
-			if (x->session->pid == (pid_t)pid)
+			if (x->session->pid == (pid_t)pid && !x->evicted)
 				m = x;
 		if (m && s->uid != 0 && s->uid != m->session->uid)
 			return -EPERM;
@@ -439,6 +450,9 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		do_evict(d, req);
 		return true;
 	case CTL_BYE:
+		/* Reply first, so pg_close returns after the leave is done. */
+		begin_reply(req);
+		reply(s, req, 0, NULL, 0);
 		session_close(d, s, RING_REC_LEFT);
 		return false;
 	default:
@@ -456,13 +470,32 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 	return true;
 }
 
-/* Why a connection ended without BYE: the process died, or just closed it. */
-static uint16_t end_kind(struct session *s)
+/*
+ * A connection ended without BYE: the process died, or only closed it. The
+ * socket closes in do_exit a moment before the pidfd signals, so unless the
+ * exit already shows, wait for the watcher (PG_EXITED) for a short grace;
+ * session_reap_orphans then calls it a leave (PG_LEFT). The loop never
+ * blocks on it.
+ */
+static void session_orphan(struct daemon *d, struct session *s)
 {
-	/* The socket closes in do_exit a moment before the pidfd signals:
-	 * give the exit a short while to show. */
 	struct pollfd p = {.fd = s->proc->pidfd, .events = POLLIN};
-	return poll(&p, 1, 50) > 0 ? RING_REC_EXITED : RING_REC_LEFT;
+	if (poll(&p, 1, 0) > 0) {
+		session_close(d, s, RING_REC_EXITED);
+		return;
+	}
+	loop_del(&d->loop, &s->src);
+	s->orphaned_at = ring_now_ns();
+}
+
+void session_reap_orphans(struct daemon *d)
+{
+	int64_t now = ring_now_ns();
+	for (struct session *s = d->sessions, *next; s; s = next) {
+		next = s->next;
+		if (s->orphaned_at && now - s->orphaned_at > ORPHAN_GRACE_NS)
+			session_close(d, s, RING_REC_LEFT);
+	}
 }
 
 static void on_session(struct loop *l, struct loop_src *src, uint32_t events)
@@ -475,7 +508,7 @@ static void on_session(struct loop *l, struct loop_src *src, uint32_t events)
 	if (n == -EAGAIN)
 		return;
 	if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
-		session_close(d, s, end_kind(s));
+		session_orphan(d, s);
 		return;
 	}
 	struct ctl_in req;

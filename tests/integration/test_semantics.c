@@ -1,0 +1,677 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The contract's semantics against a real pgroupd: names and errors,
+ * old-member lists, members, esend, non-member senders, S senders x M members
+ * in one order, events in order, zero-copy sends, timeouts, pg_fd, joining
+ * another pid, fork, delete.
+ */
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void test_names_and_errors(void)
+{
+	pg_ctx *ctx = open_ctx();
+	const char *g = fresh_group("err");
+	char long_name[300];
+	memset(long_name, 'x', sizeof(long_name));
+	long_name[256] = 0;
+
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_create(ctx, g), -EEXIST);
+	CU_ASSERT_EQUAL(pg_create(ctx, ""), -EINVAL);
+	CU_ASSERT_EQUAL(pg_create(ctx, "a/b"), -EINVAL);
+	CU_ASSERT_EQUAL(pg_create(ctx, long_name), -EINVAL);
+	long_name[255] = 0; /* 255 bytes: the longest allowed */
+	CU_ASSERT_EQUAL(pg_create(ctx, long_name), 0);
+	CU_ASSERT_EQUAL(pg_delete(ctx, long_name), 0);
+	CU_ASSERT_EQUAL(pg_create(ctx, NULL), -EINVAL);
+	CU_ASSERT_EQUAL(pg_create_on(ctx, fresh_group("x"), "othernode"), -EHOSTUNREACH);
+	CU_ASSERT_EQUAL(pg_create_on(ctx, fresh_group("x"), "bad node!"), -EINVAL);
+	CU_ASSERT_EQUAL(pg_create_on(ctx, fresh_group("x"), the_daemon.node), 0);
+
+	pg_group_opts bad = {.ring_bytes = 64 * 1024, .max_msg = 64 * 1024};
+	CU_ASSERT_EQUAL(pg_create_opts(ctx, fresh_group("x"), &bad), -EINVAL);
+	pg_group_opts notpow2 = {.ring_bytes = 100000};
+	CU_ASSERT_EQUAL(pg_create_opts(ctx, fresh_group("x"), &notpow2), -EINVAL);
+	pg_group_opts badmode = {.mode = 01000};
+	CU_ASSERT_EQUAL(pg_create_opts(ctx, fresh_group("x"), &badmode), -EINVAL);
+
+	const char *none = fresh_group("none");
+	pg_member *m;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_join(ctx, none, 0, NULL, NULL), -ENOENT);
+	CU_ASSERT_EQUAL(pg_leave(ctx, none, 0), -ENOENT);
+	CU_ASSERT_EQUAL(pg_members(ctx, none, &m, &n), -ENOENT);
+	CU_ASSERT_EQUAL(pg_monitor(ctx, none), -ENOENT);
+	CU_ASSERT_EQUAL(pg_send(ctx, none, "x", 1), -ENOENT);
+	CU_ASSERT_EQUAL(pg_delete(ctx, none), -ENOENT);
+
+	CU_ASSERT_EQUAL(pg_leave(ctx, g, 0), -ESRCH);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), -EALREADY);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, -5, NULL, NULL), -EINVAL);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, NULL, 5), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(pg_strerror(-EEXIST));
+	CU_ASSERT_EQUAL(pg_recv(ctx, NULL, 0), -EINVAL);
+	pg_close(ctx);
+
+	pg_ctx *none_ctx = NULL;
+	int err = pg_open(&none_ctx, "/tmp/pgroup-test-no-such.sock");
+	CU_ASSERT(err == -ENOENT || err == -ECONNREFUSED);
+	CU_ASSERT_PTR_NULL(none_ctx);
+}
+
+static void test_old_members_and_members(void)
+{
+	const char *g = fresh_group("old");
+	pg_ctx *a = open_ctx(), *b = open_ctx(), *c = open_ctx();
+	pg_member *old = (pg_member *)1;
+	size_t n = 99;
+	CU_ASSERT_EQUAL(pg_create(a, g), 0);
+	CU_ASSERT_EQUAL(pg_join(a, g, 0, &old, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_PTR_NULL(old);
+	CU_ASSERT_EQUAL(pg_join(b, g, 0, &old, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	if (n == 1) {
+		CU_ASSERT_EQUAL(old[0].pid, getpid());
+		CU_ASSERT_STRING_EQUAL(old[0].node, the_daemon.node);
+	}
+	free(old);
+	CU_ASSERT_EQUAL(pg_join(c, g, 0, &old, &n), 0);
+	CU_ASSERT_EQUAL(n, 2); /* one process, two handles: listed twice */
+	free(old);
+	pg_member *m;
+	CU_ASSERT_EQUAL(pg_members(a, g, &m, &n), 0);
+	CU_ASSERT_EQUAL(n, 3);
+	free(m);
+	CU_ASSERT_EQUAL(pg_leave(b, g, 0), 0);
+	CU_ASSERT_EQUAL(pg_leave(b, g, 0), -ESRCH);
+	CU_ASSERT_EQUAL(pg_members(a, g, &m, &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	free(m);
+	pg_close(c); /* leaves */
+	CU_ASSERT_EQUAL(pg_members(a, g, &m, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(m);
+	pg_close(b);
+	pg_close(a);
+}
+
+static void test_send_recv_and_nonmember(void)
+{
+	const char *g = fresh_group("sr");
+	pg_ctx *mem = open_ctx(), *snd = open_ctx();
+	pg_message msg;
+	CU_ASSERT_EQUAL(pg_create(mem, g), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &msg, 0), -EAGAIN);
+	CU_ASSERT_EQUAL(pg_send(snd, g, "hello", 5), 0); /* snd is no member */
+	CU_ASSERT_EQUAL(pg_send(snd, g, "", 0), 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &msg, 1000), 0);
+	CU_ASSERT_EQUAL(msg.kind, PG_MSG);
+	CU_ASSERT_EQUAL(msg.len, 5);
+	CU_ASSERT(msg.len == 5 && memcmp(msg.data, "hello", 5) == 0);
+	CU_ASSERT_EQUAL(msg.from.pid, getpid());
+	CU_ASSERT_STRING_EQUAL(msg.from.node, the_daemon.node);
+	CU_ASSERT_STRING_EQUAL(msg.group, g);
+	uint64_t seq = msg.seq;
+	CU_ASSERT(seq > 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &msg, 1000), 0);
+	CU_ASSERT_EQUAL(msg.len, 0);
+	CU_ASSERT(msg.seq > seq);
+	/* The sender receives nothing: it is no member. */
+	CU_ASSERT_EQUAL(pg_recv(snd, &msg, 0), -EAGAIN);
+	pg_close(snd);
+	pg_close(mem);
+}
+
+static int esend_peer(void *arg, int up, int down)
+{
+	const char *g = arg;
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, g, 0, NULL, NULL))
+		return 2;
+	write_all(up, "r", 1);
+	pg_message m;
+	int err = pg_recv(ctx, &m, 5000);
+	if (err || m.len != 2 || memcmp(m.data, "e1", 2))
+		return 3;
+	err = pg_recv(ctx, &m, 5000);
+	if (err || m.len != 2 || memcmp(m.data, "s1", 2))
+		return 4;
+	pg_close(ctx);
+	return 0;
+}
+
+static void test_esend(void)
+{
+	const char *g = fresh_group("esend");
+	pg_ctx *a = open_ctx(), *b = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(a, g), 0);
+	CU_ASSERT_EQUAL(pg_join(a, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_join(b, g, 0, NULL, NULL), 0);
+	struct child peer;
+	CU_ASSERT_EQUAL_FATAL(child_start(&peer, esend_peer, (void *)g), 0);
+	char r;
+	CU_ASSERT_EQUAL(child_read(&peer, &r, 1, 5000), 0);
+	/* esend: no handle of this process gets it, the peer does. */
+	CU_ASSERT_EQUAL(pg_esend(a, g, "e1", 2), 0);
+	CU_ASSERT_EQUAL(pg_send(a, g, "s1", 2), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(a, &m, 1000), 0);
+	CU_ASSERT(m.len == 2 && memcmp(m.data, "s1", 2) == 0);
+	CU_ASSERT_EQUAL(pg_recv(b, &m, 1000), 0);
+	CU_ASSERT(m.len == 2 && memcmp(m.data, "s1", 2) == 0);
+	CU_ASSERT_EQUAL(child_wait(&peer), 0);
+	pg_close(b);
+	pg_close(a);
+}
+
+#define ORDER_SENDERS 3
+#define ORDER_MEMBERS 3
+#define ORDER_COUNT 3000
+
+struct order_arg {
+	const char *group;
+	int index;
+};
+
+struct order_report {
+	uint64_t hash;
+	uint32_t got;
+	uint32_t fifo_errors;
+};
+
+static int order_member(void *arg, int up, int down)
+{
+	struct order_arg *a = arg;
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, a->group, 0, NULL, NULL))
+		return 2;
+	write_all(up, "r", 1);
+	struct order_report rep = {.hash = 1469598103934665603ull};
+	uint32_t next[ORDER_SENDERS] = {0};
+	while (rep.got < ORDER_SENDERS * ORDER_COUNT) {
+		pg_message m;
+		if (pg_recv(ctx, &m, 10000))
+			break;
+		uint32_t v[2];
+		if (m.kind != PG_MSG || m.len != sizeof(v))
+			return 3;
+		memcpy(v, m.data, sizeof(v));
+		if (v[0] >= ORDER_SENDERS)
+			return 4;
+		if (v[1] != next[v[0]])
+			rep.fifo_errors++;
+		next[v[0]] = v[1] + 1;
+		for (int i = 0; i < 8; i++)
+			rep.hash = (rep.hash ^ ((v[0] * 1000003ull + v[1]) >> (8 * i) & 0xff)) *
+				   1099511628211ull;
+		rep.got++;
+	}
+	write_all(up, &rep, sizeof(rep));
+	pg_close(ctx);
+	return 0;
+}
+
+static int order_sender(void *arg, int up, int down)
+{
+	struct order_arg *a = arg;
+	pg_ctx *ctx = open_ctx();
+	char go;
+	if (read_all(down, &go, 1, 10000))
+		return 2;
+	for (uint32_t i = 0; i < ORDER_COUNT; i++) {
+		uint32_t v[2] = {(uint32_t)a->index, i};
+		if (pg_send(ctx, a->group, v, sizeof(v)))
+			return 3;
+	}
+	pg_close(ctx);
+	return 0;
+}
+
+static void test_total_order(void)
+{
+	const char *g = fresh_group("order");
+	pg_ctx *ctx = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(ctx, g, &o), 0);
+	struct child mem[ORDER_MEMBERS], snd[ORDER_SENDERS];
+	struct order_arg ma[ORDER_MEMBERS], sa[ORDER_SENDERS];
+	for (int i = 0; i < ORDER_MEMBERS; i++) {
+		ma[i] = (struct order_arg){g, i};
+		CU_ASSERT_EQUAL_FATAL(child_start(&mem[i], order_member, &ma[i]), 0);
+		char r;
+		CU_ASSERT_EQUAL(child_read(&mem[i], &r, 1, 5000), 0);
+	}
+	for (int i = 0; i < ORDER_SENDERS; i++) {
+		sa[i] = (struct order_arg){g, i};
+		CU_ASSERT_EQUAL_FATAL(child_start(&snd[i], order_sender, &sa[i]), 0);
+	}
+	for (int i = 0; i < ORDER_SENDERS; i++)
+		child_write(&snd[i], "g", 1);
+	struct order_report rep[ORDER_MEMBERS];
+	for (int i = 0; i < ORDER_MEMBERS; i++) {
+		CU_ASSERT_EQUAL(child_read(&mem[i], &rep[i], sizeof(rep[i]), 30000), 0);
+		CU_ASSERT_EQUAL(rep[i].got, ORDER_SENDERS * ORDER_COUNT);
+		CU_ASSERT_EQUAL(rep[i].fifo_errors, 0);
+		CU_ASSERT_EQUAL(rep[i].hash, rep[0].hash);
+	}
+	for (int i = 0; i < ORDER_SENDERS; i++)
+		CU_ASSERT_EQUAL(child_wait(&snd[i]), 0);
+	for (int i = 0; i < ORDER_MEMBERS; i++)
+		CU_ASSERT_EQUAL(child_wait(&mem[i]), 0);
+	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
+	pg_close(ctx);
+}
+
+static int idle_member(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, arg, 0, NULL, NULL))
+		return 2;
+	write_all(up, "r", 1);
+	char c;
+	read_all(down, &c, 1, 60000); /* never reads the group */
+	pg_close(ctx);
+	return 0;
+}
+
+static void expect_event(pg_ctx *ctx, enum pg_kind kind, pid_t pid, uint64_t *last_seq)
+{
+	pg_message m;
+	CU_ASSERT_EQUAL_FATAL(pg_recv(ctx, &m, 5000), 0);
+	CU_ASSERT_EQUAL(m.kind, kind);
+	CU_ASSERT_EQUAL(m.from.pid, pid);
+	CU_ASSERT(m.seq > *last_seq);
+	*last_seq = m.seq;
+}
+
+static void test_monitor_events_in_order(void)
+{
+	const char *g = fresh_group("mon");
+	pg_ctx *mon = open_ctx(), *other = open_ctx(), *snd = open_ctx();
+	uint64_t seq = 0;
+	CU_ASSERT_EQUAL(pg_create(mon, g), 0);
+	CU_ASSERT_EQUAL(pg_monitor(mon, g), 0);
+	CU_ASSERT_EQUAL(pg_join(mon, g, 0, NULL, NULL), 0);
+	expect_event(mon, PG_JOINED, getpid(), &seq); /* our own join */
+	CU_ASSERT_EQUAL(pg_send(snd, g, "a", 1), 0);
+	CU_ASSERT_EQUAL(pg_join(other, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g, "b", 1), 0);
+	CU_ASSERT_EQUAL(pg_leave(other, g, 0), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g, "c", 1), 0);
+	struct child kid;
+	CU_ASSERT_EQUAL_FATAL(child_start(&kid, idle_member, (void *)g), 0);
+	char r;
+	CU_ASSERT_EQUAL(child_read(&kid, &r, 1, 5000), 0);
+	pid_t kp = kid.pid;
+	child_kill(&kid, SIGKILL);
+	child_wait(&kid);
+
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(mon, &m, 5000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 1 && *(const char *)m.data == 'a');
+	seq = m.seq;
+	expect_event(mon, PG_JOINED, getpid(), &seq);
+	CU_ASSERT_EQUAL(pg_recv(mon, &m, 5000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 1 && *(const char *)m.data == 'b');
+	expect_event(mon, PG_LEFT, getpid(), &seq);
+	CU_ASSERT_EQUAL(pg_recv(mon, &m, 5000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 1 && *(const char *)m.data == 'c');
+	expect_event(mon, PG_JOINED, kp, &seq);
+	expect_event(mon, PG_EXITED, kp, &seq);
+	/* A handle that does not monitor sees messages only. */
+	pg_close(other);
+	pg_close(snd);
+	pg_close(mon);
+}
+
+static void test_killed_member_removed(void)
+{
+	const char *g = fresh_group("kill");
+	pg_ctx *ctx = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 60000};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(ctx, g, &o), 0);
+	struct child kid;
+	CU_ASSERT_EQUAL_FATAL(child_start(&kid, idle_member, (void *)g), 0);
+	char r;
+	CU_ASSERT_EQUAL(child_read(&kid, &r, 1, 5000), 0);
+	pg_member *m;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(ctx, g, &m, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(m);
+	/* Fill the ring: the idle member holds it. */
+	char buf[512] = {0};
+	int sent = 0;
+	while (pg_trysend(ctx, g, buf, sizeof(buf)) == 0)
+		sent++;
+	CU_ASSERT(sent > 0 && sent < 200);
+	CU_ASSERT_EQUAL(pg_trysend(ctx, g, buf, sizeof(buf)), -EAGAIN);
+	child_kill(&kid, SIGKILL);
+	CU_ASSERT_EQUAL(child_wait(&kid), 128 + SIGKILL);
+	/* Removed by the daemon, without any action of its own. */
+	for (int i = 0; i < 200; i++) {
+		CU_ASSERT_EQUAL(pg_members(ctx, g, &m, &n), 0);
+		free(m);
+		if (n == 0)
+			break;
+		usleep(10000);
+	}
+	CU_ASSERT_EQUAL(n, 0);
+	/* And no longer holds senders back: a ring's worth goes at once. */
+	for (int i = 0; i < 1000; i++)
+		CU_ASSERT_EQUAL_FATAL(pg_trysend(ctx, g, buf, sizeof(buf)), 0);
+	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
+	pg_close(ctx);
+}
+
+static int lagging_member(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, arg, 0, NULL, NULL))
+		return 2;
+	write_all(up, "r", 1);
+	char c;
+	if (read_all(down, &c, 1, 30000)) /* wait until told to read */
+		return 3;
+	pg_message m;
+	int err;
+	int msgs = 0;
+	while ((err = pg_recv(ctx, &m, 5000)) == 0 && m.kind == PG_MSG)
+		msgs++;
+	/* It read some of what it had, then learns it was evicted. */
+	if (err || m.kind != PG_EVICTED || m.seq != 0)
+		return 4;
+	CU_ASSERT(msgs >= 0);
+	pg_close(ctx);
+	return 0;
+}
+
+static void test_stall_eviction(void)
+{
+	const char *g = fresh_group("stall");
+	pg_ctx *ctx = open_ctx(), *good = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(ctx, g, &o), 0);
+	struct child lag;
+	CU_ASSERT_EQUAL_FATAL(child_start(&lag, lagging_member, (void *)g), 0);
+	char r;
+	CU_ASSERT_EQUAL(child_read(&lag, &r, 1, 5000), 0);
+	CU_ASSERT_EQUAL(pg_join(good, g, 0, NULL, NULL), 0);
+	/* Send three rings' worth; `good` keeps up, the laggard never reads. */
+	char buf[1000];
+	int total = 3 * 64;
+	int received = 0;
+	for (int i = 0; i < total; i++) {
+		memset(buf, i & 0xff, sizeof(buf));
+		CU_ASSERT_EQUAL_FATAL(pg_send(ctx, g, buf, sizeof(buf)), 0);
+		pg_message m;
+		while (pg_recv(good, &m, 0) == 0) {
+			CU_ASSERT(m.kind == PG_MSG && m.len == sizeof(buf));
+			CU_ASSERT_EQUAL(((const unsigned char *)m.data)[999], received & 0xff);
+			received++;
+		}
+	}
+	pg_message m;
+	while (received < total && pg_recv(good, &m, 2000) == 0)
+		received++;
+	CU_ASSERT_EQUAL(received, total); /* nobody else lost anything */
+	pg_member *list;
+	size_t n = 0;
+	for (int i = 0; i < 100; i++) {
+		CU_ASSERT_EQUAL(pg_members(ctx, g, &list, &n), 0);
+		free(list);
+		if (n == 1)
+			break;
+		usleep(10000);
+	}
+	CU_ASSERT_EQUAL(n, 1);
+	child_write(&lag, "g", 1);
+	CU_ASSERT_EQUAL(child_wait(&lag), 0);
+	pg_close(good);
+	pg_close(ctx);
+}
+
+static void test_self_eviction_and_sizes(void)
+{
+	const char *g = fresh_group("self");
+	pg_ctx *ctx = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 4096, .stall_ms = 60000};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(ctx, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	static char big[4097];
+	memset(big, 7, sizeof(big));
+	CU_ASSERT_EQUAL(pg_send(ctx, g, big, 4097), -EMSGSIZE);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, big, 4096), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 1000), 0);
+	CU_ASSERT(m.len == 4096 && memcmp(m.data, big, 4096) == 0);
+	/* More than a ring's worth without receiving: evicts itself, the
+	 * sends do not hang. */
+	for (int i = 0; i < 40; i++)
+		CU_ASSERT_EQUAL_FATAL(pg_send(ctx, g, big, 4096), 0);
+	int err;
+	do
+		err = pg_recv(ctx, &m, 1000);
+	while (err == 0 && m.kind == PG_MSG);
+	CU_ASSERT_EQUAL(err, 0);
+	CU_ASSERT_EQUAL(m.kind, PG_EVICTED);
+	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
+	pg_close(ctx);
+}
+
+static void test_claim_commit_abort(void)
+{
+	const char *g = fresh_group("claim");
+	pg_ctx *ctx = open_ctx(), *snd = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	void *buf = NULL, *buf2;
+	CU_ASSERT_EQUAL_FATAL(pg_send_claim(snd, g, 6, &buf), 0);
+	CU_ASSERT_EQUAL(pg_send_claim(snd, g, 6, &buf2), -EBUSY);
+	memcpy(buf, "zcopy!", 6);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN); /* not committed yet */
+	CU_ASSERT_EQUAL(pg_send_commit(snd, buf), 0);
+	CU_ASSERT_EQUAL(pg_send_commit(snd, buf), -EINVAL);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 1000), 0);
+	CU_ASSERT(m.len == 6 && memcmp(m.data, "zcopy!", 6) == 0);
+	CU_ASSERT_EQUAL(pg_send_claim(snd, g, 100, &buf), 0);
+	memset(buf, 'x', 100);
+	CU_ASSERT_EQUAL(pg_send_abort(snd, buf), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g, "after", 5), 0);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 1000), 0);
+	CU_ASSERT(m.len == 5 && memcmp(m.data, "after", 5) == 0);
+	CU_ASSERT_EQUAL(pg_send_abort(snd, (void *)&m), -EINVAL);
+	CU_ASSERT_EQUAL(pg_send_claim(snd, g, 1 << 20, &buf), -EMSGSIZE);
+	pg_close(snd);
+	pg_close(ctx);
+}
+
+static void on_alarm(int sig)
+{
+}
+
+static void test_recv_timeouts_and_eintr(void)
+{
+	const char *g = fresh_group("tmo");
+	pg_ctx *ctx = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 50), -ETIMEDOUT);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, -2), -EINVAL);
+	struct sigaction sa = {.sa_handler = on_alarm}, old;
+	sigaction(SIGALRM, &sa, &old);
+	ualarm(30000, 0); /* not a multiple of pg_recv's 100 ms park slice */
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, -1), -EINTR);
+	sigaction(SIGALRM, &old, NULL);
+	pg_close(ctx);
+}
+
+static void test_pg_fd_epoll(void)
+{
+	const char *g1 = fresh_group("fd1"), *g2 = fresh_group("fd2");
+	pg_ctx *ctx = open_ctx(), *snd = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(ctx, g1), 0);
+	CU_ASSERT_EQUAL(pg_create(ctx, g2), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g1, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g2, 0, NULL, NULL), 0);
+	int fd = pg_fd(ctx);
+	CU_ASSERT_FATAL(fd >= 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN}, out;
+	CU_ASSERT_EQUAL(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 50), 0); /* nothing yet */
+	for (int round = 0; round < 3; round++) {
+		const char *g = round % 2 ? g2 : g1;
+		CU_ASSERT_EQUAL(pg_send(snd, g, "ping", 4), 0);
+		CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 2000), 1);
+		pg_message m;
+		CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
+		CU_ASSERT_STRING_EQUAL(m.group, g);
+		CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN); /* re-arms */
+		CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 50), 0);
+	}
+	close(ep);
+	pg_close(snd);
+	pg_close(ctx);
+}
+
+static int plain_handle(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	write_all(up, "r", 1);
+	pg_message m;
+	int err = pg_recv(ctx, &m, 10000); /* joined by the parent meanwhile */
+	if (err || m.kind != PG_MSG || m.len != 3 || memcmp(m.data, "you", 3))
+		return 3;
+	pg_close(ctx);
+	return 0;
+}
+
+static void test_join_other_pid(void)
+{
+	const char *g = fresh_group("other");
+	pg_ctx *ctx = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	struct child kid;
+	CU_ASSERT_EQUAL_FATAL(child_start(&kid, plain_handle, NULL), 0);
+	char r;
+	CU_ASSERT_EQUAL(child_read(&kid, &r, 1, 5000), 0);
+	pg_member *old;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_join(ctx, g, kid.pid, &old, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(old);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, kid.pid, NULL, NULL), -EALREADY);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, "you", 3), 0);
+	CU_ASSERT_EQUAL(child_wait(&kid), 0);
+	/* A pid with no handle on this node. */
+	pid_t none = fork();
+	if (none == 0) {
+		pause();
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(pg_join(ctx, g, none, NULL, NULL), -ESRCH);
+	CU_ASSERT_EQUAL(pg_leave(ctx, g, none), -ESRCH);
+	kill(none, SIGKILL);
+	waitpid(none, NULL, 0);
+	pg_close(ctx);
+}
+
+static void test_fork_child(void)
+{
+	const char *g = fresh_group("fork");
+	pg_ctx *ctx = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	fflush(NULL);
+	pid_t kid = fork();
+	if (kid == 0) {
+		pg_message m;
+		int bad = 0;
+		bad |= pg_send(ctx, g, "x", 1) != -ECHILD;
+		bad |= pg_recv(ctx, &m, 0) != -ECHILD;
+		bad |= pg_join(ctx, g, 0, NULL, NULL) != -ECHILD;
+		bad |= pg_leave(ctx, g, 0) != -ECHILD;
+		pg_close(ctx); /* must not leave the parent's groups */
+		_exit(bad);
+	}
+	int st;
+	waitpid(kid, &st, 0);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	pg_member *m;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(ctx, g, &m, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(m);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, "still", 5), 0);
+	pg_message msg;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &msg, 1000), 0);
+	CU_ASSERT_EQUAL(msg.len, 5);
+	pg_close(ctx);
+}
+
+static void test_delete_group_down(void)
+{
+	const char *g = fresh_group("del");
+	pg_ctx *ctx = open_ctx(), *mem = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, "last", 4), 0);
+	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 1000), 0); /* what came before */
+	CU_ASSERT(m.kind == PG_MSG && m.len == 4);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 1000), 0);
+	CU_ASSERT_EQUAL(m.kind, PG_GROUP_DOWN);
+	CU_ASSERT_EQUAL(m.seq, 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 0), -EAGAIN);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, "x", 1), -ENOENT);
+	/* The name is free again. */
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, "new", 3), 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 1000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 3);
+	pg_close(mem);
+	pg_close(ctx);
+}
+
+int main(void)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	CU_pSuite s = CU_add_suite("semantics", suite_start_daemon, suite_stop_daemon);
+	CU_add_test(s, "names and errors", test_names_and_errors);
+	CU_add_test(s, "old members and members", test_old_members_and_members);
+	CU_add_test(s, "send, recv, non-member sender", test_send_recv_and_nonmember);
+	CU_add_test(s, "esend", test_esend);
+	CU_add_test(s, "S senders x M members: one order", test_total_order);
+	CU_add_test(s, "monitor: events in order", test_monitor_events_in_order);
+	CU_add_test(s, "SIGKILLed member removed", test_killed_member_removed);
+	CU_add_test(s, "stall eviction", test_stall_eviction);
+	CU_add_test(s, "self eviction and sizes", test_self_eviction_and_sizes);
+	CU_add_test(s, "zero-copy claim/commit/abort", test_claim_commit_abort);
+	CU_add_test(s, "recv timeouts and EINTR", test_recv_timeouts_and_eintr);
+	CU_add_test(s, "pg_fd with epoll", test_pg_fd_epoll);
+	CU_add_test(s, "join another pid", test_join_other_pid);
+	CU_add_test(s, "forked child", test_fork_child);
+	CU_add_test(s, "delete: group down", test_delete_group_down);
+	return run_cunit();
+}

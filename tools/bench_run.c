@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The fan-out benchmark's engine: S sender processes -> one fresh group -> N
+ * member processes. Children report through one MAP_SHARED anonymous mapping
+ * made before fork (a slot each, plus every delivery's latency) so the parent
+ * computes percentiles over all deliveries, not over per-member summaries.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "proto/path.h"
+
+/* What every message starts with; the rest of --size is filler. */
+struct bench_hdr {
+	uint64_t sent_ns; /* CLOCK_MONOTONIC, same clock in every process */
+	uint32_t sender;
+	uint32_t seq; /* per sender, from 0 */
+};
+_Static_assert(sizeof(struct bench_hdr) == 16, "bench --size minimum is 16");
+
+/* One per child; own cache line so progress counters do not false-share. */
+struct slot {
+	_Alignas(64) _Atomic uint64_t progress; /* for the live line only */
+	uint64_t count;                          /* sent, or delivered */
+	uint64_t t_first, t_last;                /* first send / last send or delivery */
+	uint64_t cpu_ns;
+	uint64_t hash, dups, gaps, bad;
+	int err;       /* negative errno that stopped the child */
+	int stop_kind; /* PG_EVICTED / PG_GROUP_DOWN, or 0 */
+};
+
+struct run {
+	const struct bench_cfg *cfg;
+	const char *socket;
+	char group[PG_GROUP_MAX + 1];
+	struct bench_gate gate;
+	struct slot *slots; /* senders, then members */
+	uint64_t *lat;      /* members x per_member, in the same mapping */
+	uint64_t per_member;
+	size_t map_len;
+	unsigned index; /* set before each fork: which child this is */
+};
+
+/* Absolute-deadline pacing: sleep for the bulk of long gaps, spin the rest,
+ * so the send time is set by our clock, not by the timer's slack. */
+#define PACE_SLEEP_NS 50000u
+#define PACE_SPIN_NS 10000u
+#define PROGRESS_EVERY 1024u /* messages between a child's counter updates */
+#define PROGRESS_NS 250000000u /* between live lines */
+#define READY_TIMEOUT_MS 10000
+
+static void pin_child(unsigned k)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return;
+	int n = CPU_COUNT(&set);
+	int want = (int)(k % (unsigned)n);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &set) || want--)
+			continue;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		sched_setaffinity(0, sizeof(set), &set);
+		return;
+	}
+}
+
+static void pace_until(uint64_t deadline)
+{
+	uint64_t now = bench_now_ns();
+	if (deadline > now + PACE_SLEEP_NS) {
+		uint64_t wake = deadline - PACE_SPIN_NS;
+		struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000u),
+				      .tv_nsec = (long)(wake % 1000000000u)};
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+	}
+	while (bench_now_ns() < deadline)
+		;
+}
+
+static int send_all(struct run *r, pg_ctx *ctx, struct slot *s, unsigned idx)
+{
+	const struct bench_cfg *cfg = r->cfg;
+	unsigned char *buf = calloc(1, cfg->size);
+	if (!buf)
+		return -ENOMEM;
+	int err = 0;
+	s->t_first = bench_now_ns();
+	for (uint64_t i = 0; i < cfg->count && !err; i++) {
+		/* i * 1e9 < 2^64 for any count that fits the 32-bit seq. */
+		if (cfg->rate)
+			pace_until(s->t_first + i * 1000000000u / cfg->rate);
+		struct bench_hdr h = {.sent_ns = bench_now_ns(), .sender = idx, .seq = (uint32_t)i};
+		memcpy(buf, &h, sizeof(h));
+		err = pg_send(ctx, r->group, buf, cfg->size);
+		if (!err && ++s->count % PROGRESS_EVERY == 0)
+			atomic_store_explicit(&s->progress, s->count, memory_order_relaxed);
+	}
+	s->t_last = bench_now_ns();
+	free(buf);
+	return err;
+}
+
+/*
+ * A ctx's first send to a group fetches the ring from the daemon; a claim
+ * given back does that without sending, so message 0 is not timed with it.
+ */
+static int warm_up(struct run *r, pg_ctx *ctx)
+{
+	void *buf;
+	int err = pg_send_claim(ctx, r->group, r->cfg->size, &buf);
+	return err ? err : pg_send_abort(ctx, buf);
+}
+
+static int sender_main(void *arg)
+{
+	struct run *r = arg;
+	unsigned idx = r->index;
+	struct slot *s = &r->slots[idx];
+	if (r->cfg->pin)
+		pin_child(idx);
+	/* Pacing spins for the last few microseconds; a default 50 us timer
+	 * slack would make every sleep overshoot the deadline. */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	pg_ctx *ctx;
+	int err = pg_open(&ctx, r->socket);
+	if (!err && (err = warm_up(r, ctx)))
+		pg_close(ctx);
+	bench_gate_ready(&r->gate, err);
+	if (err) {
+		s->err = err;
+		return 1;
+	}
+	bench_gate_wait(&r->gate);
+	uint64_t cpu0 = bench_cpu_ns();
+	s->err = send_all(r, ctx, s, idx);
+	s->cpu_ns = bench_cpu_ns() - cpu0;
+	pg_close(ctx);
+	return s->err ? 1 : 0;
+}
+
+static void receive_all(struct run *r, pg_ctx *ctx, struct slot *s, uint64_t *lat)
+{
+	struct bench_order o;
+	if ((s->err = bench_order_init(&o, r->cfg->senders)))
+		return;
+	while (s->count < r->per_member) {
+		pg_message m;
+		int err = pg_recv(ctx, &m, BENCH_IDLE_MS);
+		if (err == -EINTR)
+			continue;
+		if (err) {
+			/* -ETIMEDOUT: idle too long; the parent reports the shortfall. */
+			if (err != -ETIMEDOUT)
+				s->err = err;
+			break;
+		}
+		if (m.kind == PG_EVICTED || m.kind == PG_GROUP_DOWN) {
+			s->stop_kind = (int)m.kind;
+			break;
+		}
+		if (m.kind != PG_MSG)
+			continue;
+		uint64_t now = bench_now_ns();
+		struct bench_hdr h;
+		if (m.len != r->cfg->size) {
+			o.bad++;
+			continue;
+		}
+		memcpy(&h, m.data, sizeof(h));
+		if (!bench_order_add(&o, h.sender, h.seq, m.seq))
+			continue;
+		lat[s->count++] = now - h.sent_ns;
+		s->t_last = now;
+		if (s->count % PROGRESS_EVERY == 0)
+			atomic_store_explicit(&s->progress, s->count, memory_order_relaxed);
+	}
+	s->hash = o.hash;
+	s->dups = o.dups;
+	s->gaps = o.gaps;
+	s->bad = o.bad;
+	bench_order_free(&o);
+}
+
+static int member_main(void *arg)
+{
+	struct run *r = arg;
+	unsigned j = r->index - r->cfg->senders;
+	struct slot *s = &r->slots[r->index];
+	if (r->cfg->pin)
+		pin_child(r->index);
+	/* Read by pg_open: how long pg_recv spins before it parks. */
+	if (r->cfg->wait == BENCH_WAIT_SPIN)
+		setenv("PGROUP_SPIN_US", "1000000", 1);
+	else if (r->cfg->wait == BENCH_WAIT_BLOCK)
+		setenv("PGROUP_SPIN_US", "0", 1);
+	pg_ctx *ctx;
+	int err = pg_open(&ctx, r->socket);
+	if (!err && (err = pg_join(ctx, r->group, 0, NULL, NULL)))
+		pg_close(ctx);
+	bench_gate_ready(&r->gate, err);
+	if (err) {
+		s->err = err;
+		return 1;
+	}
+	uint64_t cpu0 = bench_cpu_ns();
+	receive_all(r, ctx, s, r->lat + j * r->per_member);
+	s->cpu_ns = bench_cpu_ns() - cpu0;
+	pg_close(ctx);
+	return s->err ? 1 : 0;
+}
+
+/* The daemon's pid, from the kernel's view of its socket; 0 if unknown. */
+static pid_t daemon_pid(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (path)
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	else if (ctl_default_socket(sa.sun_path, sizeof(sa.sun_path)))
+		return 0;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct ucred cr = {0};
+	socklen_t len = sizeof(cr);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+	if (fd >= 0)
+		close(fd);
+	return cr.pid;
+}
+
+/* utime + stime of pid in ns; -1 if /proc does not say. */
+static double proc_cpu_ns(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* The command name may hold spaces and parens: fields count from the last ')'. */
+	char *p = strrchr(buf, ')');
+	unsigned long long ut, st;
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return -1;
+	return (double)(ut + st) * 1e9 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int map_shared(struct run *r)
+{
+	const struct bench_cfg *cfg = r->cfg;
+	size_t nslots = (size_t)cfg->senders + cfg->members;
+	r->per_member = cfg->count * cfg->senders;
+	size_t lat_off = nslots * sizeof(struct slot);
+	if (r->per_member > (SIZE_MAX - lat_off) / sizeof(uint64_t) / cfg->members)
+		return -ENOMEM;
+	r->map_len = lat_off + (size_t)r->per_member * cfg->members * sizeof(uint64_t);
+	/* NORESERVE: pages are only touched by deliveries that happen. */
+	void *p = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	r->slots = p;
+	r->lat = (uint64_t *)((char *)p + lat_off);
+	return 0;
+}
+
+static int spawn_children(struct run *r, pid_t *pids)
+{
+	unsigned n = r->cfg->senders + r->cfg->members;
+	for (r->index = 0; r->index < n; r->index++) {
+		bool sender = r->index < r->cfg->senders;
+		pid_t pid = bench_spawn(sender ? sender_main : member_main, r);
+		if (pid < 0)
+			return (int)pid;
+		pids[r->index] = pid;
+	}
+	return 0;
+}
+
+/* Members have joined (their ready byte says so); make sure the master agrees. */
+static int check_joined(pg_ctx *ctx, struct run *r)
+{
+	pg_member *m;
+	size_t n;
+	int err = pg_members(ctx, r->group, &m, &n);
+	if (err)
+		return err;
+	free(m);
+	if (n != r->cfg->members) {
+		fprintf(stderr, "pgroup: bench: %zu of %u members listed after join\n", n,
+			r->cfg->members);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static void show_progress(const struct run *r, uint64_t start)
+{
+	const struct bench_cfg *cfg = r->cfg;
+	uint64_t sent = 0, got = 0;
+	for (unsigned i = 0; i < cfg->senders + cfg->members; i++) {
+		uint64_t v = atomic_load_explicit(&r->slots[i].progress, memory_order_relaxed);
+		*(i < cfg->senders ? &sent : &got) += v;
+	}
+	fprintf(stderr, "\r\033[Kbench: %.1f s  sent %llu/%llu  delivered %llu/%llu",
+		(double)(bench_now_ns() - start) / 1e9, (unsigned long long)sent,
+		(unsigned long long)r->per_member, (unsigned long long)got,
+		(unsigned long long)(r->per_member * cfg->members));
+}
+
+/*
+ * Reap every child. A failed child stops the run early: deleting the group
+ * makes the others' sends fail and their receives see PG_GROUP_DOWN.
+ */
+static int wait_children(pg_ctx *ctx, struct run *r, pid_t *pids, uint64_t start)
+{
+	size_t n = (size_t)r->cfg->senders + r->cfg->members, left = n;
+	bool deleted = false;
+	uint64_t shown = 0;
+	while (left) {
+		for (size_t i = 0; i < n; i++) {
+			int st;
+			if (pids[i] <= 0 || waitpid(pids[i], &st, WNOHANG) != pids[i])
+				continue;
+			pids[i] = 0;
+			left--;
+			if ((!WIFEXITED(st) || WEXITSTATUS(st)) && !deleted) {
+				pg_delete(ctx, r->group);
+				deleted = true;
+			}
+		}
+		if (bench_interrupted()) {
+			bench_kill_all(pids, n);
+			return -EINTR;
+		}
+		if (r->cfg->progress && bench_now_ns() - shown >= PROGRESS_NS) {
+			show_progress(r, start);
+			shown = bench_now_ns();
+		}
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		if (left)
+			nanosleep(&ts, NULL);
+	}
+	if (r->cfg->progress)
+		fputs("\r\033[K", stderr);
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of the sorted latencies, in microseconds. */
+static double pct_us(const struct bench_result *res, double p)
+{
+	if (!res->nlat)
+		return 0;
+	size_t k = (size_t)(p * (double)res->nlat + 0.999999);
+	return (double)res->lat[k ? k - 1 : 0] / 1000.0;
+}
+
+static int collect_latency(const struct run *r, struct bench_result *res)
+{
+	res->lat = malloc(res->delivered ? res->delivered * sizeof(uint64_t) : 1);
+	if (!res->lat)
+		return -ENOMEM;
+	for (unsigned j = 0; j < r->cfg->members; j++) {
+		const struct slot *s = &r->slots[r->cfg->senders + j];
+		memcpy(res->lat + res->nlat, r->lat + j * r->per_member,
+		       s->count * sizeof(uint64_t));
+		res->nlat += s->count;
+	}
+	qsort(res->lat, res->nlat, sizeof(uint64_t), cmp_u64);
+	res->p50 = pct_us(res, 0.50);
+	res->p90 = pct_us(res, 0.90);
+	res->p99 = pct_us(res, 0.99);
+	res->p999 = pct_us(res, 0.999);
+	res->max = pct_us(res, 1.0);
+	return 0;
+}
+
+static double per_delivery(double cpu_ns, const struct bench_result *res)
+{
+	return res->delivered ? cpu_ns / (double)res->delivered : BENCH_NO_CPU;
+}
+
+static int summarise(const struct run *r, struct bench_result *res)
+{
+	const struct bench_cfg *cfg = r->cfg;
+	uint64_t t0 = UINT64_MAX, send_end = 0, recv_end = 0, sent = 0;
+	double cpu_send = 0, cpu_recv = 0;
+	const struct slot *ref = NULL; /* the first member that got everything */
+	res->expected = r->per_member * cfg->members;
+	res->same_order = true;
+	for (unsigned i = 0; i < cfg->senders + cfg->members; i++) {
+		const struct slot *s = &r->slots[i];
+		if (!res->err)
+			res->err = s->err;
+		if (i < cfg->senders) {
+			sent += s->count;
+			t0 = s->t_first && s->t_first < t0 ? s->t_first : t0;
+			send_end = s->t_last > send_end ? s->t_last : send_end;
+			cpu_send += (double)s->cpu_ns;
+			continue;
+		}
+		res->delivered += s->count;
+		res->dups += s->dups;
+		res->gaps += s->gaps;
+		res->bad += s->bad;
+		/* A member that stopped early has a shorter order: it is
+		 * reported as missing deliveries, not compared. */
+		if (s->count < r->per_member) {
+			res->short_members++;
+			res->evicted += s->stop_kind == PG_EVICTED;
+		}
+		else if (!ref)
+			ref = s;
+		else
+			res->same_order &= s->hash == ref->hash;
+		recv_end = s->t_last > recv_end ? s->t_last : recv_end;
+		cpu_recv += (double)s->cpu_ns;
+	}
+	if (send_end > t0)
+		res->send_rate = (double)sent * 1e9 / (double)(send_end - t0);
+	if (recv_end > t0) {
+		res->elapsed = (double)(recv_end - t0) / 1e9;
+		res->deliver_rate = (double)res->delivered / res->elapsed;
+	}
+	res->cpu_send = per_delivery(cpu_send, res);
+	res->cpu_recv = per_delivery(cpu_recv, res);
+	return collect_latency(r, res);
+}
+
+/* Fork, wait for every child to be ready, release the senders, reap. */
+static int run_children(pg_ctx *ctx, struct run *r, pid_t *pids, pid_t dpid,
+			struct bench_result *res)
+{
+	size_t n = (size_t)r->cfg->senders + r->cfg->members;
+	int err = spawn_children(r, pids);
+	if (!err)
+		err = bench_gate_collect(&r->gate, n, READY_TIMEOUT_MS);
+	if (!err)
+		err = check_joined(ctx, r);
+	if (err) {
+		bench_kill_all(pids, n);
+		return err;
+	}
+	double d0 = proc_cpu_ns(dpid);
+	uint64_t start = bench_now_ns();
+	bench_gate_open(&r->gate);
+	if ((err = wait_children(ctx, r, pids, start)))
+		return err;
+	double d1 = proc_cpu_ns(dpid);
+	res->cpu_daemon = BENCH_NO_CPU;
+	if ((err = summarise(r, res)))
+		return err;
+	if (d0 >= 0 && d1 >= 0)
+		res->cpu_daemon = per_delivery(d1 - d0, res);
+	return 0;
+}
+
+int bench_run(pg_ctx *ctx, const char *socket, const struct bench_cfg *cfg,
+	      struct bench_result *res)
+{
+	struct run r = {.cfg = cfg, .socket = socket, .gate = {{-1, -1}, {-1, -1}}};
+	*res = (struct bench_result){0};
+	if (!cfg->senders || !cfg->members || cfg->size < sizeof(struct bench_hdr) ||
+	    !cfg->count || cfg->count > UINT32_MAX)
+		return -EINVAL;
+	pid_t *pids = calloc((size_t)cfg->senders + cfg->members, sizeof(*pids));
+	if (!pids)
+		return -ENOMEM;
+	pid_t dpid = 0;
+	int err = map_shared(&r);
+	if (!err)
+		err = bench_gate_init(&r.gate);
+	/* Well before anything is timed: the daemon takes our bare connect
+	 * and close as a client that may have died, and stalls up to 50 ms. */
+	if (!err)
+		dpid = daemon_pid(socket);
+	pg_group_opts o = {.ring_bytes = cfg->ring, .max_msg = cfg->size > 65536 ? cfg->size : 0};
+	if (!err && !(err = bench_group_create(ctx, cfg->prefix, &o, r.group, sizeof(r.group)))) {
+		snprintf(res->group, sizeof(res->group), "%s", r.group);
+		err = run_children(ctx, &r, pids, dpid, res);
+		int derr = pg_delete(ctx, r.group);
+		/* -ENOENT: already deleted to stop a failed run early. */
+		if (!err && derr && derr != -ENOENT)
+			err = derr;
+	}
+	bench_gate_close(&r.gate);
+	if (r.slots)
+		munmap(r.slots, r.map_len);
+	free(pids);
+	if (err)
+		bench_result_free(res);
+	return err;
+}
+
+bool bench_ok(const struct bench_result *res)
+{
+	return res->delivered == res->expected && !res->dups && !res->gaps && !res->bad &&
+	       res->same_order && !res->err;
+}
+
+void bench_result_free(struct bench_result *res)
+{
+	free(res->lat);
+	res->lat = NULL;
+	res->nlat = 0;
+}
