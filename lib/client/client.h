@@ -41,6 +41,7 @@ struct pg_ctx {
 	bool daemon_gone;
 	bool down_told; /* PG_GROUP_DOWN delivered for the daemon's death */
 	char node[PG_NODE_MAX];
+	const struct node_alive *alive; /* the daemon's liveness page, read-only */
 	uint32_t next_id;
 	struct group_ref *groups;
 	unsigned n_groups;
@@ -64,6 +65,8 @@ static inline bool ref_listed(const struct group_ref *g)
 
 /* ctx.c */
 int ctx_check(pg_ctx *ctx);
+/* False once the node daemon is gone (one load, no syscall). */
+bool ctx_node_alive(pg_ctx *ctx);
 /* A request/reply round trip. Replies carry up to 2 fds into fds[]. */
 int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds);
 /* Start a request in ctx->out. */

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,6 +99,32 @@ static int autostart(const char *path)
 	return -ECONNREFUSED;
 }
 
+static int map_alive(pg_ctx *ctx, int fd)
+{
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size != RING_PAGE)
+		return -EPROTO;
+	void *p = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	const struct node_alive *a = p;
+	if (a->magic != NODE_ALIVE_MAGIC || a->version != RING_VERSION) {
+		munmap(p, RING_PAGE);
+		return -EPROTO;
+	}
+	ctx->alive = a;
+	return 0;
+}
+
+bool ctx_node_alive(pg_ctx *ctx)
+{
+	if (ctx->daemon_gone)
+		return false;
+	if (!node_alive(ctx->alive))
+		ctx->daemon_gone = true;
+	return !ctx->daemon_gone;
+}
+
 int pg_open(pg_ctx **out, const char *socket_path)
 {
 	char path[108];
@@ -126,11 +154,19 @@ int pg_open(pg_ctx **out, const char *socket_path)
 	ctx->spin_ns = (spin ? atoll(spin) : 20) * 1000;
 	ctx_begin(ctx, CTL_HELLO);
 	struct ctl_in r;
-	int err = ctx_call(ctx, &r, NULL, NULL);
+	int alive_fd = -1;
+	unsigned nfds = 1;
+	int err = ctx_call(ctx, &r, &alive_fd, &nfds);
 	if (!err)
 		err = ctl_get_str(&r, CTL_T_NODE, ctx->node, sizeof(ctx->node));
+	if (!err)
+		err = map_alive(ctx, nfds == 1 ? alive_fd : -1);
+	if (alive_fd >= 0)
+		close(alive_fd);
 	if (err) {
 		close(fd);
+		if (ctx->alive)
+			munmap((void *)ctx->alive, RING_PAGE);
 		free(ctx);
 		return err == -ENOTCONN ? -ECONNREFUSED : err;
 	}
@@ -167,6 +203,8 @@ void pg_close(pg_ctx *ctx)
 		ctx_call(ctx, &r, NULL, NULL);
 	}
 	close(ctx->sock);
+	if (ctx->alive)
+		munmap((void *)ctx->alive, RING_PAGE);
 	while (ctx->groups) {
 		struct group_ref *g = ctx->groups;
 		ctx->groups = g->next;

@@ -307,7 +307,7 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			/* Nothing in the rings: news from the daemon? */
 			ctx_drain(ctx);
 			asked_daemon = true;
-			if (ctx->daemon_gone)
+			if (!ctx_node_alive(ctx))
 				return daemon_down(ctx, msg) > 0 ? 0 : -ENOTCONN;
 			continue;
 		}

@@ -138,6 +138,8 @@ static int send_common(pg_ctx *ctx, const char *group, const void *data, size_t 
 	int err = sender(ctx, group, &g);
 	if (err)
 		return err;
+	if (!ctx_node_alive(ctx))
+		return -ENOTCONN;
 	struct ring_claim c;
 	err = claim(ctx, g, len, wait, &c);
 	if (err)
@@ -172,6 +174,8 @@ int pg_send_claim(pg_ctx *ctx, const char *group, size_t len, void **buf)
 	int err = sender(ctx, group, &g);
 	if (err)
 		return err;
+	if (!ctx_node_alive(ctx))
+		return -ENOTCONN;
 	err = claim(ctx, g, len, true, &g->claim);
 	if (err)
 		return err;

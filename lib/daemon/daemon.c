@@ -115,6 +115,8 @@ static int setup(struct daemon *d, const struct pgd_opts *o)
 		return err;
 	if ((err = loop_init(&d->loop)))
 		return err;
+	if ((err = liveness_start(&d->alive)))
+		return err;
 	if ((err = listen_on(d))) {
 		pgd_log("cannot listen on %s: %s", d->socket_path, strerror(-err));
 		return err;
@@ -149,6 +151,8 @@ static void teardown(struct daemon *d)
 		session_close(d, d->sessions, RING_REC_LEFT);
 	if (d->watch)
 		watch_destroy(d->watch);
+	/* Last: clients may now see the node gone. */
+	liveness_stop(&d->alive);
 	if (d->listen_fd >= 0) {
 		close(d->listen_fd);
 		unlink(d->socket_path);
@@ -165,7 +169,7 @@ int pgd_run(const struct pgd_opts *opts)
 	struct daemon *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	d->listen_fd = d->signal_fd = d->tick_fd = d->loop.epfd = -1;
+	d->listen_fd = d->signal_fd = d->tick_fd = d->loop.epfd = d->alive.ro_fd = -1;
 	int err = setup(d, opts);
 	if (!err) {
 		pgd_log("node %s listening on %s", d->node, d->socket_path);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "liveness.h"
 #include "loop.h"
 #include "ring/ring.h"
 #include "watch.h"
@@ -110,6 +111,7 @@ struct daemon {
 	struct proc *procs;
 	struct group *groups;
 	struct watch *watch;
+	struct liveness alive;
 };
 
 /* registry.c: groups, members, events written into rings. */

@@ -408,7 +408,7 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 	case CTL_HELLO:
 		begin_reply(req);
 		ctl_put_str(&out_msg, CTL_T_NODE, d->node);
-		err = reply(s, req, 0, NULL, 0);
+		err = reply(s, req, 0, &d->alive.ro_fd, 1);
 		break;
 	case CTL_CREATE:
 		err = do_create(d, s, req);

@@ -186,4 +186,34 @@ static_assert(sizeof(struct ring_cursor_hdr) == 192, "cursor hdr layout");
 #define RING_CURSOR_BYTES (RING_MEMBERS_OFF + RING_MEMBER_SLOTS * RING_CACHELINE)
 static_assert(RING_CURSOR_BYTES % RING_PAGE == 0, "cursor memfd is whole pages");
 
+/*
+ * The node's liveness page: one per daemon, handed read-only to every client
+ * at pg_open. It holds a robust, process-shared mutex the daemon locks for
+ * its lifetime. When the daemon dies in any way the kernel marks the futex
+ * word FUTEX_OWNER_DIED; on a clean exit the daemon unlocks it. Either way a
+ * client learns the node is gone with one load, no syscall, so a local send
+ * to a dead node fails with -ENOTCONN instead of writing into a void.
+ */
+#define NODE_ALIVE_MAGIC 0x70676c76u /* "pglv" */
+struct node_alive {
+	_Atomic uint32_t lock_word; /* glibc's robust mutex word: the owner's TID */
+	uint32_t pad0[15];
+	uint32_t magic;
+	uint32_t version;
+	uint8_t pad1[RING_PAGE - 72];
+};
+static_assert(offsetof(struct node_alive, lock_word) == 0, "node_alive layout");
+static_assert(offsetof(struct node_alive, magic) == 64, "node_alive layout");
+static_assert(sizeof(struct node_alive) == RING_PAGE, "node_alive is one page");
+
+#define NODE_OWNER_DIED 0x40000000u /* the kernel's FUTEX_OWNER_DIED */
+#define NODE_TID_MASK 0x3fffffffu
+
+static inline int node_alive(const struct node_alive *a)
+{
+	uint32_t w = atomic_load_explicit(&((struct node_alive *)a)->lock_word,
+					  memory_order_relaxed);
+	return (w & NODE_TID_MASK) != 0 && !(w & NODE_OWNER_DIED);
+}
+
 #endif /* PG_RING_LAYOUT_H */

@@ -110,6 +110,13 @@ static int fd_bytes(int fd, size_t want)
 int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
 {
 	memset(r, 0, sizeof(*r));
+	/* Sizes before any access: touching a page past the end of a short
+	 * memfd would be SIGBUS, not an error. */
+	struct stat st;
+	if (fstat(data_fd, &st) < 0)
+		return -errno;
+	if (st.st_size < (off_t)RING_DATA_OFF)
+		return -EBADMSG;
 	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
 	if (h == MAP_FAILED)
 		return -errno;

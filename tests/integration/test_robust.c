@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Bad input and bad luck against a real pgroupd: garbage, truncated and
+ * oversized requests on the control socket, fds pushed at the daemon,
+ * clients vanishing mid-request, corrupt ring records from a malicious
+ * writer, and the daemon going away (cleanly and by SIGKILL).
+ */
+#include <CUnit/Basic.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "proto/ctl.h"
+#include "ring/layout.h"
+
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int count_fds_now(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* The daemon's fd count once it settles at `want` (sessions that ended
+ * without BYE get a grace period first), or what it is after 3 s. */
+static int count_fds(pid_t pid, int want)
+{
+	int n = count_fds_now(pid);
+	for (int i = 0; i < 300 && n != want; i++) {
+		usleep(10000);
+		n = count_fds_now(pid);
+	}
+	return n;
+}
+
+/* Send raw bytes, return the status of the daemon's reply (or -EIO). */
+static int raw_exchange(int fd, const void *buf, size_t len)
+{
+	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t)len)
+		return -EIO;
+	static uint8_t in[CTL_MAX_BYTES];
+	ssize_t n = recv(fd, in, sizeof(in), 0);
+	struct ctl_in m;
+	if (n <= 0 || ctl_parse(&m, in, (size_t)n) < 0 || !(m.hdr.type & CTL_REPLY))
+		return -EIO;
+	return m.hdr.status;
+}
+
+static void test_garbage_requests(void)
+{
+	/* The harness's readiness probe closed without BYE: let its grace
+	 * pass before counting. */
+	usleep(300000);
+	int before = count_fds_now(the_daemon.pid);
+	int fd = raw_connect(the_daemon.socket);
+	CU_ASSERT_FATAL(fd >= 0);
+	uint8_t junk[256];
+	srand(7);
+	for (int round = 0; round < 200; round++) {
+		size_t n = 1 + (size_t)rand() % sizeof(junk);
+		for (size_t i = 0; i < n; i++)
+			junk[i] = (uint8_t)rand();
+		CU_ASSERT_EQUAL(raw_exchange(fd, junk, n), -EPROTO);
+	}
+	/* A header that promises more than is there (truncated). */
+	struct ctl_out *o = malloc(sizeof(*o));
+	ctl_begin(o, CTL_JOIN, 5, 0);
+	ctl_put_str(o, CTL_T_NAME, "abc");
+	ctl_end(o);
+	CU_ASSERT_EQUAL(raw_exchange(fd, o->buf, o->len - 3), -EPROTO);
+	/* A field whose length runs past the end. */
+	o->buf[sizeof(struct ctl_hdr) + 2] = 0xff;
+	CU_ASSERT_EQUAL(raw_exchange(fd, o->buf, o->len), -EPROTO);
+	/* Well-formed but missing its fields, or wrong field sizes. */
+	ctl_begin(o, CTL_JOIN, 6, 0);
+	ctl_end(o);
+	CU_ASSERT_EQUAL(raw_exchange(fd, o->buf, o->len), -EINVAL);
+	ctl_begin(o, CTL_CREATE, 7, 0);
+	ctl_put_str(o, CTL_T_NAME, "sizes");
+	ctl_put_u32(o, CTL_T_RING, 5); /* a u64 field sent as u32 */
+	ctl_end(o);
+	CU_ASSERT_EQUAL(raw_exchange(fd, o->buf, o->len), -EINVAL);
+	/* A reply type sent as a request, and an unknown type. */
+	ctl_begin(o, CTL_HELLO | CTL_REPLY, 8, 0);
+	ctl_end(o);
+	CU_ASSERT_EQUAL(raw_exchange(fd, o->buf, o->len), -EPROTO);
+	ctl_begin(o, 40, 9, 0);
+	ctl_end(o);
+	CU_ASSERT_EQUAL(raw_exchange(fd, o->buf, o->len), -EOPNOTSUPP);
+	/* Oversized: more than the daemon reads. */
+	static uint8_t huge[CTL_MAX_BYTES + 4096];
+	memset(huge, 0, sizeof(huge));
+	CU_ASSERT_EQUAL(raw_exchange(fd, huge, sizeof(huge)), -EPROTO);
+	/* fds pushed at the daemon are closed, not kept. */
+	ctl_begin(o, CTL_HELLO, 10, 0);
+	ctl_end(o);
+	int pushed[2] = {fd, 0};
+	for (int i = 0; i < 50; i++)
+		CU_ASSERT_EQUAL(ctl_send(fd, o, pushed, 2), 0);
+	for (int i = 0; i < 50; i++) {
+		static uint8_t in[CTL_MAX_BYTES];
+		int got[2];
+		unsigned ng = 2;
+		CU_ASSERT(ctl_recv(fd, in, sizeof(in), got, &ng, 0) > 0);
+		for (unsigned k = 0; k < ng; k++)
+			close(got[k]);
+	}
+	free(o);
+	close(fd);
+	/* The daemon still serves, and holds no more fds than before. */
+	pg_ctx *ctx = open_ctx();
+	const char *g = fresh_group("after-garbage");
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
+	pg_close(ctx);
+	CU_ASSERT_EQUAL(count_fds(the_daemon.pid, before), before);
+}
+
+static int vanish_mid_request(void *arg, int up, int down)
+{
+	const char *g = arg;
+	int fd = raw_connect(the_daemon.socket);
+	struct ctl_out *o = malloc(sizeof(*o));
+	ctl_begin(o, CTL_JOIN, 1, 0);
+	ctl_put_str(o, CTL_T_NAME, g);
+	ctl_put_u32(o, CTL_T_PID, 0);
+	ctl_end(o);
+	/* Ask to join, many times over, and die without reading a reply. */
+	for (int i = 0; i < 20; i++)
+		send(fd, o->buf, o->len, MSG_NOSIGNAL);
+	kill(getpid(), SIGKILL);
+	return 0;
+}
+
+static void test_clients_vanish(void)
+{
+	const char *g = fresh_group("vanish");
+	pg_ctx *ctx = open_ctx();
+	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
+	int before = count_fds_now(the_daemon.pid);
+	for (int i = 0; i < 20; i++) {
+		struct child c;
+		CU_ASSERT_EQUAL_FATAL(child_start(&c, vanish_mid_request, (void *)g), 0);
+		CU_ASSERT_EQUAL(child_wait(&c), 128 + SIGKILL);
+	}
+	/* Opened and closed handles, joins and leaves, over and over. */
+	for (int i = 0; i < 100; i++) {
+		pg_ctx *x = open_ctx();
+		CU_ASSERT_EQUAL(pg_join(x, g, 0, NULL, NULL), 0);
+		CU_ASSERT_EQUAL(pg_send(x, g, "x", 1), 0);
+		pg_close(x);
+	}
+	pg_member *m;
+	size_t n = 1;
+	for (int i = 0; i < 100 && n; i++) {
+		CU_ASSERT_EQUAL(pg_members(ctx, g, &m, &n), 0);
+		free(m);
+		if (n)
+			usleep(10000);
+	}
+	CU_ASSERT_EQUAL(n, 0); /* nobody left behind */
+	CU_ASSERT_EQUAL(count_fds(the_daemon.pid, before), before);
+	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
+	pg_close(ctx);
+}
+
+/* A malicious writer: claims a record, then writes a header of its own. */
+static void corrupt_and_expect(void (*spoil)(struct ring_rec *h, uint64_t pos))
+{
+	const char *g = fresh_group("corrupt"), *ok = fresh_group("fine");
+	pg_ctx *rd = open_ctx(), *wr = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024};
+	CU_ASSERT_EQUAL(pg_create_opts(rd, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_create(rd, ok), 0);
+	CU_ASSERT_EQUAL(pg_join(rd, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_join(rd, ok, 0, NULL, NULL), 0);
+	void *buf;
+	CU_ASSERT_EQUAL_FATAL(pg_send_claim(wr, g, 16, &buf), 0);
+	struct ring_rec *h = (struct ring_rec *)((char *)buf - sizeof(*h));
+	/* In a fresh group the claim follows the reader's JOINED record;
+	 * its position is what a forged commit word must name. */
+	uint64_t pos = (sizeof(struct ring_rec) + strlen(the_daemon.node) + 31) & ~31ull;
+	spoil(h, pos);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(rd, &m, 1000), -EBADMSG);
+	/* The reader left the broken group and still reads the good one. */
+	CU_ASSERT_EQUAL(pg_send(wr, ok, "ok", 2), 0);
+	CU_ASSERT_EQUAL(pg_recv(rd, &m, 1000), 0);
+	CU_ASSERT(m.len == 2 && strcmp(m.group, ok) == 0);
+	pg_member *list;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(rd, g, &list, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+	free(list);
+	pg_delete(rd, g);
+	pg_delete(rd, ok);
+	pg_close(wr);
+	pg_close(rd);
+}
+
+static void commit_at(struct ring_rec *h, uint64_t pos)
+{
+	atomic_store_explicit(&h->commit, ~pos, memory_order_release);
+}
+
+static void spoil_kind(struct ring_rec *h, uint64_t pos)
+{
+	h->kind = 99;
+	h->len = 4;
+	h->seq = 1000;
+	commit_at(h, pos);
+}
+
+static void spoil_len(struct ring_rec *h, uint64_t pos)
+{
+	h->kind = RING_REC_MSG;
+	h->len = 1u << 30; /* far past max_msg and the ring */
+	h->seq = 1000;
+	commit_at(h, pos);
+}
+
+static void spoil_bounds(struct ring_rec *h, uint64_t pos)
+{
+	h->kind = RING_REC_PAD;
+	h->len = 64 * 1024; /* a pad running past the end of the area */
+	commit_at(h, pos);
+}
+
+static void spoil_seq(struct ring_rec *h, uint64_t pos)
+{
+	h->kind = RING_REC_MSG;
+	h->len = 16;
+	h->seq = 0; /* not after the JOINED record's seq */
+	commit_at(h, pos);
+}
+
+static void test_corrupt_kind(void)
+{
+	corrupt_and_expect(spoil_kind);
+}
+static void test_corrupt_len(void)
+{
+	corrupt_and_expect(spoil_len);
+}
+static void test_corrupt_bounds(void)
+{
+	corrupt_and_expect(spoil_bounds);
+}
+static void test_corrupt_seq(void)
+{
+	corrupt_and_expect(spoil_seq);
+}
+
+/* A daemon of its own, so its death does not end the other tests. */
+static void daemon_goes_away(int sig)
+{
+	struct daemon_proc d;
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, "doomed"), 0);
+	pg_ctx *mem, *snd;
+	CU_ASSERT_EQUAL_FATAL(pg_open(&mem, d.socket), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_open(&snd, d.socket), 0);
+	CU_ASSERT_EQUAL(pg_create(mem, "g"), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, "g", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, "g", "before", 6), 0);
+	if (sig == SIGTERM) {
+		CU_ASSERT_EQUAL(daemon_stop(&d), 0); /* a clean exit */
+	} else {
+		kill(d.pid, SIGKILL);
+		waitpid(d.pid, NULL, 0);
+		unlink(d.socket);
+	}
+	pg_message m;
+	/* What was accepted before is still delivered, then the group is
+	 * down, then calls fail. */
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 2000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 6);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 2000), 0);
+	CU_ASSERT_EQUAL(m.kind, PG_GROUP_DOWN);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 100), -ENOTCONN);
+	CU_ASSERT_EQUAL(pg_send(snd, "g", "after", 5), -ENOTCONN);
+	CU_ASSERT_EQUAL(pg_create(snd, "h"), -ENOTCONN);
+	pg_member *list;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(snd, "g", &list, &n), -ENOTCONN);
+	pg_close(snd);
+	pg_close(mem);
+}
+
+static void test_daemon_sigterm(void)
+{
+	daemon_goes_away(SIGTERM);
+}
+
+static void test_daemon_sigkill(void)
+{
+	daemon_goes_away(SIGKILL);
+}
+
+int main(void)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	CU_pSuite s = CU_add_suite("robust", suite_start_daemon, suite_stop_daemon);
+	CU_add_test(s, "garbage, truncated, oversized requests", test_garbage_requests);
+	CU_add_test(s, "clients vanishing mid-request", test_clients_vanish);
+	CU_add_test(s, "corrupt record: kind", test_corrupt_kind);
+	CU_add_test(s, "corrupt record: length", test_corrupt_len);
+	CU_add_test(s, "corrupt record: bounds", test_corrupt_bounds);
+	CU_add_test(s, "corrupt record: seq", test_corrupt_seq);
+	CU_add_test(s, "daemon SIGTERM: group down, ENOTCONN", test_daemon_sigterm);
+	CU_add_test(s, "daemon SIGKILL: group down, ENOTCONN", test_daemon_sigkill);
+	return run_cunit();
+}
