@@ -55,7 +55,7 @@ struct run {
 
 /* Absolute-deadline pacing: sleep for the bulk of long gaps, spin the rest,
  * so the send time is set by our clock, not by the timer's slack. */
-#define PACE_SLEEP_NS 50000u
+#define PACE_SLEEP_NS 20000u
 #define PACE_SPIN_NS 10000u
 #define PROGRESS_EVERY 1024u /* messages between a child's counter updates */
 #define PROGRESS_NS 250000000u /* between live lines */

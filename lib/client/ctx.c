@@ -151,7 +151,7 @@ int pg_open(pg_ctx **out, const char *socket_path)
 	ctx->fork_gen = atomic_load(&fork_gen);
 	ctx->pid = getpid();
 	const char *spin = getenv("PGROUP_SPIN_US");
-	ctx->spin_ns = (spin ? atoll(spin) : 20) * 1000;
+	ctx->spin_ns = (spin ? atoll(spin) : PG_DEFAULT_SPIN_US) * 1000;
 	ctx_begin(ctx, CTL_HELLO);
 	struct ctl_in r;
 	int alive_fd = -1;

@@ -19,7 +19,9 @@
 #include "proto/ctl.h"
 #include "proto/path.h"
 
-#define TICK_NS (20 * 1000 * 1000)
+/* Retries of pending events, evictions whose sender died, orphans: none is
+ * urgent, and an idle daemon should cost nothing. */
+#define TICK_NS (50 * 1000 * 1000)
 
 static void on_listen(struct loop *l, struct loop_src *src, uint32_t events)
 {
