@@ -196,6 +196,17 @@ void pg_close(pg_ctx *ctx)
 		if (!forked)
 			recv_disarm_all(ctx);
 	}
+	if (!forked) {
+		/* A claim left open would stop every reader at its position:
+		 * turn it into padding they skip. */
+		for (struct group_ref *g = ctx->groups; g; g = g->next) {
+			if (g->claiming) {
+				ring_abort(&g->wr, &g->claim);
+				ring_wake(&g->wr);
+				g->claiming = false;
+			}
+		}
+	}
 	if (!forked && !ctx->daemon_gone) {
 		/* Leave everything at once; the daemon writes PG_LEFT. */
 		struct ctl_in r;

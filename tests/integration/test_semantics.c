@@ -496,6 +496,13 @@ static void test_claim_commit_abort(void)
 	CU_ASSERT(m.len == 5 && memcmp(m.data, "after", 5) == 0);
 	CU_ASSERT_EQUAL(pg_send_abort(snd, (void *)&m), -EINVAL);
 	CU_ASSERT_EQUAL(pg_send_claim(snd, g, 1 << 20, &buf), -EMSGSIZE);
+	/* A claim still open at pg_close does not stop the readers. */
+	CU_ASSERT_EQUAL(pg_send_claim(snd, g, 8, &buf), 0);
+	pg_close(snd);
+	snd = open_ctx();
+	CU_ASSERT_EQUAL(pg_send(snd, g, "next", 4), 0);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 1000), 0);
+	CU_ASSERT(m.len == 4 && memcmp(m.data, "next", 4) == 0);
 	pg_close(snd);
 	pg_close(ctx);
 }
