@@ -391,14 +391,19 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		if (RING_STATE_OF(w) != RING_MEMBER_FREE)
 			continue;
 		uint32_t nw = RING_MEMBER_WORD(RING_GEN_OF(w) + 1, RING_MEMBER_ACTIVE);
-		/* Cursor first at the current tail, then ACTIVE, both seq_cst:
-		 * see ring_min_cursor. Everything from this tail on is kept
-		 * for the new member. */
+		/* Cursor at the tail, then ACTIVE, then the cursor again at a
+		 * tail read after ACTIVE, all seq_cst. A producer that missed
+		 * the slot read its tail (ring_min_cursor reads the tail
+		 * first) before our ACTIVE store, so before our second tail
+		 * read: every bound it cached is <= the cursor we end with.
+		 * Everything from that tail on is kept for the new member. */
 		uint64_t t = atomic_load(&r->hdr->tail);
 		atomic_store(&m->cursor, t);
 		m->pid = pid;
 		atomic_store(&m->waiters, 0);
 		atomic_store(&m->state, nw);
+		t = atomic_load(&r->hdr->tail);
+		atomic_store(&m->cursor, t);
 		uint32_t hi = atomic_load(&r->chdr->slot_hi);
 		if (hi <= i)
 			atomic_store_explicit(&r->chdr->slot_hi, i + 1, memory_order_release);
