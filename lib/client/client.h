@@ -49,7 +49,6 @@ struct pg_ctx {
 	unsigned fork_gen;
 	pid_t pid;
 	bool daemon_gone;
-	bool down_told; /* PG_GROUP_DOWN delivered for the daemon's death */
 	char node[PG_NODE_MAX];
 	const struct node_alive *alive; /* the daemon's liveness page, read-only */
 	uint32_t next_id;

@@ -346,7 +346,9 @@ void ctx_drop_membership(pg_ctx *ctx, struct group_ref *g)
 
 void ctx_drop_sender(pg_ctx *ctx, struct group_ref *g)
 {
-	if (!g->can_send)
+	/* An open claim's buffer lives in this mapping: it goes when the
+	 * claim is committed or aborted (both then fail with -ENOENT). */
+	if (!g->can_send || g->claiming)
 		return;
 	ring_unmap(&g->wr);
 	g->can_send = false;
@@ -403,10 +405,8 @@ int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds)
 		int got[CTL_MAX_FDS];
 		unsigned n = CTL_MAX_FDS;
 		err = receive(ctx, reply, got, &n, true);
-		if (err == -EPROTO)
-			continue; /* garbage from the daemon: not our reply */
 		if (err)
-			return err;
+			return err; /* -EPROTO: a daemon we cannot understand */
 		if (reply->hdr.type == (type | CTL_REPLY) && reply->hdr.id == id) {
 			for (unsigned i = 0; i < n; i++) {
 				if (fds && nfds && i < *nfds)

@@ -53,8 +53,10 @@ static int notice(pg_ctx *ctx, struct group_ref *g, pg_message *msg, enum pg_kin
 	msg->seq = 0;
 	msg->data = NULL;
 	msg->len = 0;
-	if (kind == PG_EVICTED)
-		ctx_leave_quiet(ctx, g->name); /* frees the slot kept for us */
+	/* Evicted: frees the slot kept for us. Down: the daemon deleted the
+	 * group (it answers -ENOENT) or is gone (-ENOTCONN), or a writer
+	 * forged the state word, and then this frees our slot. */
+	ctx_leave_quiet(ctx, g->name);
 	ctx_drop_membership(ctx, g);
 	if (kind == PG_GROUP_DOWN)
 		ctx_drop_sender(ctx, g);
@@ -207,7 +209,9 @@ static void arm_fd(pg_ctx *ctx)
 	io_uring_submit(&ctx->uring);
 }
 
-/* Take the completions: a futex wait that fired ends that group's sleep. */
+/* Take the completions: a futex wait that fired ends that group's sleep.
+ * Until then the group counts as a sleeper and its producers pay a futex
+ * wake per message: the price of an fd for epoll. */
 static void reap_fd(pg_ctx *ctx)
 {
 	struct io_uring_cqe *cqe;
@@ -293,8 +297,6 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 	if (!msg || timeout_ms < -1)
 		return -EINVAL;
 	release_view(ctx);
-	if (ctx->have_uring)
-		reap_fd(ctx);
 	int64_t now = ring_now_ns();
 	int64_t deadline = timeout_ms < 0 ? -1 : now + (int64_t)timeout_ms * 1000000;
 	int64_t spin_until = now + ctx->spin_ns;
@@ -312,8 +314,12 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			continue;
 		}
 		if (timeout_ms == 0) {
-			if (ctx->have_uring)
+			/* Drained: only now consume pg_fd's completions, so the
+			 * fd stays readable while anything is left. */
+			if (ctx->have_uring) {
+				reap_fd(ctx);
 				arm_fd(ctx);
+			}
 			return -EAGAIN;
 		}
 		now = ring_now_ns();

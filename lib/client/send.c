@@ -200,6 +200,11 @@ int pg_send_commit(pg_ctx *ctx, void *buf)
 	struct group_ref *g = claim_of(ctx, buf);
 	if (!g)
 		return -EINVAL;
+	if (ring_is_down(&g->wr)) {
+		g->claiming = false;
+		ctx_drop_sender(ctx, g);
+		return -ENOENT;
+	}
 	ring_commit(&g->wr, &g->claim, RING_REC_MSG, 0, ctx->pid, 0);
 	g->claiming = false;
 	ring_wake(&g->wr);

@@ -104,6 +104,28 @@ static int listen_on(struct daemon *d)
 	return 0;
 }
 
+/* eBPF when we may load it, else pidfds; say once which runs. */
+static int start_watcher(struct daemon *d, const struct pgd_opts *o)
+{
+	const char *why = "--no-bpf";
+#ifdef PG_HAVE_BPF
+	if (!o->no_bpf) {
+		int err = watch_bpf_new(&d->loop, on_exit_event, d, &d->watch);
+		if (!err) {
+			pgd_log("exit watcher: %s", d->watch->ops->name);
+			return 0;
+		}
+		why = strerror(-err);
+	}
+#else
+	why = o->no_bpf ? "--no-bpf" : "built without BPF";
+#endif
+	int err = watch_pidfd_new(&d->loop, on_exit_event, d, &d->watch);
+	if (!err)
+		pgd_log("exit watcher: %s (eBPF not used: %s)", d->watch->ops->name, why);
+	return err;
+}
+
 static int setup(struct daemon *d, const struct pgd_opts *o)
 {
 	int err = node_name(o, d->node, sizeof(d->node));
@@ -135,9 +157,8 @@ static int setup(struct daemon *d, const struct pgd_opts *o)
 		return -errno;
 	struct itimerspec its = {.it_interval = {0, TICK_NS}, .it_value = {0, TICK_NS}};
 	timerfd_settime(d->tick_fd, 0, &its, NULL);
-	if ((err = watch_pidfd_new(&d->loop, on_exit_event, d, &d->watch)))
+	if ((err = start_watcher(d, o)))
 		return err;
-	pgd_log("exit watcher: %s", d->watch->ops->name);
 	if ((err = loop_add(&d->loop, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d)) ||
 	    (err = loop_add(&d->loop, &d->signal_src, d->signal_fd, EPOLLIN, on_signal, d)) ||
 	    (err = loop_add(&d->loop, &d->tick_src, d->tick_fd, EPOLLIN, on_tick, d)))

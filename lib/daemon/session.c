@@ -118,7 +118,7 @@ void session_accept(struct daemon *d)
 	s->gid = cr.gid;
 	s->serial = ++d->next_serial;
 	s->proc = proc_get(d, cr.pid, pidfd);
-	if (!s->proc || loop_add(&d->loop, &s->src, fd, EPOLLIN, on_session, s) < 0) {
+	if (!s->proc || loop_add(&d->loop, &s->src, fd, EPOLLIN | EPOLLRDHUP, on_session, s) < 0) {
 		if (s->proc)
 			proc_put(d, s->proc);
 		else
@@ -284,8 +284,9 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 	if (target != s) {
 		err = session_notify_joined(d, target, m);
 		if (err) {
+			/* The target's connection is broken, not ours. */
 			registry_remove(d, m, RING_REC_LEFT);
-			return err;
+			return -ESRCH;
 		}
 		return reply(s, req, 0, NULL, 0);
 	}
@@ -371,9 +372,8 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 			char name[256];
 		} v;
 		memset(&v, 0, sizeof(v));
-		uint64_t tail = atomic_load(&g->ring.hdr->tail);
 		v.info.ring_bytes = g->ring.capacity;
-		v.info.lag = tail - ring_min_cursor(&g->ring, NULL);
+		v.info.lag = ring_fill(&g->ring);
 		v.info.fill = v.info.lag > g->ring.capacity ? g->ring.capacity : v.info.lag;
 		v.info.members = g->n_members;
 		v.info.mode = g->mode;
@@ -450,7 +450,9 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		do_evict(d, req);
 		return true;
 	case CTL_BYE:
-		/* Reply first, so pg_close returns after the leave is done. */
+		/* Leave first, then reply: pg_close returns once its PG_LEFT
+		 * records are in the rings. */
+		registry_drop_session(d, s, RING_REC_LEFT);
 		begin_reply(req);
 		reply(s, req, 0, NULL, 0);
 		session_close(d, s, RING_REC_LEFT);
@@ -493,7 +495,14 @@ void session_reap_orphans(struct daemon *d)
 	int64_t now = ring_now_ns();
 	for (struct session *s = d->sessions, *next; s; s = next) {
 		next = s->next;
-		if (s->orphaned_at && now - s->orphaned_at > ORPHAN_GRACE_NS)
+		if (!s->orphaned_at)
+			continue;
+		/* The watcher normally reports the exit first; this covers an
+		 * exit it could not report (e.g. a full BPF ring buffer). */
+		struct pollfd p = {.fd = s->proc->pidfd, .events = POLLIN};
+		if (poll(&p, 1, 0) > 0)
+			session_close(d, s, RING_REC_EXITED);
+		else if (now - s->orphaned_at > ORPHAN_GRACE_NS)
 			session_close(d, s, RING_REC_LEFT);
 	}
 }
@@ -507,7 +516,9 @@ static void on_session(struct loop *l, struct loop_src *src, uint32_t events)
 	ssize_t n = ctl_recv(s->fd, in_buf, sizeof(in_buf), fds, &nfds, MSG_DONTWAIT);
 	if (n == -EAGAIN)
 		return;
-	if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
+	/* A zero-length read is the end only when the peer hung up; on a
+	 * SEQPACKET socket it can also be an empty datagram (garbage). */
+	if ((n == 0 && (events & (EPOLLHUP | EPOLLRDHUP))) || (n < 0 && n != -EMSGSIZE)) {
 		session_orphan(d, s);
 		return;
 	}
@@ -516,7 +527,8 @@ static void on_session(struct loop *l, struct loop_src *src, uint32_t events)
 	    (req.hdr.type & CTL_REPLY) || req.hdr.type >= CTL_ASYNC_JOINED) {
 		/* Garbage: say so and carry on; echo the id when readable. */
 		struct ctl_in bad = {.hdr = {.type = 0}};
-		if (n >= (ssize_t)sizeof(struct ctl_hdr))
+		/* An oversized datagram was cut to our buffer: its header is there. */
+		if (n == -EMSGSIZE || n >= (ssize_t)sizeof(struct ctl_hdr))
 			memcpy(&bad.hdr, in_buf, sizeof(bad.hdr));
 		bad.hdr.type &= (uint8_t)~CTL_REPLY;
 		if (bad.hdr.type == 0 || bad.hdr.type >= CTL_ASYNC_JOINED)

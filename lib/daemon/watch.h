@@ -31,6 +31,10 @@ struct watch {
 };
 
 int watch_pidfd_new(struct loop *l, watch_exit_fn fn, void *arg, struct watch **out);
+#ifdef PG_HAVE_BPF
+/* Needs root, or CAP_BPF + CAP_PERFMON; -errno when it cannot load. */
+int watch_bpf_new(struct loop *l, watch_exit_fn fn, void *arg, struct watch **out);
+#endif
 
 static inline int watch_add(struct watch *w, pid_t pid, int pidfd)
 {

@@ -30,7 +30,7 @@ enum ctl_type {
 	CTL_MONITOR = 8, /* NAME */
 	CTL_GROUPS = 9,  /* -> GROUP... */
 	CTL_EVICT = 10,  /* NAME SLOT STATEWORD: a sender evicted a member; no reply */
-	CTL_BYE = 11,    /* pg_close: leave everything (PG_LEFT); no reply */
+	CTL_BYE = 11,    /* pg_close: leave everything (PG_LEFT), then the reply */
 	/* Daemon -> client, unasked: another process joined this ctx to a
 	 * group (NAME SLOT STATEWORD CURSOR + fds). */
 	CTL_ASYNC_JOINED = 64,
@@ -45,7 +45,7 @@ enum ctl_tag {
 	CTL_T_MAXMSG = 4, /* u64 */
 	CTL_T_STALL = 5, /* u32 */
 	CTL_T_MODE = 6,  /* u32 */
-	CTL_T_PID = 7,   /* i32 */
+	CTL_T_PID = 7,   /* u32 (a pid_t >= 0) */
 	CTL_T_FLAGS = 8, /* u32 */
 	CTL_T_SLOT = 9,  /* u32 */
 	CTL_T_STATEWORD = 10, /* u32 */

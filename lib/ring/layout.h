@@ -6,8 +6,9 @@
  *    Mapped writable only by processes that may send (and the daemon);
  *    read-only by receive-only members.
  *  - the CURSOR memfd: a header (wake word, sleeper count) and one slot per
- *    member (read cursor, state). Writable by every member, since a member
- *    publishes its own cursor and announces its own sleep there.
+ *    member (read cursor, state). Writable by every member and sender: a
+ *    member publishes its own cursor and announces its own sleep there, a
+ *    sender parks on cursors and evicts.
  *
  * Every offset below is pinned by static_assert: the layout is an ABI between
  * processes that may run different builds.
@@ -97,7 +98,7 @@ static_assert(offsetof(struct ring_writer, claim_len) == 16, "ring_writer layout
 
 enum ring_group_state {
 	RING_STATE_OPEN = 1,
-	RING_STATE_DOWN = 2, /* deleted or master gone: senders get -ENOENT */
+	RING_STATE_DOWN = 2, /* deleted (or the daemon shut down): senders get -ENOENT */
 };
 
 /* The header of the DATA memfd. Hot fields each on a cache line of their own. */

@@ -378,7 +378,7 @@ void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos)
 	/* seq_cst store, then the load of `waiters`: pairs with the producer's
 	 * increment of waiters and re-check of the cursor in ring_wait_room. */
 	atomic_store(&me->cursor, pos);
-	if (atomic_load_explicit(&me->waiters, memory_order_relaxed))
+	if (atomic_load(&me->waiters))
 		ring_futex_wake((_Atomic uint32_t *)&me->cursor);
 }
 
@@ -401,12 +401,13 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		atomic_store(&m->cursor, t);
 		m->pid = pid;
 		atomic_store(&m->waiters, 0);
+		/* Producers scan up to slot_hi: raise it before the slot goes
+		 * ACTIVE, so no scan can stop short of an active slot. */
+		if (atomic_load(&r->chdr->slot_hi) <= i)
+			atomic_store(&r->chdr->slot_hi, i + 1);
 		atomic_store(&m->state, nw);
 		t = atomic_load(&r->hdr->tail);
 		atomic_store(&m->cursor, t);
-		uint32_t hi = atomic_load(&r->chdr->slot_hi);
-		if (hi <= i)
-			atomic_store_explicit(&r->chdr->slot_hi, i + 1, memory_order_release);
 		*slot = i;
 		*state_word = nw;
 		*cursor = t;

@@ -80,9 +80,12 @@ void ring_sleep_begin(struct ring_sleep *s)
 		/* Read the word before announcing: a wake after this load
 		 * changes it, so futex_waitv will not sleep through it. */
 		s->seen[i] = atomic_load(&ch->wake_seq);
-		/* seq_cst: pairs with the fence in ring_wake. */
 		atomic_fetch_add(&ch->sleepers, 1);
 	}
+	/* Our increments before the caller's re-check of its rings: pairs
+	 * with the fence in ring_wake between a commit and its load of
+	 * `sleepers`. */
+	atomic_thread_fence(memory_order_seq_cst);
 }
 
 int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)

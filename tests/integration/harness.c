@@ -54,6 +54,10 @@ int daemon_start(struct daemon_proc *d, const char *node)
 		argv[i++] = d->socket;
 		argv[i++] = "--node";
 		argv[i++] = d->node;
+		/* PGROUPD_EXTRA: more daemon flags, e.g. --no-bpf. */
+		char *extra = getenv("PGROUPD_EXTRA") ? strdup(getenv("PGROUPD_EXTRA")) : NULL;
+		for (char *t = extra ? strtok(extra, " ") : NULL; t && i < 30; t = strtok(NULL, " "))
+			argv[i++] = t;
 		argv[i] = NULL;
 		if (!getenv("PGROUP_TEST_VERBOSE")) {
 			/* Keep the daemon's log out of CUnit's output, but

@@ -2,7 +2,8 @@
 /*
  * Integration-test harness: a real pgroupd on a private socket, and helpers
  * to run member and sender processes. The daemon binary comes from $PGROUPD
- * (meson sets it); $PGROUPD_WRAPPER (e.g. "valgrind ...") runs it under a tool.
+ * (meson sets it); $PGROUPD_WRAPPER (e.g. "valgrind ...") runs it under a tool,
+ * $PGROUPD_EXTRA adds flags (e.g. --no-bpf).
  */
 #ifndef PG_TEST_HARNESS_H
 #define PG_TEST_HARNESS_H

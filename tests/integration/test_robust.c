@@ -88,6 +88,8 @@ static void test_garbage_requests(void)
 			junk[i] = (uint8_t)rand();
 		CU_ASSERT_EQUAL(raw_exchange(fd, junk, n), -EPROTO);
 	}
+	/* An empty datagram is garbage, not a hang-up. */
+	CU_ASSERT_EQUAL(raw_exchange(fd, "", 0), -EPROTO);
 	/* A header that promises more than is there (truncated). */
 	struct ctl_out *o = malloc(sizeof(*o));
 	ctl_begin(o, CTL_JOIN, 5, 0);

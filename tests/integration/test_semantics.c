@@ -525,6 +525,12 @@ static void test_recv_timeouts_and_eintr(void)
 	sigaction(SIGALRM, &sa, &old);
 	ualarm(30000, 0); /* not a multiple of pg_recv's 100 ms park slice */
 	CU_ASSERT_EQUAL(pg_recv(ctx, &m, -1), -EINTR);
+	/* Waiting on two groups at once (futex_waitv) too. */
+	const char *g2 = fresh_group("tmo2");
+	CU_ASSERT_EQUAL(pg_create(ctx, g2), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g2, 0, NULL, NULL), 0);
+	ualarm(30000, 0);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, -1), -EINTR);
 	sigaction(SIGALRM, &old, NULL);
 	pg_close(ctx);
 }
@@ -553,6 +559,16 @@ static void test_pg_fd_epoll(void)
 		CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN); /* re-arms */
 		CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 50), 0);
 	}
+	/* Level-triggered: readable while anything is left to receive. */
+	CU_ASSERT_EQUAL(pg_send(snd, g1, "one", 3), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g2, "two", 3), 0);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 2000), 1);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 0), 1); /* one is left */
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 50), 0);
 	close(ep);
 	pg_close(snd);
 	pg_close(ctx);
