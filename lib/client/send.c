@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "client.h"
@@ -144,6 +145,9 @@ static int send_common(pg_ctx *ctx, const char *group, const void *data, size_t 
 	err = claim(ctx, g, len, wait, &c);
 	if (err)
 		return err;
+	if (ctx->park_in_send)
+		for (;;)
+			pause();
 	if (len)
 		memcpy(c.payload, data, len);
 	ring_commit(&g->wr, &c, RING_REC_MSG, flags, ctx->pid, 0);

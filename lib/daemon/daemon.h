@@ -73,6 +73,15 @@ struct session {
 	struct session *next;
 };
 
+/* A writer slot whose process ended (or closed its connection) with a
+ * claim still open: sealed once the process is surely dead. */
+struct dead_writer {
+	struct group *group;
+	uint32_t slot;
+	int pidfd; /* readable once the process has exited */
+	struct dead_writer *next;
+};
+
 struct pending_event {
 	uint16_t kind;
 	int32_t pid;
@@ -110,6 +119,7 @@ struct daemon {
 	struct session *sessions;
 	struct proc *procs;
 	struct group *groups;
+	struct dead_writer *dead_writers;
 	struct watch *watch;
 	struct liveness alive;
 };

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,7 +235,41 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 	return 0;
 }
 
-static void drop_writers(struct session *s, struct group *only)
+/* Seal a dead writer's open claim once its process is surely gone. True
+ * when the slot is done with (sealed, or its claim was not one). */
+static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
+{
+	struct pollfd p = {.fd = dw->pidfd, .events = POLLIN};
+	if (poll(&p, 1, 0) <= 0)
+		return false; /* alive: it may still write there */
+	struct group *g = dw->group;
+	int err = ring_seal_writer(&g->ring, dw->slot);
+	if (err == -EAGAIN)
+		return false; /* another claim names the place: wait */
+	if (err)
+		pgd_log("group %s: writer slot %u holds a bogus claim", g->name, dw->slot);
+	ring_wake(&g->ring);
+	ring_writer_free(&g->ring, dw->slot);
+	return true;
+}
+
+static void free_dead_writers(struct daemon *d, struct group *only, bool try_seal)
+{
+	for (struct dead_writer **p = &d->dead_writers; *p;) {
+		struct dead_writer *dw = *p;
+		if ((only && dw->group != only) || (try_seal && !seal_dead_writer(d, dw))) {
+			p = &dw->next;
+			continue;
+		}
+		*p = dw->next;
+		close(dw->pidfd);
+		free(dw);
+	}
+}
+
+/* A session's writer slots go back; one with an open claim waits to be
+ * sealed. `only`: just the refs to that group (it is being freed). */
+static void drop_writers(struct daemon *d, struct session *s, struct group *only)
 {
 	for (struct writer_ref **p = &s->writers; *p;) {
 		struct writer_ref *w = *p;
@@ -243,8 +278,19 @@ static void drop_writers(struct session *s, struct group *only)
 			continue;
 		}
 		*p = w->next_in_session;
-		if (!only)
-			ring_writer_free(&w->group->ring, w->slot);
+		struct ring *r = &w->group->ring;
+		struct dead_writer *dw = NULL;
+		if (!only && atomic_load(&r->writers[w->slot].claim_pos) != RING_NO_CLAIM)
+			dw = calloc(1, sizeof(*dw));
+		if (dw && (dw->pidfd = fcntl(s->proc->pidfd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+			dw->group = w->group;
+			dw->slot = w->slot;
+			dw->next = d->dead_writers;
+			d->dead_writers = dw;
+		} else if (!only) {
+			free(dw);
+			ring_writer_free(r, w->slot);
+		}
 		free(w);
 	}
 }
@@ -253,7 +299,8 @@ void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind)
 {
 	while (s->members)
 		registry_remove(d, s->members, kind);
-	drop_writers(s, NULL);
+	drop_writers(d, s, NULL);
+	free_dead_writers(d, NULL, true);
 }
 
 static void group_free(struct daemon *d, struct group *g)
@@ -269,7 +316,8 @@ static void group_free(struct daemon *d, struct group *g)
 		free(m);
 	}
 	for (struct session *s = d->sessions; s; s = s->next)
-		drop_writers(s, g);
+		drop_writers(d, s, g);
+	free_dead_writers(d, g, false);
 	while (g->pending) {
 		struct pending_event *e = g->pending;
 		g->pending = e->next;
@@ -303,6 +351,7 @@ int registry_delete(struct daemon *d, struct session *s, struct group *g)
 
 void registry_tick(struct daemon *d)
 {
+	free_dead_writers(d, NULL, true);
 	for (struct group *g = d->groups; g; g = g->next) {
 		flush_pending(d, g);
 		/* A sender that evicted a member may have died before telling

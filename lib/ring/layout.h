@@ -30,7 +30,8 @@
 /* Records start on RING_ALIGN boundaries and never straddle the end of the
  * data area, so the space left before the end is always 0 or a whole header. */
 #define RING_ALIGN 32u
-#define RING_WRITER_SLOTS 256u  /* senders (ctx x group) per node, plus the daemon */
+#define RING_WRITER_SLOTS 256u  /* senders (ctx x group) per node, plus the daemon;
+				   a slot number fits the high byte of flags */
 #define RING_MEMBER_SLOTS 1024u /* member handles per group per node */
 #define RING_DAEMON_WRITER 0u   /* writer slot the daemon itself appends with */
 /* Room only the daemon may fill, so a membership event finds a place even
@@ -52,8 +53,13 @@ enum ring_kind {
 	RING_REC_DOWN = 6,  /* the group was deleted; nothing follows */
 };
 
-/* Record flags. */
+/* Record flags. The high byte names the writer slot that wrote the record,
+ * so the daemon can tell a dead writer's own records from another's when it
+ * seals the dead writer's claim. */
 #define RING_F_ESEND 0x1u /* not for any handle of the sending process */
+#define RING_F_WRITER_SHIFT 8
+#define RING_F_WRITER(f) ((uint32_t)(f) >> RING_F_WRITER_SHIFT)
+#define RING_FLAGS(f, writer) ((uint16_t)(((f)&0xffu) | ((writer) << RING_F_WRITER_SHIFT)))
 
 /*
  * A record. `commit` is written last, with release semantics, and holds the

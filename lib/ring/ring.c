@@ -263,7 +263,7 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 		struct ring_rec *pad = rec_at(r, t);
 		pad->len = (uint32_t)(need - rec - sizeof(struct ring_rec));
 		pad->kind = RING_REC_PAD;
-		pad->flags = 0;
+		pad->flags = RING_FLAGS(0, writer);
 		pad->seq = 0;
 		pad->from_pid = 0;
 		pad->from_node = 0;
@@ -285,7 +285,7 @@ void ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint
 	struct ring_rec *h = c->rec;
 	h->len = c->len;
 	h->kind = kind;
-	h->flags = flags;
+	h->flags = RING_FLAGS(flags, c->writer);
 	h->seq = c->rec_pos / RING_ALIGN + 1;
 	h->from_pid = from_pid;
 	h->from_node = from_node;
@@ -300,7 +300,7 @@ void ring_abort(struct ring *r, const struct ring_claim *c)
 	struct ring_rec *h = c->rec;
 	h->len = c->len;
 	h->kind = RING_REC_PAD;
-	h->flags = 0;
+	h->flags = RING_FLAGS(0, c->writer);
 	h->seq = 0;
 	h->from_pid = 0;
 	h->from_node = 0;
@@ -467,6 +467,66 @@ void ring_writer_free(struct ring *r, uint32_t slot)
 {
 	if (slot < RING_WRITER_SLOTS)
 		atomic_store(&r->writers[slot].pid, 0);
+}
+
+/* Pad [pos, end) in pieces that never cross the end of the data area. */
+static void pad_range(struct ring *r, uint64_t pos, uint64_t end, uint32_t writer)
+{
+	while (pos < end) {
+		uint64_t left = r->capacity - (pos & r->mask);
+		uint64_t chunk = end - pos < left ? end - pos : left;
+		struct ring_rec *h = rec_at(r, pos);
+		h->len = (uint32_t)(chunk - sizeof(struct ring_rec));
+		h->kind = RING_REC_PAD;
+		h->flags = RING_FLAGS(0, writer);
+		h->seq = 0;
+		h->from_pid = 0;
+		h->from_node = 0;
+		/* Release: pairs with ring_read's acquire of commit. */
+		atomic_store_explicit(&h->commit, ~pos, memory_order_release);
+		pos += chunk;
+	}
+}
+
+int ring_seal_writer(struct ring *r, uint32_t writer)
+{
+	struct ring_writer *w = &r->writers[writer];
+	uint64_t pos = atomic_load(&w->claim_pos), len = atomic_load(&w->claim_len);
+	if (pos == RING_NO_CLAIM)
+		return 0;
+	/* A claim never exceeds two records (pad + record): anything else in
+	 * the slot is garbage, and the tail must have passed the claim. */
+	if (len < RING_ALIGN || len > r->capacity || len % RING_ALIGN || pos % RING_ALIGN)
+		return -EBADMSG;
+	/* Had its compare-and-swap succeeded, the tail would be past the
+	 * claim for good: it died before, or its CAS failed. */
+	if (atomic_load(&r->hdr->tail) < pos + len)
+		goto done;
+	/* The slot says what it meant to claim, written before the CAS. If
+	 * the CAS failed, the place belongs to another writer: then another
+	 * slot names it (until that writer commits), or a record there
+	 * carries another writer's number. */
+	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
+		if (i != writer && atomic_load(&r->writers[i].pid) != 0 &&
+		    atomic_load(&r->writers[i].claim_pos) == pos)
+			return -EAGAIN;
+	uint64_t p = pos, end = pos + len;
+	while (p < end) {
+		struct ring_rec *h = rec_at(r, p);
+		if (atomic_load_explicit(&h->commit, memory_order_acquire) != ~p)
+			break;
+		if (RING_F_WRITER(h->flags) != writer)
+			goto done; /* someone else's record: the claim was not ours */
+		/* Our own pad or record, already committed: step over it. */
+		uint64_t bytes = ring_rec_bytes(h->len);
+		if (bytes > end - p)
+			return -EBADMSG;
+		p += bytes;
+	}
+	pad_range(r, p, end, writer);
+done:
+	atomic_store(&w->claim_pos, RING_NO_CLAIM);
+	return 0;
 }
 
 void ring_set_down(struct ring *r)

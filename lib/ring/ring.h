@@ -111,6 +111,14 @@ void ring_member_remove(struct ring *r, uint32_t slot);
 bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word);
 int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot);
 void ring_writer_free(struct ring *r, uint32_t slot);
+/*
+ * Daemon: the process holding writer slot `writer` is dead. If it held a
+ * claim it never committed, turn what is left of it into padding so readers
+ * move on. 0 when done (or nothing to do), -EAGAIN when another writer's
+ * claim names the same place (try again later), -EBADMSG when the slot's
+ * claim is not one a writer could have made.
+ */
+int ring_seal_writer(struct ring *r, uint32_t writer);
 /* Daemon: mark the group down so senders and readers stop. */
 void ring_set_down(struct ring *r);
 bool ring_is_down(const struct ring *r);

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Members that die, and writers that die mid-record, against a real pgroupd
+ * (run once with the eBPF exit watcher and once with --no-bpf): a dead
+ * member is gone, a dead writer's open claim is sealed so readers move on,
+ * and only exit removes — a multi-threaded process whose main thread ended,
+ * or a stopped one, stays a member.
+ */
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static int members_of(pg_ctx *ctx, const char *g, pid_t pid)
+{
+	pg_member *m;
+	size_t n;
+	int count = 0;
+	if (pg_members(ctx, g, &m, &n))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		count += m[i].pid == pid;
+	free(m);
+	return count;
+}
+
+/* Wait until `pid` is listed `want` times (or 3 s pass); the count then. */
+static int wait_members(pg_ctx *ctx, const char *g, pid_t pid, int want)
+{
+	int n = members_of(ctx, g, pid);
+	for (int i = 0; i < 300 && n != want; i++) {
+		usleep(10000);
+		n = members_of(ctx, g, pid);
+	}
+	return n;
+}
+
+static int claim_and_stop(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	void *buf;
+	if (pg_send_claim(ctx, arg, 100, &buf))
+		return 2;
+	memset(buf, 'X', 100); /* written, never committed */
+	write_all(up, "c", 1);
+	for (;;)
+		pause();
+}
+
+static int park_in_send(void *arg, int up, int down)
+{
+	setenv("PGROUP_TEST_PARK_IN_SEND", "1", 1);
+	pg_ctx *ctx = open_ctx();
+	write_all(up, "c", 1);
+	pg_send(ctx, arg, "never", 5); /* parks after its claim */
+	return 3;
+}
+
+/* A writer killed between claim and commit: its hole is sealed, the
+ * messages behind it arrive, nothing of it is ever delivered. */
+static void dead_writer(child_fn writer)
+{
+	const char *g = fresh_group("deadw");
+	pg_ctx *mem = open_ctx(), *snd = open_ctx();
+	CU_ASSERT_EQUAL_FATAL(pg_create(mem, g), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g, "before", 6), 0);
+	struct child w;
+	CU_ASSERT_EQUAL_FATAL(child_start(&w, writer, (void *)g), 0);
+	char c;
+	CU_ASSERT_EQUAL(child_read(&w, &c, 1, 5000), 0);
+	usleep(20000); /* the hook parks right after the claim */
+	CU_ASSERT_EQUAL(pg_send(snd, g, "after", 5), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 2000), 0);
+	CU_ASSERT(m.len == 6 && memcmp(m.data, "before", 6) == 0);
+	/* The hole stops readers while its writer lives. */
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 200), -ETIMEDOUT);
+	child_kill(&w, SIGKILL);
+	CU_ASSERT_EQUAL(child_wait(&w), 128 + SIGKILL);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 3000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 5 && memcmp(m.data, "after", 5) == 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 0), -EAGAIN);
+	/* And the group goes on: a ring's worth and more. */
+	char buf[900] = {0};
+	for (int i = 0; i < 3000; i++) {
+		CU_ASSERT_EQUAL_FATAL(pg_send(snd, g, buf, sizeof(buf)), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_recv(mem, &m, 2000), 0);
+		CU_ASSERT_EQUAL_FATAL(m.len, sizeof(buf));
+	}
+	pg_close(snd);
+	pg_close(mem);
+}
+
+static void test_dead_writer_claim(void)
+{
+	dead_writer(claim_and_stop);
+}
+
+static void test_dead_writer_in_send(void)
+{
+	dead_writer(park_in_send);
+}
+
+static void *linger(void *arg)
+{
+	usleep(600000);
+	exit(0); /* the last thread ends the process */
+}
+
+static int main_thread_exits(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, arg, 0, NULL, NULL))
+		return 2;
+	pthread_t t;
+	if (pthread_create(&t, NULL, linger, NULL))
+		return 3;
+	write_all(up, "j", 1);
+	pthread_exit(NULL); /* the main thread goes first */
+}
+
+static void test_multithreaded_member(void)
+{
+	const char *g = fresh_group("mt");
+	pg_ctx *ctx = open_ctx();
+	CU_ASSERT_EQUAL_FATAL(pg_create(ctx, g), 0);
+	struct child c;
+	CU_ASSERT_EQUAL_FATAL(child_start(&c, main_thread_exits, (void *)g), 0);
+	char b;
+	CU_ASSERT_EQUAL(child_read(&c, &b, 1, 5000), 0);
+	usleep(300000);
+	/* Its main thread has ended, the process has not: still a member. */
+	CU_ASSERT_EQUAL(members_of(ctx, g, c.pid), 1);
+	pid_t pid = c.pid;
+	CU_ASSERT_EQUAL(child_wait(&c), 0);
+	CU_ASSERT_EQUAL(wait_members(ctx, g, pid, 0), 0);
+	pg_close(ctx);
+}
+
+static int idle_member(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, arg, 0, NULL, NULL))
+		return 2;
+	write_all(up, "j", 1);
+	char c;
+	read_all(down, &c, 1, 20000);
+	pg_close(ctx);
+	return 0;
+}
+
+static void test_stopped_member_stays(void)
+{
+	const char *g = fresh_group("stop");
+	pg_ctx *ctx = open_ctx();
+	CU_ASSERT_EQUAL_FATAL(pg_create(ctx, g), 0);
+	struct child c;
+	CU_ASSERT_EQUAL_FATAL(child_start(&c, idle_member, (void *)g), 0);
+	char b;
+	CU_ASSERT_EQUAL(child_read(&c, &b, 1, 5000), 0);
+	child_kill(&c, SIGSTOP);
+	usleep(300000);
+	CU_ASSERT_EQUAL(members_of(ctx, g, c.pid), 1); /* stopped is not dead */
+	child_kill(&c, SIGCONT);
+	pid_t pid = c.pid;
+	child_write(&c, "q", 1);
+	CU_ASSERT_EQUAL(child_wait(&c), 0);
+	CU_ASSERT_EQUAL(wait_members(ctx, g, pid, 0), 0);
+	pg_close(ctx);
+}
+
+/* Many members killed at once: all gone, each with PG_EXITED. */
+static void test_mass_kill(void)
+{
+	const char *g = fresh_group("mass");
+	pg_ctx *ctx = open_ctx();
+	CU_ASSERT_EQUAL_FATAL(pg_create(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_monitor(ctx, g), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	enum { N = 16 };
+	struct child c[N];
+	for (int i = 0; i < N; i++) {
+		CU_ASSERT_EQUAL_FATAL(child_start(&c[i], idle_member, (void *)g), 0);
+		char b;
+		CU_ASSERT_EQUAL(child_read(&c[i], &b, 1, 5000), 0);
+	}
+	for (int i = 0; i < N; i++)
+		child_kill(&c[i], SIGKILL);
+	for (int i = 0; i < N; i++)
+		child_wait(&c[i]);
+	int joined = 0, exited = 0;
+	pg_message m;
+	while (exited < N && pg_recv(ctx, &m, 3000) == 0) {
+		joined += m.kind == PG_JOINED;
+		exited += m.kind == PG_EXITED;
+	}
+	CU_ASSERT_EQUAL(joined, N + 1); /* ours too */
+	CU_ASSERT_EQUAL(exited, N);
+	pg_member *list;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(ctx, g, &list, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(list);
+	pg_close(ctx);
+}
+
+int main(void)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	CU_pSuite s = CU_add_suite("purge", suite_start_daemon, suite_stop_daemon);
+	CU_add_test(s, "dead writer: open pg_send_claim", test_dead_writer_claim);
+	CU_add_test(s, "dead writer: inside pg_send (test hook)", test_dead_writer_in_send);
+	CU_add_test(s, "main thread exits first: still a member", test_multithreaded_member);
+	CU_add_test(s, "SIGSTOPped member stays", test_stopped_member_stays);
+	CU_add_test(s, "16 members killed at once", test_mass_kill);
+	return run_cunit();
+}
