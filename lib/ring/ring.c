@@ -359,7 +359,7 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 			return -EBADMSG;
 		rd->last_seq = copy.seq;
 		v->kind = copy.kind;
-		v->flags = copy.flags;
+		v->flags = copy.flags & 0xffu; /* the writer's number is not the reader's business */
 		v->len = copy.len;
 		v->seq = copy.seq;
 		v->from_pid = copy.from_pid;

@@ -42,7 +42,7 @@ struct ring_claim {
 /* A record as a reader validated it. `payload` points into the ring. */
 struct ring_view {
 	uint16_t kind;
-	uint16_t flags;
+	uint16_t flags; /* RING_F_* */
 	uint32_t len;
 	uint64_t seq;
 	int32_t from_pid;
