@@ -343,6 +343,9 @@ int cli_bench(struct cli *c, int argc, char **argv)
 		.prefix = "bench", .senders = 1, .members = 4, .size = 64, .count = DEFAULT_COUNT,
 	};
 	const char *png = NULL;
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--purge") == 0)
+			return cli_bench_purge(c, argc, argv);
 	int rc = parse_args(argc, argv, &cfg, &png);
 	if (rc) {
 		if (rc < 0)

@@ -25,6 +25,7 @@ void cli_json_str(const char *s, size_t n);
 
 int cli_groups(struct cli *c);
 int cli_bench(struct cli *c, int argc, char **argv);
+int cli_bench_purge(struct cli *c, int argc, char **argv);
 int cli_demo(struct cli *c, int argc, char **argv);
 
 #endif

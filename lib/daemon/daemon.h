@@ -79,6 +79,7 @@ struct dead_writer {
 	struct group *group;
 	uint32_t slot;
 	int pidfd; /* readable once the process has exited */
+	bool dead; /* the exit watcher already said so */
 	struct dead_writer *next;
 };
 

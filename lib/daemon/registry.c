@@ -240,7 +240,7 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
 {
 	struct pollfd p = {.fd = dw->pidfd, .events = POLLIN};
-	if (poll(&p, 1, 0) <= 0)
+	if (!dw->dead && poll(&p, 1, 0) <= 0)
 		return false; /* alive: it may still write there */
 	struct group *g = dw->group;
 	int err = ring_seal_writer(&g->ring, dw->slot);
@@ -269,7 +269,7 @@ static void free_dead_writers(struct daemon *d, struct group *only, bool try_sea
 
 /* A session's writer slots go back; one with an open claim waits to be
  * sealed. `only`: just the refs to that group (it is being freed). */
-static void drop_writers(struct daemon *d, struct session *s, struct group *only)
+static void drop_writers(struct daemon *d, struct session *s, struct group *only, bool dead)
 {
 	for (struct writer_ref **p = &s->writers; *p;) {
 		struct writer_ref *w = *p;
@@ -283,6 +283,7 @@ static void drop_writers(struct daemon *d, struct session *s, struct group *only
 		if (!only && atomic_load(&r->writers[w->slot].claim_pos) != RING_NO_CLAIM)
 			dw = calloc(1, sizeof(*dw));
 		if (dw && (dw->pidfd = fcntl(s->proc->pidfd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+			dw->dead = dead;
 			dw->group = w->group;
 			dw->slot = w->slot;
 			dw->next = d->dead_writers;
@@ -299,7 +300,10 @@ void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind)
 {
 	while (s->members)
 		registry_remove(d, s->members, kind);
-	drop_writers(d, s, NULL);
+	/* PG_EXITED is said only of a process known to be dead: the exit
+	 * watcher reported it (every thread is past do_exit's point of no
+	 * return, none runs user code) or its pidfd is readable. */
+	drop_writers(d, s, NULL, kind == RING_REC_EXITED);
 	free_dead_writers(d, NULL, true);
 }
 
@@ -316,7 +320,7 @@ static void group_free(struct daemon *d, struct group *g)
 		free(m);
 	}
 	for (struct session *s = d->sessions; s; s = s->next)
-		drop_writers(d, s, g);
+		drop_writers(d, s, g, false);
 	free_dead_writers(d, g, false);
 	while (g->pending) {
 		struct pending_event *e = g->pending;
