@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 #include <string.h>
 
@@ -106,6 +107,14 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 			sched_yield(); /* the tail moved under us: try again */
 			continue;
 		}
+		if (blocker >= RING_MEMBER_SLOTS) {
+			/* Another writer's open claim: never evicted; the node
+			 * cancels it after the stall limit, and the space comes
+			 * back when that writer commits, notices or dies. */
+			struct timespec ts = {0, 200 * 1000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
 		struct ring_member *m = &g->wr.members[blocker];
 		uint64_t cur = atomic_load(&m->cursor);
 		uint32_t word = atomic_load(&m->state);
@@ -150,9 +159,9 @@ static int send_common(pg_ctx *ctx, const char *group, const void *data, size_t 
 			pause();
 	if (len)
 		memcpy(c.payload, data, len);
-	ring_commit(&g->wr, &c, RING_REC_MSG, flags, ctx->pid, 0);
+	err = ring_commit(&g->wr, &c, RING_REC_MSG, flags, ctx->pid, 0);
 	ring_wake(&g->wr);
-	return 0;
+	return err;
 }
 
 int pg_send(pg_ctx *ctx, const char *group, const void *data, size_t len)
@@ -209,10 +218,10 @@ int pg_send_commit(pg_ctx *ctx, void *buf)
 		ctx_drop_sender(ctx, g);
 		return -ENOENT;
 	}
-	ring_commit(&g->wr, &g->claim, RING_REC_MSG, 0, ctx->pid, 0);
+	err = ring_commit(&g->wr, &g->claim, RING_REC_MSG, 0, ctx->pid, 0);
 	g->claiming = false;
 	ring_wake(&g->wr);
-	return 0;
+	return err;
 }
 
 int pg_send_abort(pg_ctx *ctx, void *buf)

@@ -46,6 +46,9 @@ struct member {
 struct writer_ref {
 	struct group *group;
 	uint32_t slot;
+	uint64_t held_pos;     /* the open claim seen at the last tick */
+	int64_t held_since;    /* since when (ns) */
+	bool cancelled;        /* we cancelled held_pos already */
 	struct writer_ref *next_in_session;
 };
 

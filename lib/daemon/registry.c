@@ -229,6 +229,7 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 		return err == -ENOSPC ? -EUSERS : err;
 	}
 	w->group = g;
+	w->held_pos = RING_NO_CLAIM;
 	w->next_in_session = s->writers;
 	s->writers = w;
 	*slot = w->slot;
@@ -353,9 +354,44 @@ int registry_delete(struct daemon *d, struct session *s, struct group *g)
 	return 0;
 }
 
+/* A live writer holding its claim past the stall limit: cancel it, so
+ * readers move on (its commit will return -ECANCELED). */
+static void cancel_stuck_claims(struct daemon *d)
+{
+	int64_t now = ring_now_ns();
+	for (struct session *s = d->sessions; s; s = s->next) {
+		for (struct writer_ref *w = s->writers; w; w = w->next_in_session) {
+			struct ring *r = &w->group->ring;
+			uint64_t pos = atomic_load(&r->writers[w->slot].claim_pos);
+			if (pos != w->held_pos) {
+				w->held_pos = pos;
+				w->held_since = now;
+				w->cancelled = false;
+				continue;
+			}
+			if (pos == RING_NO_CLAIM || w->cancelled ||
+			    now - w->held_since < (int64_t)r->stall_ms * 1000000)
+				continue;
+			int err = ring_cancel_writer(r, w->slot, pos);
+			if (err == -EAGAIN || err == -ESTALE)
+				continue;
+			w->cancelled = true;
+			if (err)
+				pgd_log("group %s: writer slot %u holds a bogus claim",
+					w->group->name, w->slot);
+			else
+				pgd_log("group %s: cancelled a claim pid %d held for %lld ms",
+					w->group->name, (int)s->pid,
+					(long long)((now - w->held_since) / 1000000));
+			ring_wake(r);
+		}
+	}
+}
+
 void registry_tick(struct daemon *d)
 {
 	free_dead_writers(d, NULL, true);
+	cancel_stuck_claims(d);
 	for (struct group *g = d->groups; g; g = g->next) {
 		flush_pending(d, g);
 		/* A sender that evicted a member may have died before telling

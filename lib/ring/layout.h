@@ -66,6 +66,12 @@ enum ring_kind {
  * bitwise NOT of the record's absolute position: a reader expecting position
  * P accepts the record only when commit == ~P, so neither zeroed memory nor a
  * previous lap's record (position P - capacity) can pass for it.
+ *
+ * The node cancels a claim its writer holds too long, or seals a dead
+ * writer's, by swapping commit to RING_CANCELLED(P) (~P with bit 4 flipped:
+ * no ~position has it, since positions are 32-aligned). Readers skip a
+ * cancelled record by its length, whatever else its header says; a writer
+ * commits with a compare-and-swap, so its commit fails once cancelled.
  */
 struct ring_rec {
 	_Atomic uint64_t commit;
@@ -76,6 +82,7 @@ struct ring_rec {
 	int32_t from_pid;  /* sender, or the member an event is about */
 	uint32_t from_node; /* 0 = the group's master node */
 };
+#define RING_CANCELLED(pos) (~(uint64_t)(pos) ^ 0x10u)
 static_assert(offsetof(struct ring_rec, commit) == 0, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, len) == 8, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, kind) == 12, "ring_rec layout");

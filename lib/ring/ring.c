@@ -65,13 +65,13 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 		return cfd;
 	}
 	struct ring_data_hdr *h =
-		mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+		mmap(NULL, RING_DATA_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
 	struct ring_cursor_hdr *ch =
 		mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
 	if (h == MAP_FAILED || ch == MAP_FAILED) {
 		err = -errno;
 		if (h != MAP_FAILED)
-			munmap(h, RING_PAGE);
+			munmap(h, RING_DATA_OFF);
 		if (ch != MAP_FAILED)
 			munmap(ch, RING_PAGE);
 		close(dfd);
@@ -88,11 +88,15 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	atomic_init(&h->tail, 0);
 	atomic_init(&h->cached_min, 0);
 	atomic_init(&h->state, RING_STATE_OPEN);
+	/* No slot holds a claim (ring_min_cursor counts open claims). */
+	struct ring_writer *w = (struct ring_writer *)((uint8_t *)h + RING_WRITERS_OFF);
+	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
+		atomic_init(&w[i].claim_pos, RING_NO_CLAIM);
 	ch->magic = RING_CURSOR_MAGIC;
 	ch->version = RING_VERSION;
 	ch->member_slots = RING_MEMBER_SLOTS;
 	/* Nobody else maps these yet: the fds go out after this returns. */
-	munmap(h, RING_PAGE);
+	munmap(h, RING_DATA_OFF);
 	munmap(ch, RING_PAGE);
 	*data_fd = dfd;
 	*cursor_fd = cfd;
@@ -199,6 +203,17 @@ uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
 			who = i;
 		}
 	}
+	/* An open claim is space its writer may still write: not to be
+	 * reused, even when no member reads (its writer may be stopped after
+	 * a cancel). The intent is published before the claiming CAS. */
+	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++) {
+		struct ring_writer *w = &r->writers[i];
+		uint64_t c = atomic_load(&w->claim_pos);
+		if (c < min && atomic_load(&w->pid) != 0) {
+			min = c;
+			who = RING_BLOCKED_BY_WRITER(i);
+		}
+	}
 	if (slowest)
 		*slowest = who;
 	/* Raise the cached bound; a lower value already there stays valid. */
@@ -214,6 +229,8 @@ static struct ring_rec *rec_at(struct ring *r, uint64_t pos)
 {
 	return (struct ring_rec *)(r->data + (pos & r->mask));
 }
+
+static bool publish(struct ring_rec *h, uint64_t pos);
 
 int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 	       struct ring_claim *c, uint32_t *blocker)
@@ -250,6 +267,9 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 		atomic_store_explicit(&w->claim_pos, t, memory_order_relaxed);
 		if (atomic_compare_exchange_weak(&r->hdr->tail, &t, t + need))
 			break;
+		/* Lost: withdraw the intent, or its stale place would hold the
+		 * room back (ring_min_cursor counts open claims), ours too. */
+		atomic_store_explicit(&w->claim_pos, RING_NO_CLAIM, memory_order_relaxed);
 	}
 	c->pos = t;
 	c->len_total = need;
@@ -259,7 +279,9 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 	c->len = len;
 	c->writer = writer;
 	if (need > rec) {
-		/* Fill to the end of the area; the record starts at offset 0. */
+		/* Fill to the end of the area; the record starts at offset 0.
+		 * Should the node cancel us first, its marker stands: both
+		 * mean "skip this many bytes". */
 		struct ring_rec *pad = rec_at(r, t);
 		pad->len = (uint32_t)(need - rec - sizeof(struct ring_rec));
 		pad->kind = RING_REC_PAD;
@@ -267,20 +289,37 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 		pad->seq = 0;
 		pad->from_pid = 0;
 		pad->from_node = 0;
-		/* Release: pairs with the acquire load of commit in ring_read. */
-		atomic_store_explicit(&pad->commit, ~t, memory_order_release);
+		publish(pad, t);
 	}
 	return 0;
 }
 
+/*
+ * Set commit to ~pos unless the node cancelled the record. The CAS is
+ * release: the header and payload written before it become visible to a
+ * reader whose acquire load of commit (ring_read) sees ~pos. It pairs with
+ * the node's CAS in cancel_unit: exactly one of the two wins.
+ */
+static bool publish(struct ring_rec *h, uint64_t pos)
+{
+	uint64_t cur = atomic_load_explicit(&h->commit, memory_order_relaxed);
+	while (cur != RING_CANCELLED(pos))
+		if (atomic_compare_exchange_weak_explicit(&h->commit, &cur, ~pos,
+							  memory_order_release, memory_order_relaxed))
+			return true;
+	return false;
+}
+
 static void claim_done(struct ring *r, const struct ring_claim *c)
 {
+	/* Release: our last write into the claim happens before the space
+	 * may be reused (ring_min_cursor counts open claims). */
 	atomic_store_explicit(&r->writers[c->writer].claim_pos, RING_NO_CLAIM,
 			      memory_order_release);
 }
 
-void ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
-		 int32_t from_pid, uint32_t from_node)
+int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
+		int32_t from_pid, uint32_t from_node)
 {
 	struct ring_rec *h = c->rec;
 	h->len = c->len;
@@ -289,13 +328,12 @@ void ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint
 	h->seq = c->rec_pos / RING_ALIGN + 1;
 	h->from_pid = from_pid;
 	h->from_node = from_node;
-	/* Release: the header and payload above become visible to a reader
-	 * whose acquire load of commit (ring_read) sees ~rec_pos. */
-	atomic_store_explicit(&h->commit, ~c->rec_pos, memory_order_release);
+	bool ok = publish(h, c->rec_pos);
 	claim_done(r, c);
+	return ok ? 0 : -ECANCELED;
 }
 
-void ring_abort(struct ring *r, const struct ring_claim *c)
+int ring_abort(struct ring *r, const struct ring_claim *c)
 {
 	struct ring_rec *h = c->rec;
 	h->len = c->len;
@@ -304,9 +342,9 @@ void ring_abort(struct ring *r, const struct ring_claim *c)
 	h->seq = 0;
 	h->from_pid = 0;
 	h->from_node = 0;
-	/* Release: pairs with ring_read's acquire, as in ring_commit. */
-	atomic_store_explicit(&h->commit, ~c->rec_pos, memory_order_release);
+	bool ok = publish(h, c->rec_pos);
 	claim_done(r, c);
+	return ok ? 0 : -ECANCELED;
 }
 
 void ring_wake(struct ring *r)
@@ -335,9 +373,19 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 			return -ECONNRESET;
 		uint64_t pos = rd->pos, off = pos & r->mask;
 		struct ring_rec *h = rec_at(r, pos);
-		/* Acquire: pairs with the release store of commit in
-		 * ring_commit/ring_abort/ring_claim (pad). */
-		if (atomic_load_explicit(&h->commit, memory_order_acquire) != ~pos)
+		/* Acquire: pairs with the release CAS of commit in publish
+		 * (a writer) and in cancel_unit (the node). */
+		uint64_t commit = atomic_load_explicit(&h->commit, memory_order_acquire);
+		if (commit == RING_CANCELLED(pos)) {
+			/* Its length is the node's, or the writer's own, which
+			 * rounds to the same size; the rest is not read. */
+			uint64_t bytes = ring_rec_bytes(h->len);
+			if (bytes > r->capacity || off + bytes > r->capacity)
+				return -EBADMSG;
+			rd->pos = pos + bytes;
+			continue;
+		}
+		if (commit != ~pos)
 			return 0;
 		/* Copy the header once; the writer could still change it. */
 		struct ring_rec copy = {.len = h->len,
@@ -469,23 +517,55 @@ void ring_writer_free(struct ring *r, uint32_t slot)
 		atomic_store(&r->writers[slot].pid, 0);
 }
 
-/* Pad [pos, end) in pieces that never cross the end of the data area. */
-static void pad_range(struct ring *r, uint64_t pos, uint64_t end, uint32_t writer)
+/*
+ * Cancel one unit of a claim: the record (or end-of-area pad) at pos,
+ * `bytes` long. Wins or loses against the writer's publish in one CAS.
+ */
+static void cancel_unit(struct ring *r, uint64_t pos, uint64_t bytes)
 {
-	while (pos < end) {
-		uint64_t left = r->capacity - (pos & r->mask);
-		uint64_t chunk = end - pos < left ? end - pos : left;
-		struct ring_rec *h = rec_at(r, pos);
-		h->len = (uint32_t)(chunk - sizeof(struct ring_rec));
-		h->kind = RING_REC_PAD;
-		h->flags = RING_FLAGS(0, writer);
-		h->seq = 0;
-		h->from_pid = 0;
-		h->from_node = 0;
-		/* Release: pairs with ring_read's acquire of commit. */
-		atomic_store_explicit(&h->commit, ~pos, memory_order_release);
-		pos += chunk;
+	struct ring_rec *h = rec_at(r, pos);
+	uint64_t cur = atomic_load_explicit(&h->commit, memory_order_acquire);
+	if (cur == ~pos || cur == RING_CANCELLED(pos))
+		return; /* committed (or cancelled) already */
+	/* Readers skip by this length; a late writer can only write the
+	 * same size here (its own length rounds to it). */
+	h->len = (uint32_t)(bytes - sizeof(struct ring_rec));
+	while (cur != ~pos &&
+	       !atomic_compare_exchange_weak_explicit(&h->commit, &cur, RING_CANCELLED(pos),
+						      memory_order_release, memory_order_acquire))
+		;
+}
+
+/* A claim's units: an end-of-area pad when it wraps, then its record. */
+static void cancel_claim(struct ring *r, uint64_t pos, uint64_t len)
+{
+	uint64_t left = r->capacity - (pos & r->mask);
+	if (len > left) {
+		cancel_unit(r, pos, left);
+		pos += left;
+		len -= left;
 	}
+	cancel_unit(r, pos, len);
+}
+
+static bool claim_sane(struct ring *r, uint64_t pos, uint64_t len)
+{
+	return len >= RING_ALIGN && len <= r->capacity && len % RING_ALIGN == 0 &&
+	       pos % RING_ALIGN == 0;
+}
+
+int ring_cancel_writer(struct ring *r, uint32_t writer, uint64_t pos)
+{
+	struct ring_writer *w = &r->writers[writer];
+	uint64_t len = atomic_load(&w->claim_len);
+	if (atomic_load(&w->claim_pos) != pos)
+		return -ESTALE; /* it committed, or claimed again */
+	if (!claim_sane(r, pos, len))
+		return -EBADMSG;
+	if (atomic_load(&r->hdr->tail) < pos + len)
+		return -EAGAIN; /* its compare-and-swap is still to come */
+	cancel_claim(r, pos, len);
+	return 0;
 }
 
 int ring_seal_writer(struct ring *r, uint32_t writer)
@@ -494,9 +574,7 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 	uint64_t pos = atomic_load(&w->claim_pos), len = atomic_load(&w->claim_len);
 	if (pos == RING_NO_CLAIM)
 		return 0;
-	/* A claim never exceeds two records (pad + record): anything else in
-	 * the slot is garbage, and the tail must have passed the claim. */
-	if (len < RING_ALIGN || len > r->capacity || len % RING_ALIGN || pos % RING_ALIGN)
+	if (!claim_sane(r, pos, len))
 		return -EBADMSG;
 	/* Had its compare-and-swap succeeded, the tail would be past the
 	 * claim for good: it died before, or its CAS failed. */
@@ -510,20 +588,11 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 		if (i != writer && atomic_load(&r->writers[i].pid) != 0 &&
 		    atomic_load(&r->writers[i].claim_pos) == pos)
 			return -EAGAIN;
-	uint64_t p = pos, end = pos + len;
-	while (p < end) {
-		struct ring_rec *h = rec_at(r, p);
-		if (atomic_load_explicit(&h->commit, memory_order_acquire) != ~p)
-			break;
-		if (RING_F_WRITER(h->flags) != writer)
-			goto done; /* someone else's record: the claim was not ours */
-		/* Our own pad or record, already committed: step over it. */
-		uint64_t bytes = ring_rec_bytes(h->len);
-		if (bytes > end - p)
-			return -EBADMSG;
-		p += bytes;
-	}
-	pad_range(r, p, end, writer);
+	struct ring_rec *h = rec_at(r, pos);
+	uint64_t cur = atomic_load_explicit(&h->commit, memory_order_acquire);
+	if ((cur == ~pos || cur == RING_CANCELLED(pos)) && RING_F_WRITER(h->flags) != writer)
+		goto done; /* someone else's record: the claim was not ours */
+	cancel_claim(r, pos, len);
 done:
 	atomic_store(&w->claim_pos, RING_NO_CLAIM);
 	return 0;

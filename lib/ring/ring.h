@@ -83,15 +83,20 @@ void ring_unmap(struct ring *r);
  */
 int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 	       struct ring_claim *c, uint32_t *blocker);
-/* Publish a claimed record. Does not wake sleepers: call ring_wake. */
-void ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
-		 int32_t from_pid, uint32_t from_node);
-/* Turn a claim into padding that readers skip. */
-void ring_abort(struct ring *r, const struct ring_claim *c);
+/* Publish a claimed record: 0, or -ECANCELED when the node cancelled the
+ * claim first (readers skip it). Does not wake sleepers: call ring_wake. */
+int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
+		int32_t from_pid, uint32_t from_node);
+/* Turn a claim into padding that readers skip (-ECANCELED: it already was). */
+int ring_abort(struct ring *r, const struct ring_claim *c);
 /* After a commit: wake every sleeping receiver, if any sleeps. */
 void ring_wake(struct ring *r);
 
-/* The lowest live cursor (bounded by the tail); its slot in *slowest. */
+/* *slowest from ring_min_cursor when an open claim, not a member, holds the
+ * room: a writer's slot, never evicted (the node cancels its claim instead). */
+#define RING_BLOCKED_BY_WRITER(w) (RING_MEMBER_SLOTS + (w))
+/* The lowest live cursor or open claim (bounded by the tail); its holder in
+ * *slowest: a member slot, RING_BLOCKED_BY_WRITER(w), or UINT32_MAX. */
 uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest);
 
 /*
@@ -113,12 +118,20 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot);
 void ring_writer_free(struct ring *r, uint32_t slot);
 /*
  * Daemon: the process holding writer slot `writer` is dead. If it held a
- * claim it never committed, turn what is left of it into padding so readers
- * move on. 0 when done (or nothing to do), -EAGAIN when another writer's
+ * claim it never committed, cancel what is left of it so readers move on,
+ * and release the space. 0 when done (or nothing to do), -EAGAIN when another writer's
  * claim names the same place (try again later), -EBADMSG when the slot's
  * claim is not one a writer could have made.
  */
 int ring_seal_writer(struct ring *r, uint32_t writer);
+/*
+ * Node: cancel the claim writer `writer` holds at `pos` (it held it past the
+ * stall limit). Readers skip it; the writer's commit returns -ECANCELED. The
+ * space stays unused until the writer commits, aborts or is sealed dead: it
+ * may still write there. -ESTALE if it moved on, -EAGAIN if its CAS has not
+ * happened yet, -EBADMSG if the slot holds garbage.
+ */
+int ring_cancel_writer(struct ring *r, uint32_t writer, uint64_t pos);
 /* Daemon: mark the group down so senders and readers stop. */
 void ring_set_down(struct ring *r);
 bool ring_is_down(const struct ring *r);

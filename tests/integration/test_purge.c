@@ -212,6 +212,100 @@ static void test_mass_kill(void)
 	pg_close(ctx);
 }
 
+static int claim_then_commit_late(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	void *buf;
+	if (pg_send_claim(ctx, arg, 100, &buf))
+		return 2;
+	write_all(up, "c", 1);
+	char go;
+	if (read_all(down, &go, 1, 20000))
+		return 3;
+	/* Wakes up long after the node cancelled us, and writes anyway. */
+	memset(buf, 'Z', 100);
+	int rc = pg_send_commit(ctx, buf);
+	write_all(up, &rc, sizeof(rc));
+	pg_close(ctx);
+	return 0;
+}
+
+/* A live writer that holds its claim past the stall limit is cancelled:
+ * readers move on, its late commit returns -ECANCELED and is never seen,
+ * and the space it may still write is not reused before it notices. */
+static void test_stuck_writer_cancelled(void)
+{
+	const char *g = fresh_group("stuck");
+	pg_ctx *mem = open_ctx(), *snd = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(mem, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	struct child w;
+	CU_ASSERT_EQUAL_FATAL(child_start(&w, claim_then_commit_late, (void *)g), 0);
+	char c;
+	CU_ASSERT_EQUAL(child_read(&w, &c, 1, 5000), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g, "after", 5), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 100), -ETIMEDOUT); /* held by the claim */
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 3000), 0);         /* cancelled: moves on */
+	CU_ASSERT(m.kind == PG_MSG && m.len == 5 && memcmp(m.data, "after", 5) == 0);
+	/* Traffic flows while the writer sleeps on (less than a ring). */
+	char buf[900];
+	for (int i = 0; i < 40; i++) {
+		memset(buf, i, sizeof(buf));
+		CU_ASSERT_EQUAL_FATAL(pg_send(snd, g, buf, sizeof(buf)), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_recv(mem, &m, 2000), 0);
+		CU_ASSERT_EQUAL(((const char *)m.data)[0], i);
+	}
+	child_write(&w, "g", 1);
+	int rc = 0;
+	CU_ASSERT_EQUAL(child_read(&w, &rc, sizeof(rc), 5000), 0);
+	CU_ASSERT_EQUAL(rc, -ECANCELED);
+	CU_ASSERT_EQUAL(child_wait(&w), 0);
+	/* Its record never shows, and now the whole ring is usable again. */
+	for (int i = 0; i < 300; i++) {
+		memset(buf, 'a' + i % 26, sizeof(buf));
+		CU_ASSERT_EQUAL_FATAL(pg_send(snd, g, buf, sizeof(buf)), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_recv(mem, &m, 2000), 0);
+		CU_ASSERT_EQUAL_FATAL(m.len, sizeof(buf));
+		CU_ASSERT_EQUAL(((const char *)m.data)[0], 'a' + i % 26);
+	}
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 0), -EAGAIN);
+	pg_close(snd);
+	pg_close(mem);
+}
+
+/* A writer SIGSTOPped inside pg_send: cancelled after the stall limit,
+ * the group moves on; when it is killed its space comes back. */
+static void test_stopped_writer_in_send(void)
+{
+	const char *g = fresh_group("stopw");
+	pg_ctx *mem = open_ctx(), *snd = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(mem, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	struct child w;
+	CU_ASSERT_EQUAL_FATAL(child_start(&w, park_in_send, (void *)g), 0);
+	char c;
+	CU_ASSERT_EQUAL(child_read(&w, &c, 1, 5000), 0);
+	usleep(20000);
+	child_kill(&w, SIGSTOP);
+	CU_ASSERT_EQUAL(pg_send(snd, g, "after", 5), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 3000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 5 && memcmp(m.data, "after", 5) == 0);
+	CU_ASSERT_EQUAL(members_of(mem, g, getpid()), 1);
+	child_kill(&w, SIGKILL);
+	CU_ASSERT_EQUAL(child_wait(&w), 128 + SIGKILL);
+	char buf[900] = {0};
+	for (int i = 0; i < 300; i++) {
+		CU_ASSERT_EQUAL_FATAL(pg_send(snd, g, buf, sizeof(buf)), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_recv(mem, &m, 2000), 0);
+	}
+	pg_close(snd);
+	pg_close(mem);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -222,5 +316,8 @@ int main(void)
 	CU_add_test(s, "main thread exits first: still a member", test_multithreaded_member);
 	CU_add_test(s, "SIGSTOPped member stays", test_stopped_member_stays);
 	CU_add_test(s, "16 members killed at once", test_mass_kill);
+	CU_add_test(s, "stuck writer: claim cancelled, late commit -ECANCELED",
+		    test_stuck_writer_cancelled);
+	CU_add_test(s, "writer SIGSTOPped inside pg_send", test_stopped_writer_in_send);
 	return run_cunit();
 }
