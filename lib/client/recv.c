@@ -22,6 +22,8 @@
 /* Longest single park: a dead daemon cannot wake us, so look at the
  * control socket at least this often. */
 #define PARK_SLICE_NS (100 * 1000 * 1000)
+/* How often a polling pg_recv (timeout 0) reads the control socket. */
+#define DRAIN_EVERY_NS (1000 * 1000)
 
 static enum pg_kind kind_of(uint16_t k)
 {
@@ -305,12 +307,17 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 		int r = poll_all(ctx, msg);
 		if (r)
 			return r < 0 ? r : 0;
-		if (!asked_daemon) {
-			/* Nothing in the rings: news from the daemon? */
+		if (!ctx_node_alive(ctx))
+			return daemon_down(ctx, msg) > 0 ? 0 : -ENOTCONN;
+		now = ring_now_ns();
+		/* News from the daemon (a join by another process, its end)
+		 * costs a syscall: not while spinning, at most once a
+		 * millisecond for pollers, always before parking. */
+		bool parking = timeout_ms != 0 && now >= spin_until;
+		if (!asked_daemon && (parking || now - ctx->last_drain_ns > DRAIN_EVERY_NS)) {
 			ctx_drain(ctx);
+			ctx->last_drain_ns = now;
 			asked_daemon = true;
-			if (!ctx_node_alive(ctx))
-				return daemon_down(ctx, msg) > 0 ? 0 : -ENOTCONN;
 			continue;
 		}
 		if (timeout_ms == 0) {
@@ -322,7 +329,6 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			}
 			return -EAGAIN;
 		}
-		now = ring_now_ns();
 		if (deadline >= 0 && now >= deadline)
 			return -ETIMEDOUT;
 		if (now < spin_until) {
