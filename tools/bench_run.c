@@ -203,10 +203,12 @@ static int member_main(void *arg)
 	struct slot *s = &r->slots[r->index];
 	if (r->cfg->pin)
 		pin_child(r->index);
-	/* Read by pg_open: how long pg_recv spins before it parks. */
-	if (r->cfg->wait == BENCH_WAIT_SPIN)
+	/* Read by pg_open: how long pg_recv polls before it parks, and
+	 * how much of that without yielding. Spin: busy for good. */
+	if (r->cfg->wait == BENCH_WAIT_SPIN) {
 		setenv("PGROUP_SPIN_US", "1000000", 1);
-	else if (r->cfg->wait == BENCH_WAIT_BLOCK)
+		setenv("PGROUP_BUSY_US", "1000000", 1);
+	} else if (r->cfg->wait == BENCH_WAIT_BLOCK)
 		setenv("PGROUP_SPIN_US", "0", 1);
 	pg_ctx *ctx;
 	int err = pg_open(&ctx, r->socket);

@@ -58,6 +58,7 @@ struct pg_ctx {
 	struct group_ref *last;    /* last group named by a send: a cheap cache */
 	struct group_ref *dropped; /* left, but its view may still be held */
 	int64_t spin_ns;
+	int64_t busy_ns; /* of spin_ns, polled without yielding ($PGROUP_BUSY_US) */
 	int64_t last_drain_ns; /* last read of the control socket */
 	/* Test hook ($PGROUP_TEST_PARK_IN_SEND=1): pg_send stops for good
 	 * between its claim and its commit, so a test can kill it there. */

@@ -152,6 +152,8 @@ int pg_open(pg_ctx **out, const char *socket_path)
 	ctx->pid = getpid();
 	const char *spin = getenv("PGROUP_SPIN_US");
 	ctx->spin_ns = (spin ? atoll(spin) : PG_DEFAULT_SPIN_US) * 1000;
+	const char *busy = getenv("PGROUP_BUSY_US");
+	ctx->busy_ns = busy ? atoll(busy) * 1000 : 0;
 	const char *park = getenv("PGROUP_TEST_PARK_IN_SEND");
 	ctx->park_in_send = park && strcmp(park, "1") == 0;
 	ctx_begin(ctx, CTL_HELLO);

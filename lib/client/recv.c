@@ -25,6 +25,15 @@
 /* How often a polling pg_recv (timeout 0) reads the control socket. */
 #define DRAIN_EVERY_NS (1000 * 1000)
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
 static enum pg_kind kind_of(uint16_t k)
 {
 	switch (k) {
@@ -302,6 +311,7 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 	int64_t now = ring_now_ns();
 	int64_t deadline = timeout_ms < 0 ? -1 : now + (int64_t)timeout_ms * 1000000;
 	int64_t spin_until = now + ctx->spin_ns;
+	int64_t busy_until = now + ctx->busy_ns;
 	bool asked_daemon = false;
 	for (;;) {
 		int r = poll_all(ctx, msg);
@@ -332,9 +342,13 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 		if (deadline >= 0 && now >= deadline)
 			return -ETIMEDOUT;
 		if (now < spin_until) {
-			/* Yield rather than burn: on few CPUs the producer may
-			 * need this one. */
-			sched_yield();
+			/* Busy for the first part of the window if asked to (a
+			 * CPU to spare per receiver), then yield rather than
+			 * burn: on few CPUs the producer may need this one. */
+			if (now < busy_until)
+				cpu_relax();
+			else
+				sched_yield();
 			continue;
 		}
 		r = park(ctx, msg, deadline < 0 ? -1 : deadline - now);
