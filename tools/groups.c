@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -20,18 +19,12 @@ static uint8_t buf[CTL_MAX_BYTES];
 
 static int ask(const char *path, struct ctl_in *rep)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = ctl_connect(path);
 	if (fd < 0)
-		return -errno;
-	int err = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+		return fd;
 	ctl_begin(&req, CTL_GROUPS, 1, 0);
 	ctl_end(&req);
-	if (!err)
-		err = ctl_send(fd, &req, NULL, 0);
+	int err = ctl_send(fd, &req, NULL, 0);
 	if (!err) {
 		int fds[CTL_MAX_FDS];
 		unsigned nfds = 0;

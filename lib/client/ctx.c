@@ -13,7 +13,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,23 +63,6 @@ int ctx_check_name(const char *group)
 	return ctl_check_group(group, n);
 }
 
-static int connect_to(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* PGROUP_AUTOSTART=1: start a daemon on `path` and wait for it. */
 static int autostart(const char *path)
 {
@@ -90,7 +72,7 @@ static int autostart(const char *path)
 	if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0)
 		return -ENOENT;
 	for (int i = 0; i < 200; i++) {
-		int fd = connect_to(path);
+		int fd = ctl_connect(path);
 		if (fd >= 0)
 			return fd;
 		struct timespec ts = {0, 10 * 1000 * 1000};
@@ -136,7 +118,7 @@ int pg_open(pg_ctx **out, const char *socket_path)
 		snprintf(path, sizeof(path), "%s", socket_path);
 	else if (ctl_default_socket(path, sizeof(path)))
 		return -ENAMETOOLONG;
-	int fd = connect_to(path);
+	int fd = ctl_connect(path);
 	const char *as = getenv("PGROUP_AUTOSTART");
 	if (fd < 0 && (fd == -ENOENT || fd == -ECONNREFUSED) && as && strcmp(as, "1") == 0)
 		fd = autostart(path);

@@ -10,18 +10,29 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static bool someone_listens(const char *path)
+int ctl_connect(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return false;
+		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return false;
-	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return ok;
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static bool someone_listens(const char *path)
+{
+	int fd = ctl_connect(path);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0;
 }
 
 static int put(char *out, size_t cap, const char *fmt, const char *a, unsigned u)

@@ -14,4 +14,7 @@
  */
 int ctl_default_socket(char *out, size_t cap);
 
+/* A connected control socket (close-on-exec), or -errno. */
+int ctl_connect(const char *path);
+
 #endif /* PG_PROTO_PATH_H */

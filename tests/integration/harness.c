@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "harness.h"
 
+#include "proto/path.h"
+
 #include <CUnit/Basic.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -19,13 +22,29 @@ struct daemon_proc the_daemon;
 
 static bool accepts(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	int fd = ctl_connect(path);
 	if (fd >= 0)
 		close(fd);
-	return ok;
+	return fd >= 0;
+}
+
+int raw_connect(void)
+{
+	return ctl_connect(the_daemon.socket);
+}
+
+int count_fds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
 }
 
 int daemon_start(struct daemon_proc *d, const char *node)

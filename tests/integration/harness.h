@@ -57,6 +57,11 @@ void child_kill(struct child *c, int sig);
 int write_all(int fd, const void *buf, size_t n);
 int read_all(int fd, void *buf, size_t n, int timeout_ms);
 
+/* How many fds process `pid` holds now. */
+int count_fds(pid_t pid);
+/* A raw control connection to the shared daemon (fd), for garbage tests. */
+int raw_connect(void);
+
 /* Run CUnit's registered suites in basic mode; exit code for main(). */
 int run_cunit(void);
 

@@ -421,20 +421,6 @@ static bool wait_parked(struct kid *k)
 	return false;
 }
 
-static int count_fds(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	int n = 0;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
 /* The daemon's fd count once it reaches `want` (dead sessions get a grace
  * period, dead writers wait for a tick), or what it is after 5 s; want < 0:
  * once it has not changed for 500 ms. */

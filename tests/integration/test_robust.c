@@ -21,40 +21,14 @@
 #include "proto/ctl.h"
 #include "ring/layout.h"
 
-static int raw_connect(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int count_fds_now(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	int n = 0;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
 /* The daemon's fd count once it settles at `want` (sessions that ended
  * without BYE get a grace period first), or what it is after 3 s. */
-static int count_fds(pid_t pid, int want)
+static int settled_fds(pid_t pid, int want)
 {
-	int n = count_fds_now(pid);
+	int n = count_fds(pid);
 	for (int i = 0; i < 300 && n != want; i++) {
 		usleep(10000);
-		n = count_fds_now(pid);
+		n = count_fds(pid);
 	}
 	return n;
 }
@@ -77,8 +51,8 @@ static void test_garbage_requests(void)
 	/* The harness's readiness probe closed without BYE: let its grace
 	 * pass before counting. */
 	usleep(300000);
-	int before = count_fds_now(the_daemon.pid);
-	int fd = raw_connect(the_daemon.socket);
+	int before = count_fds(the_daemon.pid);
+	int fd = raw_connect();
 	CU_ASSERT_FATAL(fd >= 0);
 	uint8_t junk[256];
 	srand(7);
@@ -141,13 +115,13 @@ static void test_garbage_requests(void)
 	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
 	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
 	pg_close(ctx);
-	CU_ASSERT_EQUAL(count_fds(the_daemon.pid, before), before);
+	CU_ASSERT_EQUAL(settled_fds(the_daemon.pid, before), before);
 }
 
 static int vanish_mid_request(void *arg, int up, int down)
 {
 	const char *g = arg;
-	int fd = raw_connect(the_daemon.socket);
+	int fd = raw_connect();
 	struct ctl_out *o = malloc(sizeof(*o));
 	ctl_begin(o, CTL_JOIN, 1, 0);
 	ctl_put_str(o, CTL_T_NAME, g);
@@ -165,7 +139,7 @@ static void test_clients_vanish(void)
 	const char *g = fresh_group("vanish");
 	pg_ctx *ctx = open_ctx();
 	CU_ASSERT_EQUAL(pg_create(ctx, g), 0);
-	int before = count_fds_now(the_daemon.pid);
+	int before = count_fds(the_daemon.pid);
 	for (int i = 0; i < 20; i++) {
 		struct child c;
 		CU_ASSERT_EQUAL_FATAL(child_start(&c, vanish_mid_request, (void *)g), 0);
@@ -187,7 +161,7 @@ static void test_clients_vanish(void)
 			usleep(10000);
 	}
 	CU_ASSERT_EQUAL(n, 0); /* nobody left behind */
-	CU_ASSERT_EQUAL(count_fds(the_daemon.pid, before), before);
+	CU_ASSERT_EQUAL(settled_fds(the_daemon.pid, before), before);
 	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
 	pg_close(ctx);
 }
