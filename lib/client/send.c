@@ -197,44 +197,36 @@ int pg_send_claim(pg_ctx *ctx, const char *group, size_t len, void **buf)
 	return 0;
 }
 
-static struct group_ref *claim_of(pg_ctx *ctx, void *buf)
+/* Close the claim whose buffer is `buf`: commit it, or abort it. */
+static int end_claim(pg_ctx *ctx, void *buf, bool commit)
 {
-	for (struct group_ref *g = ctx->groups; g; g = g->next)
-		if (g->claiming && g->claim.payload == buf)
-			return g;
-	return NULL;
+	int err = ctx_check(ctx);
+	if (err)
+		return err;
+	struct group_ref *g = ctx->groups;
+	while (g && !(g->claiming && g->claim.payload == buf))
+		g = g->next;
+	if (!g)
+		return -EINVAL;
+	g->claiming = false;
+	if (ring_is_down(&g->wr)) {
+		ctx_drop_sender(ctx, g); /* the mapping went only now */
+		return commit ? -ENOENT : 0;
+	}
+	err = commit ? ring_commit(&g->wr, &g->claim, RING_REC_MSG, 0, ctx->pid, 0)
+		     : ring_abort(&g->wr, &g->claim);
+	/* Readers parked at this position move on: to the record, or past
+	 * the padding. */
+	ring_wake(&g->wr);
+	return commit ? err : 0;
 }
 
 int pg_send_commit(pg_ctx *ctx, void *buf)
 {
-	int err = ctx_check(ctx);
-	if (err)
-		return err;
-	struct group_ref *g = claim_of(ctx, buf);
-	if (!g)
-		return -EINVAL;
-	if (ring_is_down(&g->wr)) {
-		g->claiming = false;
-		ctx_drop_sender(ctx, g);
-		return -ENOENT;
-	}
-	err = ring_commit(&g->wr, &g->claim, RING_REC_MSG, 0, ctx->pid, 0);
-	g->claiming = false;
-	ring_wake(&g->wr);
-	return err;
+	return end_claim(ctx, buf, true);
 }
 
 int pg_send_abort(pg_ctx *ctx, void *buf)
 {
-	int err = ctx_check(ctx);
-	if (err)
-		return err;
-	struct group_ref *g = claim_of(ctx, buf);
-	if (!g)
-		return -EINVAL;
-	ring_abort(&g->wr, &g->claim);
-	g->claiming = false;
-	/* Readers parked at this position must move past the padding. */
-	ring_wake(&g->wr);
-	return 0;
+	return end_claim(ctx, buf, false);
 }
