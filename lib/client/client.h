@@ -19,7 +19,7 @@
  * 6 / 46, at 6, 15 and 21 us of receiver CPU per delivery (docs/performance.md).
  * An idle receiver parks after one window: ~0 CPU.
  */
-#define PG_DEFAULT_SPIN_US 50
+#define PG_DEFAULT_SPIN_US 200
 
 /* What this ctx knows of one group: a send mapping, a membership, or both. */
 struct group_ref {

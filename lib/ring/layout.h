@@ -164,12 +164,17 @@ struct ring_member {
 	_Atomic uint32_t state;
 	_Atomic uint32_t waiters; /* producers parked on this cursor's low word */
 	int32_t pid;
-	uint8_t pad[RING_CACHELINE - 20];
+	uint32_t pad0;
+	/* The lowest cursor a parked producer waits for: the member wakes it
+	 * only there, so a full ring costs one wake per batch, not per record. */
+	_Atomic uint64_t wake_at;
+	uint8_t pad[RING_CACHELINE - 32];
 };
 static_assert(sizeof(struct ring_member) == RING_CACHELINE, "one member per cache line");
 static_assert(offsetof(struct ring_member, state) == 8, "ring_member layout");
 static_assert(offsetof(struct ring_member, waiters) == 12, "ring_member layout");
 static_assert(offsetof(struct ring_member, pid) == 16, "ring_member layout");
+static_assert(offsetof(struct ring_member, wake_at) == 24, "ring_member layout");
 
 #define RING_STATE_OF(w) ((w)&0xffu)
 #define RING_GEN_OF(w) ((w) >> 8)

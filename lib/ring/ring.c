@@ -426,8 +426,15 @@ void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos)
 	/* seq_cst store, then the load of `waiters`: pairs with the producer's
 	 * increment of waiters and re-check of the cursor in ring_wait_room. */
 	atomic_store(&me->cursor, pos);
-	if (atomic_load(&me->waiters))
-		ring_futex_wake((_Atomic uint32_t *)&me->cursor);
+	if (atomic_load(&me->waiters)) {
+		uint64_t at = atomic_load(&me->wake_at);
+		/* Wake at the threshold a producer asked for, then clear it
+		 * unless a producer lowered it meanwhile (it stays then). */
+		if (pos >= at) {
+			atomic_compare_exchange_strong(&me->wake_at, &at, UINT64_MAX);
+			ring_futex_wake((_Atomic uint32_t *)&me->cursor);
+		}
+	}
 }
 
 int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
@@ -449,6 +456,7 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		atomic_store(&m->cursor, t);
 		m->pid = pid;
 		atomic_store(&m->waiters, 0);
+		atomic_store(&m->wake_at, UINT64_MAX);
 		/* Producers scan up to slot_hi: raise it before the slot goes
 		 * ACTIVE, so no scan can stop short of an active slot. */
 		if (atomic_load(&r->chdr->slot_hi) <= i)

@@ -62,13 +62,24 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
 {
 	struct ring_member *m = &r->members[slot];
 	uint32_t st = atomic_load(&m->state);
+	/* Wait for an eighth of the ring, not one record: a full ring would
+	 * otherwise cost a wake (and two context switches) per message. The
+	 * member cannot go past the tail, so never ask for more. */
+	uint64_t want = cursor + r->capacity / RING_ROOM_BATCH;
+	uint64_t tail = atomic_load(&r->hdr->tail);
+	if (want > tail)
+		want = tail;
 	/* Announce, then re-check: pairs with ring_release's seq_cst store of
-	 * the cursor followed by its load of `waiters`. */
+	 * the cursor followed by its loads of `waiters` and `wake_at`. */
 	atomic_fetch_add(&m->waiters, 1);
+	uint64_t at = atomic_load(&m->wake_at);
+	while (want < at && !atomic_compare_exchange_weak(&m->wake_at, &at, want))
+		;
 	int err = 0;
-	if (atomic_load(&m->cursor) == cursor && atomic_load(&m->state) == st)
-		err = ring_futex_wait((_Atomic uint32_t *)&m->cursor, (uint32_t)cursor,
-				      timeout_ns);
+	/* Moved since the caller looked: let it look again first. */
+	uint64_t now = atomic_load(&m->cursor);
+	if (now == cursor && now < want && atomic_load(&m->state) == st)
+		err = ring_futex_wait((_Atomic uint32_t *)&m->cursor, (uint32_t)now, timeout_ns);
 	atomic_fetch_sub(&m->waiters, 1);
 	return err == -EINTR ? -EINTR : 0;
 }

@@ -1461,11 +1461,22 @@ static void test_wait_room(void)
 				       20 * MS), 0);
 	CU_ASSERT_EQUAL(atomic_load(&r->members[blocker].waiters), 0);
 
-	/* Woken by the release that makes room (long before its timeout). */
+	/* Woken by the releases that make an eighth of the ring free (long
+	 * before its timeout), not by the first one. */
 	struct room_waiter rw = {.r = r, .slot = blocker};
 	park_producer(&rw, &t);
 	CU_ASSERT_EQUAL(take(r, &rd, 0, NULL), 1);
+	nanosleep(&(struct timespec){.tv_nsec = 50 * MS}, NULL);
+	CU_ASSERT_FALSE(atomic_load(&rw.done));
+	unsigned taken = 1;
+	while (!atomic_load(&rw.done) && taken < sent) {
+		CU_ASSERT_EQUAL_FATAL(take(r, &rd, taken, NULL), 1);
+		taken++;
+		nanosleep(&(struct timespec){.tv_nsec = MS}, NULL);
+	}
 	join_ok(t);
+	CU_ASSERT(taken * 1024 >= r->capacity / RING_ROOM_BATCH);
+	CU_ASSERT(taken * 1024 <= r->capacity / RING_ROOM_BATCH + 2048);
 	CU_ASSERT_EQUAL(rw.ret, 0);
 	CU_ASSERT(rw.took < 5000 * MS);
 	CU_ASSERT_EQUAL(atomic_load(&r->members[blocker].waiters), 0);
