@@ -182,6 +182,11 @@ static void print_table(const struct bench_cfg *cfg, const struct bench_result *
 	print_cpu(" receivers", res->cpu_recv);
 	print_cpu(" daemon", res->cpu_daemon);
 	putchar('\n');
+	printf("memory (RSS)    member %ld KiB", res->member_rss_kib);
+	if (res->daemon_rss_kib >= 0)
+		printf("   daemon %ld KiB, +%ld KiB for this group", res->daemon_rss_kib,
+		       res->daemon_group_kib);
+	putchar('\n');
 	print_problems(res);
 }
 
@@ -215,6 +220,8 @@ static void print_json(const struct bench_cfg *cfg, const struct bench_result *r
 	json_cpu("senders", res->cpu_send, ",");
 	json_cpu("receivers", res->cpu_recv, ",");
 	json_cpu("daemon", res->cpu_daemon, "}");
+	printf(",\"rss_kib\":{\"member\":%ld,\"daemon\":%ld,\"daemon_group\":%ld}",
+	       res->member_rss_kib, res->daemon_rss_kib, res->daemon_group_kib);
 	printf(",\"error\":");
 	if (res->err)
 		cli_json_str(pg_strerror(res->err), strlen(pg_strerror(res->err)));

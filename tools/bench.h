@@ -18,6 +18,8 @@
 
 uint64_t bench_now_ns(void);
 uint64_t bench_cpu_ns(void);
+/* VmRSS of pid (0 = this process) in KiB, or -1. */
+long bench_rss_kib(pid_t pid);
 
 /* "s" unless n is 1: "1 member", "2 members". */
 const char *bench_plural(unsigned n);
@@ -111,6 +113,9 @@ struct bench_result {
 	double send_rate, deliver_rate;  /* per second, all senders / all members */
 	double elapsed;                  /* seconds from start to last delivery */
 	double cpu_send, cpu_recv, cpu_daemon; /* ns per delivery; BENCH_NO_CPU = n/a */
+	long member_rss_kib;  /* largest member VmRSS at its end (ring pages it touched) */
+	long daemon_rss_kib;  /* the daemon's VmRSS with the group, -1 = n/a */
+	long daemon_group_kib; /* what the group added to it */
 	int err;                               /* first error a child hit, or 0 */
 };
 

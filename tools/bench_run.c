@@ -37,6 +37,7 @@ struct slot {
 	uint64_t t_first, t_last;                /* first send / last send or delivery */
 	uint64_t cpu_ns;
 	uint64_t hash, dups, gaps, bad;
+	long rss_kib;  /* members: VmRSS at the end */
 	int err;       /* negative errno that stopped the child */
 	int stop_kind; /* PG_EVICTED / PG_GROUP_DOWN, or 0 */
 };
@@ -222,6 +223,7 @@ static int member_main(void *arg)
 	uint64_t cpu0 = bench_cpu_ns();
 	receive_all(r, ctx, s, r->lat + j * r->per_member);
 	s->cpu_ns = bench_cpu_ns() - cpu0;
+	s->rss_kib = bench_rss_kib(0);
 	pg_close(ctx);
 	return s->err ? 1 : 0;
 }
@@ -440,6 +442,8 @@ static int summarise(const struct run *r, struct bench_result *res)
 			res->same_order &= s->hash == ref->hash;
 		recv_end = s->t_last > recv_end ? s->t_last : recv_end;
 		cpu_recv += (double)s->cpu_ns;
+		if (s->rss_kib > res->member_rss_kib)
+			res->member_rss_kib = s->rss_kib;
 	}
 	if (send_end > t0)
 		res->send_rate = (double)sent * 1e9 / (double)(send_end - t0);
@@ -472,6 +476,7 @@ static int run_children(pg_ctx *ctx, struct run *r, pid_t *pids, pid_t dpid,
 	if ((err = wait_children(ctx, r, pids, start)))
 		return err;
 	double d1 = proc_cpu_ns(dpid);
+	res->daemon_rss_kib = dpid > 0 ? bench_rss_kib(dpid) : -1;
 	res->cpu_daemon = BENCH_NO_CPU;
 	if ((err = summarise(r, res)))
 		return err;
@@ -500,9 +505,12 @@ int bench_run(pg_ctx *ctx, const char *socket, const struct bench_cfg *cfg,
 	if (!err)
 		dpid = daemon_pid(socket);
 	pg_group_opts o = {.ring_bytes = cfg->ring, .max_msg = cfg->size > 65536 ? cfg->size : 0};
+	long rss0 = dpid > 0 ? bench_rss_kib(dpid) : -1;
 	if (!err && !(err = bench_group_create(ctx, cfg->prefix, &o, r.group, sizeof(r.group)))) {
 		snprintf(res->group, sizeof(res->group), "%s", r.group);
 		err = run_children(ctx, &r, pids, dpid, res);
+		res->daemon_group_kib = rss0 >= 0 && res->daemon_rss_kib >= 0 ?
+						res->daemon_rss_kib - rss0 : -1;
 		int derr = pg_delete(ctx, r.group);
 		/* -ENOENT: already deleted to stop a failed run early. */
 		if (!err && derr && derr != -ENOENT)
