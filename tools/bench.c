@@ -37,17 +37,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 static bool parse_wait(const char *s, enum bench_wait *out)
 {
 	static const char *names[] = {"default", "spin", "block"};
@@ -90,7 +79,7 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 		switch (ch) {
 		case 's':
 		case 'm':
-			if (!parse_u64(optarg, 1024, &v) || !v)
+			if (!bench_parse_u64(optarg, 1024, &v) || !v)
 				return bad_opt(ch == 's' ? "--senders" : "--members", "1..1024");
 			*(ch == 's' ? &cfg->senders : &cfg->members) = (unsigned)v;
 			break;
@@ -99,12 +88,12 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 				return bad_opt("--size", "a size of at least 16 bytes");
 			break;
 		case 'c':
-			if (!parse_u64(optarg, UINT32_MAX, &cfg->count) || !cfg->count)
+			if (!bench_parse_u64(optarg, UINT32_MAX, &cfg->count) || !cfg->count)
 				return bad_opt("--count", "a count of 1..4294967295");
 			counted = true;
 			break;
 		case 'r':
-			if (!parse_u64(optarg, 1000000000, &cfg->rate))
+			if (!bench_parse_u64(optarg, 1000000000, &cfg->rate))
 				return bad_opt("--rate", "messages per second (0 = back to back)");
 			break;
 		case 'w':

@@ -17,6 +17,8 @@
 #define BENCH_IDLE_MS 10000
 
 uint64_t bench_now_ns(void);
+/* A decimal number in 0..max, the whole string; false if not. */
+bool bench_parse_u64(const char *s, uint64_t max, uint64_t *out);
 uint64_t bench_cpu_ns(void);
 /* VmRSS of pid (0 = this process) in KiB, or -1. */
 long bench_rss_kib(pid_t pid);

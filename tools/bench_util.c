@@ -26,6 +26,17 @@ uint64_t bench_now_ns(void)
 	return clock_ns(CLOCK_MONOTONIC);
 }
 
+bool bench_parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
 long bench_rss_kib(pid_t pid)
 {
 	char path[64], line[256];

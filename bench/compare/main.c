@@ -60,17 +60,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* A comma-separated list of numbers in [min, max]. */
 static bool parse_list(const char *s, uint64_t min, uint64_t max, uint64_t *out, size_t *n)
 {
@@ -79,7 +68,7 @@ static bool parse_list(const char *s, uint64_t min, uint64_t max, uint64_t *out,
 		return false;
 	*n = 0;
 	for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (*n == MAX_LIST || !parse_u64(t, max, &out[*n]) || out[*n] < min)
+		if (*n == MAX_LIST || !bench_parse_u64(t, max, &out[*n]) || out[*n] < min)
 			return false;
 		(*n)++;
 	}
@@ -141,11 +130,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return bad_opt("--rate", "a list of msg/s (0 = back to back)");
 			break;
 		case 'c':
-			if (!parse_u64(optarg, UINT32_MAX, &o->count) || !o->count)
+			if (!bench_parse_u64(optarg, UINT32_MAX, &o->count) || !o->count)
 				return bad_opt("--count", "1..4294967295");
 			break;
 		case 'z':
-			if (!parse_u64(optarg, 1 << 20, &o->size) || o->size < sizeof(struct cmp_hdr))
+			if (!bench_parse_u64(optarg, 1 << 20, &o->size) || o->size < sizeof(struct cmp_hdr))
 				return bad_opt("--size", "16..1048576 bytes");
 			break;
 		case 't':
@@ -153,7 +142,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return bad_opt("--transports", "a list of unix, zmq, iceoryx, pgroup");
 			break;
 		case 'R':
-			if (!parse_u64(optarg, 100, &o->runs) || !o->runs)
+			if (!bench_parse_u64(optarg, 100, &o->runs) || !o->runs)
 				return bad_opt("--runs", "1..100");
 			break;
 		case 'j':
