@@ -205,6 +205,16 @@ static int get_group(struct daemon *d, const struct ctl_in *req, struct group **
 	return *g ? 0 : -ENOENT;
 }
 
+/* JOIN and LEAVE: a group and a pid (0 = the caller). */
+static int get_group_pid(struct daemon *d, const struct ctl_in *req, struct group **g,
+			 uint32_t *pid)
+{
+	int err = get_group(d, req, g);
+	if (err)
+		return err;
+	return ctl_get_u32(req, CTL_T_PID, pid) ? -EINVAL : 0;
+}
+
 static void put_members(struct daemon *d, struct group *g)
 {
 	for (struct member *m = g->members; m; m = m->next_in_group)
@@ -259,12 +269,10 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
 	struct group *g;
-	uint32_t pid = 0;
-	int err = get_group(d, req, &g);
+	uint32_t pid;
+	int err = get_group_pid(d, req, &g, &pid);
 	if (err)
 		return err;
-	if (ctl_get_u32(req, CTL_T_PID, &pid))
-		return -EINVAL;
 	struct session *target = pid == 0 ? s : first_session_of(d, (pid_t)pid);
 	if (!target)
 		return -ESRCH;
@@ -326,12 +334,10 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
 	struct group *g;
-	uint32_t pid = 0;
-	int err = get_group(d, req, &g);
+	uint32_t pid;
+	int err = get_group_pid(d, req, &g, &pid);
 	if (err)
 		return err;
-	if (ctl_get_u32(req, CTL_T_PID, &pid))
-		return -EINVAL;
 	struct member *m = NULL;
 	if (pid == 0) {
 		m = membership(g, s);
