@@ -103,6 +103,8 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 			return -EAGAIN;
 		if (ring_is_down(&g->wr))
 			return -ENOENT;
+		if (!ctx_node_alive(ctx))
+			return -ENOTCONN; /* nobody will make room any more */
 		if (blocker == UINT32_MAX) {
 			sched_yield(); /* the tail moved under us: try again */
 			continue;
@@ -112,7 +114,8 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 			 * cancels it after the stall limit, and the space comes
 			 * back when that writer commits, notices or dies. */
 			struct timespec ts = {0, 200 * 1000};
-			nanosleep(&ts, NULL);
+			if (nanosleep(&ts, NULL) < 0 && errno == EINTR)
+				return -EINTR;
 			continue;
 		}
 		struct ring_member *m = &g->wr.members[blocker];

@@ -83,6 +83,7 @@ struct dead_writer {
 	uint32_t slot;
 	int pidfd; /* readable once the process has exited */
 	bool dead; /* the exit watcher already said so */
+	int64_t since; /* when its session ended (ns) */
 	struct dead_writer *next;
 };
 

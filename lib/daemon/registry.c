@@ -241,15 +241,27 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
 {
 	struct pollfd p = {.fd = dw->pidfd, .events = POLLIN};
-	if (!dw->dead && poll(&p, 1, 0) <= 0)
-		return false; /* alive: it may still write there */
 	struct group *g = dw->group;
+	if (!dw->dead && poll(&p, 1, 0) <= 0) {
+		/* Alive without its session (it closed the socket, or
+		 * exec'd): it may still write there. Like any writer, it
+		 * loses the claim after the stall limit; the space comes
+		 * back when it notices or dies. */
+		uint64_t pos = atomic_load(&g->ring.writers[dw->slot].claim_pos);
+		if (pos == RING_NO_CLAIM)
+			goto free_slot; /* it committed or noticed */
+		if (ring_now_ns() - dw->since > (int64_t)g->ring.stall_ms * 1000000 &&
+		    ring_cancel_writer(&g->ring, dw->slot, pos) == 0)
+			ring_wake(&g->ring);
+		return false;
+	}
 	int err = ring_seal_writer(&g->ring, dw->slot);
 	if (err == -EAGAIN)
 		return false; /* another claim names the place: wait */
 	if (err)
 		pgd_log("group %s: writer slot %u holds a bogus claim", g->name, dw->slot);
 	ring_wake(&g->ring);
+free_slot:
 	ring_writer_free(&g->ring, dw->slot);
 	return true;
 }
@@ -285,6 +297,7 @@ static void drop_writers(struct daemon *d, struct session *s, struct group *only
 			dw = calloc(1, sizeof(*dw));
 		if (dw && (dw->pidfd = fcntl(s->proc->pidfd, F_DUPFD_CLOEXEC, 0)) >= 0) {
 			dw->dead = dead;
+			dw->since = ring_now_ns();
 			dw->group = w->group;
 			dw->slot = w->slot;
 			dw->next = d->dead_writers;

@@ -75,7 +75,9 @@ enum ring_kind {
  */
 struct ring_rec {
 	_Atomic uint64_t commit;
-	uint32_t len;      /* payload bytes that follow the header */
+	/* Payload bytes that follow the header. Atomic: the node may set it
+	 * while cancelling, racing the writer (cancel_unit). */
+	_Atomic uint32_t len;
 	uint16_t kind;     /* enum ring_kind */
 	uint16_t flags;    /* RING_F_* */
 	uint64_t seq;      /* the group's order; strictly increasing */
@@ -102,12 +104,16 @@ struct ring_writer {
 	_Atomic uint32_t gen;       /* bumped each time the slot is handed out */
 	_Atomic uint64_t claim_pos; /* RING_NO_CLAIM when idle */
 	_Atomic uint64_t claim_len;
-	uint8_t pad[RING_CACHELINE - 24];
+	/* == claim_pos once the claiming CAS has won: only such a claim is
+	 * the writer's for sure, and only such a claim the node cancels. */
+	_Atomic uint64_t claim_won;
+	uint8_t pad[RING_CACHELINE - 32];
 };
 #define RING_NO_CLAIM UINT64_MAX
 static_assert(sizeof(struct ring_writer) == RING_CACHELINE, "one writer per cache line");
 static_assert(offsetof(struct ring_writer, claim_pos) == 8, "ring_writer layout");
 static_assert(offsetof(struct ring_writer, claim_len) == 16, "ring_writer layout");
+static_assert(offsetof(struct ring_writer, claim_won) == 24, "ring_writer layout");
 
 enum ring_group_state {
 	RING_STATE_OPEN = 1,

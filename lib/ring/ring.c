@@ -90,8 +90,10 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	atomic_init(&h->state, RING_STATE_OPEN);
 	/* No slot holds a claim (ring_min_cursor counts open claims). */
 	struct ring_writer *w = (struct ring_writer *)((uint8_t *)h + RING_WRITERS_OFF);
-	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
+	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++) {
 		atomic_init(&w[i].claim_pos, RING_NO_CLAIM);
+		atomic_init(&w[i].claim_won, RING_NO_CLAIM);
+	}
 	ch->magic = RING_CURSOR_MAGIC;
 	ch->version = RING_VERSION;
 	ch->member_slots = RING_MEMBER_SLOTS;
@@ -191,7 +193,7 @@ uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
 	/* Tail first, then the slots, all sequentially consistent: a member
 	 * added after this tail load starts at a cursor >= it, and one added
 	 * before is seen by the slot loads (see docs/design.md, "joining"). */
-	uint64_t min = atomic_load(&r->hdr->tail);
+	uint64_t tail = atomic_load(&r->hdr->tail), min = tail;
 	uint32_t hi = slot_limit(r), who = UINT32_MAX;
 	for (uint32_t i = 0; i < hi; i++) {
 		struct ring_member *m = &r->members[i];
@@ -206,10 +208,15 @@ uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
 	/* An open claim is space its writer may still write: not to be
 	 * reused, even when no member reads (its writer may be stopped after
 	 * a cancel). The intent is published before the claiming CAS. */
+	/* A member waiting at an open claim is not lagging: the claim wins
+	 * a tie, and its writer is never evicted. A place a whole ring
+	 * behind the tail cannot be an open claim (none is ever lapped):
+	 * garbage, ignored. */
+	uint64_t oldest = tail > r->capacity ? tail - r->capacity : 0;
 	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++) {
 		struct ring_writer *w = &r->writers[i];
 		uint64_t c = atomic_load(&w->claim_pos);
-		if (c < min && atomic_load(&w->pid) != 0) {
+		if (c <= min && c >= oldest && atomic_load(&w->pid) != 0) {
 			min = c;
 			who = RING_BLOCKED_BY_WRITER(i);
 		}
@@ -244,6 +251,10 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 	struct ring_writer *w = &r->writers[writer];
 	uint64_t t = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed), need;
 	for (;;) {
+		/* Every claim keeps the tail aligned; another value means a
+		 * writer scribbled on it: no claim can be placed safely. */
+		if (t % RING_ALIGN)
+			return -EBADMSG;
 		uint64_t left = r->capacity - (t & r->mask);
 		need = rec <= left ? rec : left + rec;
 		/* Capacity is checked before the CAS that claims: the bound
@@ -265,8 +276,12 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 		 * seq_cst CAS below orders these stores before the claim. */
 		atomic_store_explicit(&w->claim_len, need, memory_order_relaxed);
 		atomic_store_explicit(&w->claim_pos, t, memory_order_relaxed);
-		if (atomic_compare_exchange_weak(&r->hdr->tail, &t, t + need))
+		if (atomic_compare_exchange_weak(&r->hdr->tail, &t, t + need)) {
+			/* Won. From here on the node may cancel the claim; in
+			 * the few instructions before, it leaves it alone. */
+			atomic_store_explicit(&w->claim_won, t, memory_order_release);
 			break;
+		}
 		/* Lost: withdraw the intent, or its stale place would hold the
 		 * room back (ring_min_cursor counts open claims), ours too. */
 		atomic_store_explicit(&w->claim_pos, RING_NO_CLAIM, memory_order_relaxed);
@@ -283,7 +298,8 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 		 * Should the node cancel us first, its marker stands: both
 		 * mean "skip this many bytes". */
 		struct ring_rec *pad = rec_at(r, t);
-		pad->len = (uint32_t)(need - rec - sizeof(struct ring_rec));
+		atomic_store_explicit(&pad->len, (uint32_t)(need - rec - sizeof(struct ring_rec)),
+				      memory_order_relaxed);
 		pad->kind = RING_REC_PAD;
 		pad->flags = RING_FLAGS(0, writer);
 		pad->seq = 0;
@@ -314,6 +330,8 @@ static void claim_done(struct ring *r, const struct ring_claim *c)
 {
 	/* Release: our last write into the claim happens before the space
 	 * may be reused (ring_min_cursor counts open claims). */
+	atomic_store_explicit(&r->writers[c->writer].claim_won, RING_NO_CLAIM,
+			      memory_order_relaxed);
 	atomic_store_explicit(&r->writers[c->writer].claim_pos, RING_NO_CLAIM,
 			      memory_order_release);
 }
@@ -322,7 +340,7 @@ int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint1
 		int32_t from_pid, uint32_t from_node)
 {
 	struct ring_rec *h = c->rec;
-	h->len = c->len;
+	atomic_store_explicit(&h->len, c->len, memory_order_relaxed);
 	h->kind = kind;
 	h->flags = RING_FLAGS(flags, c->writer);
 	h->seq = c->rec_pos / RING_ALIGN + 1;
@@ -336,7 +354,7 @@ int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint1
 int ring_abort(struct ring *r, const struct ring_claim *c)
 {
 	struct ring_rec *h = c->rec;
-	h->len = c->len;
+	atomic_store_explicit(&h->len, c->len, memory_order_relaxed);
 	h->kind = RING_REC_PAD;
 	h->flags = RING_FLAGS(0, c->writer);
 	h->seq = 0;
@@ -372,6 +390,8 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		if (atomic_load_explicit(&me->state, memory_order_relaxed) != rd->state_word)
 			return -ECONNRESET;
 		uint64_t pos = rd->pos, off = pos & r->mask;
+		if (pos % RING_ALIGN)
+			return -EBADMSG; /* a forged length led here */
 		struct ring_rec *h = rec_at(r, pos);
 		/* Acquire: pairs with the release CAS of commit in publish
 		 * (a writer) and in cancel_unit (the node). */
@@ -379,7 +399,8 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		if (commit == RING_CANCELLED(pos)) {
 			/* Its length is the node's, or the writer's own, which
 			 * rounds to the same size; the rest is not read. */
-			uint64_t bytes = ring_rec_bytes(h->len);
+			uint64_t bytes = ring_rec_bytes(
+				atomic_load_explicit(&h->len, memory_order_relaxed));
 			if (bytes > r->capacity || off + bytes > r->capacity)
 				return -EBADMSG;
 			rd->pos = pos + bytes;
@@ -388,7 +409,7 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		if (commit != ~pos)
 			return 0;
 		/* Copy the header once; the writer could still change it. */
-		struct ring_rec copy = {.len = h->len,
+		struct ring_rec copy = {.len = atomic_load_explicit(&h->len, memory_order_relaxed),
 					.kind = h->kind,
 					.flags = h->flags,
 					.seq = h->seq,
@@ -455,7 +476,8 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		uint64_t t = atomic_load(&r->hdr->tail);
 		atomic_store(&m->cursor, t);
 		m->pid = pid;
-		atomic_store(&m->waiters, 0);
+		/* `waiters` is left alone: a producer parked on the slot's
+		 * previous holder still counts itself out. */
 		atomic_store(&m->wake_at, UINT64_MAX);
 		/* Producers scan up to slot_hi: raise it before the slot goes
 		 * ACTIVE, so no scan can stop short of an active slot. */
@@ -510,6 +532,7 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 		if (atomic_load(&w->pid) != 0)
 			continue;
 		atomic_store(&w->claim_pos, RING_NO_CLAIM);
+		atomic_store(&w->claim_won, RING_NO_CLAIM);
 		atomic_store(&w->claim_len, 0);
 		atomic_fetch_add(&w->gen, 1);
 		atomic_store(&w->pid, pid);
@@ -535,9 +558,13 @@ static void cancel_unit(struct ring *r, uint64_t pos, uint64_t bytes)
 	uint64_t cur = atomic_load_explicit(&h->commit, memory_order_acquire);
 	if (cur == ~pos || cur == RING_CANCELLED(pos))
 		return; /* committed (or cancelled) already */
-	/* Readers skip by this length; a late writer can only write the
-	 * same size here (its own length rounds to it). */
-	h->len = (uint32_t)(bytes - sizeof(struct ring_rec));
+	/* Readers skip by this length. Set it only while what is there does
+	 * not round to `bytes`: the writer's own length does, and a record
+	 * it commits before our CAS keeps its exact length. */
+	uint32_t l = atomic_load(&h->len);
+	while (ring_rec_bytes(l) != bytes &&
+	       !atomic_compare_exchange_weak(&h->len, &l, (uint32_t)(bytes - sizeof(struct ring_rec))))
+		;
 	while (cur != ~pos &&
 	       !atomic_compare_exchange_weak_explicit(&h->commit, &cur, RING_CANCELLED(pos),
 						      memory_order_release, memory_order_acquire))
@@ -558,8 +585,9 @@ static void cancel_claim(struct ring *r, uint64_t pos, uint64_t len)
 
 static bool claim_sane(struct ring *r, uint64_t pos, uint64_t len)
 {
+	uint64_t tail = atomic_load(&r->hdr->tail);
 	return len >= RING_ALIGN && len <= r->capacity && len % RING_ALIGN == 0 &&
-	       pos % RING_ALIGN == 0;
+	       pos % RING_ALIGN == 0 && pos + len <= tail && pos + r->capacity >= tail;
 }
 
 int ring_cancel_writer(struct ring *r, uint32_t writer, uint64_t pos)
@@ -568,10 +596,12 @@ int ring_cancel_writer(struct ring *r, uint32_t writer, uint64_t pos)
 	uint64_t len = atomic_load(&w->claim_len);
 	if (atomic_load(&w->claim_pos) != pos)
 		return -ESTALE; /* it committed, or claimed again */
+	/* Only a claim whose CAS won is surely this writer's: an intent
+	 * alone may name another writer's place. */
+	if (atomic_load(&w->claim_won) != pos)
+		return -EAGAIN;
 	if (!claim_sane(r, pos, len))
 		return -EBADMSG;
-	if (atomic_load(&r->hdr->tail) < pos + len)
-		return -EAGAIN; /* its compare-and-swap is still to come */
 	cancel_claim(r, pos, len);
 	return 0;
 }
@@ -580,14 +610,21 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 {
 	struct ring_writer *w = &r->writers[writer];
 	uint64_t pos = atomic_load(&w->claim_pos), len = atomic_load(&w->claim_len);
+	int err = 0;
 	if (pos == RING_NO_CLAIM)
 		return 0;
-	if (!claim_sane(r, pos, len))
-		return -EBADMSG;
 	/* Had its compare-and-swap succeeded, the tail would be past the
 	 * claim for good: it died before, or its CAS failed. */
 	if (atomic_load(&r->hdr->tail) < pos + len)
 		goto done;
+	if (!claim_sane(r, pos, len)) {
+		err = -EBADMSG; /* not a claim a writer could hold: drop it */
+		goto done;
+	}
+	if (atomic_load(&w->claim_won) == pos) {
+		cancel_claim(r, pos, len); /* its CAS won: the place is its own */
+		goto done;
+	}
 	/* The slot says what it meant to claim, written before the CAS. If
 	 * the CAS failed, the place belongs to another writer: then another
 	 * slot names it (until that writer commits), or a record there
@@ -602,8 +639,9 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 		goto done; /* someone else's record: the claim was not ours */
 	cancel_claim(r, pos, len);
 done:
+	atomic_store(&w->claim_won, RING_NO_CLAIM);
 	atomic_store(&w->claim_pos, RING_NO_CLAIM);
-	return 0;
+	return err;
 }
 
 void ring_set_down(struct ring *r)

@@ -87,7 +87,7 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
 void ring_sleep_begin(struct ring_sleep *s)
 {
 	for (unsigned i = 0; i < s->n; i++) {
-		struct ring_cursor_hdr *ch = s->rings[i]->chdr;
+		struct ring_cursor_hdr *ch = s->chdr[i] = s->rings[i]->chdr;
 		/* Read the word before announcing: a wake after this load
 		 * changes it, so futex_waitv will not sleep through it. */
 		s->seen[i] = atomic_load(&ch->wake_seq);
@@ -104,11 +104,11 @@ int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)
 	if (s->n == 0)
 		return 0;
 	if (s->n == 1)
-		return ring_futex_wait(&s->rings[0]->chdr->wake_seq, s->seen[0], timeout_ns);
+		return ring_futex_wait(&s->chdr[0]->wake_seq, s->seen[0], timeout_ns);
 	struct futex_waitv w[RING_WAIT_MAX];
 	for (unsigned i = 0; i < s->n; i++) {
 		w[i].val = s->seen[i];
-		w[i].uaddr = (uint64_t)(uintptr_t)&s->rings[i]->chdr->wake_seq;
+		w[i].uaddr = (uint64_t)(uintptr_t)&s->chdr[i]->wake_seq;
 		w[i].flags = FUTEX_32;
 		w[i].__reserved = 0;
 	}
@@ -132,5 +132,5 @@ int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)
 void ring_sleep_end(struct ring_sleep *s)
 {
 	for (unsigned i = 0; i < s->n; i++)
-		atomic_fetch_sub(&s->rings[i]->chdr->sleepers, 1);
+		atomic_fetch_sub(&s->chdr[i]->sleepers, 1);
 }

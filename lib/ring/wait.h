@@ -37,7 +37,10 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
  * parks, ring_sleep_end withdraws the announcement.
  */
 struct ring_sleep {
-	struct ring *rings[RING_WAIT_MAX];
+	struct ring *rings[RING_WAIT_MAX]; /* filled by the caller */
+	/* Taken by ring_sleep_begin: the caller may drop a ring (and clear
+	 * its struct) while asleep on it; the mapping itself stays. */
+	struct ring_cursor_hdr *chdr[RING_WAIT_MAX];
 	uint32_t seen[RING_WAIT_MAX];
 	unsigned n;
 };

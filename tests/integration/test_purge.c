@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "ring/layout.h"
 
 static int members_of(pg_ctx *ctx, const char *g, pid_t pid)
 {
@@ -275,6 +276,98 @@ static void test_stuck_writer_cancelled(void)
 	pg_close(mem);
 }
 
+struct filler {
+	const char *group;
+	int sent;
+	int err;
+};
+
+static void *fill_thread(void *arg)
+{
+	struct filler *f = arg;
+	pg_ctx *ctx = open_ctx();
+	char buf[900];
+	for (f->sent = 0; f->sent < 200; f->sent++) {
+		memset(buf, f->sent, sizeof(buf));
+		if ((f->err = pg_send(ctx, f->group, buf, sizeof(buf))))
+			break;
+	}
+	pg_close(ctx);
+	return NULL;
+}
+
+/* A member waiting at a stuck claim is not lagging: a sender blocked by
+ * that claim never evicts it, the claim is cancelled, and once the writer
+ * notices, the sender goes on. Nobody loses anything. */
+static void test_stuck_claim_evicts_nobody(void)
+{
+	const char *g = fresh_group("noevict");
+	pg_ctx *mem = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(mem, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	struct child w;
+	CU_ASSERT_EQUAL_FATAL(child_start(&w, claim_then_commit_late, (void *)g), 0);
+	char c;
+	CU_ASSERT_EQUAL(child_read(&w, &c, 1, 5000), 0);
+	struct filler f = {.group = g};
+	pthread_t t;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, fill_thread, &f), 0);
+	/* The member reads all it can for a while: a ring's worth at most,
+	 * since the cancelled claim's space is not reused yet. */
+	pg_message m;
+	int got = 0;
+	while (pg_recv(mem, &m, 800) == 0) {
+		CU_ASSERT_EQUAL_FATAL(m.kind, PG_MSG);
+		CU_ASSERT_EQUAL(((const char *)m.data)[0], (char)got);
+		got++;
+	}
+	CU_ASSERT(got > 0 && got < 200);
+	child_write(&w, "g", 1); /* the writer wakes and notices */
+	int rc = 0;
+	CU_ASSERT_EQUAL(child_read(&w, &rc, sizeof(rc), 5000), 0);
+	CU_ASSERT_EQUAL(rc, -ECANCELED);
+	CU_ASSERT_EQUAL(child_wait(&w), 0);
+	while (got < 200 && pg_recv(mem, &m, 3000) == 0) {
+		CU_ASSERT_EQUAL_FATAL(m.kind, PG_MSG); /* never PG_EVICTED */
+		CU_ASSERT_EQUAL(((const char *)m.data)[0], (char)got);
+		got++;
+	}
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(f.err, 0);
+	CU_ASSERT_EQUAL(got, 200);
+	pg_close(mem);
+}
+
+/* A writer that scribbles an unaligned tail: every claim fails cleanly,
+ * the daemon survives and serves other groups. */
+static void test_forged_tail(void)
+{
+	const char *g = fresh_group("tail"), *ok = fresh_group("ok");
+	pg_ctx *ctx = open_ctx(), *other = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(ctx, g, &o), 0);
+	void *buf;
+	/* First record of a fresh group: at position 0, so the ring's
+	 * header sits a fixed distance before it. */
+	CU_ASSERT_EQUAL_FATAL(pg_send_claim(ctx, g, 8, &buf), 0);
+	struct ring_data_hdr *h =
+		(struct ring_data_hdr *)((char *)buf - sizeof(struct ring_rec) - RING_DATA_OFF);
+	CU_ASSERT_EQUAL_FATAL(h->magic, RING_DATA_MAGIC);
+	CU_ASSERT_EQUAL(pg_send_abort(ctx, buf), 0);
+	atomic_store(&h->tail, 64 * 1024 - 8);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, "x", 1), -EBADMSG);
+	CU_ASSERT(pg_join(other, g, 0, NULL, NULL) < 0); /* no JOINED can be placed */
+	CU_ASSERT_EQUAL(pg_create(other, ok), 0);
+	CU_ASSERT_EQUAL(pg_join(other, ok, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(ctx, ok, "y", 1), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(other, &m, 1000), 0);
+	CU_ASSERT_EQUAL(m.len, 1);
+	pg_close(other);
+	pg_close(ctx);
+}
+
 /* A writer SIGSTOPped inside pg_send: cancelled after the stall limit,
  * the group moves on; when it is killed its space comes back. */
 static void test_stopped_writer_in_send(void)
@@ -319,5 +412,7 @@ int main(void)
 	CU_add_test(s, "stuck writer: claim cancelled, late commit -ECANCELED",
 		    test_stuck_writer_cancelled);
 	CU_add_test(s, "writer SIGSTOPped inside pg_send", test_stopped_writer_in_send);
+	CU_add_test(s, "a stuck claim evicts nobody", test_stuck_claim_evicts_nobody);
+	CU_add_test(s, "a forged, unaligned tail", test_forged_tail);
 	return run_cunit();
 }
