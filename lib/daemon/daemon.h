@@ -12,6 +12,7 @@
 
 #include "liveness.h"
 #include "loop.h"
+#include "rights.h"
 #include "ring/ring.h"
 #include "watch.h"
 
@@ -68,8 +69,7 @@ struct session {
 	uint64_t serial; /* accept order: "the first handle a process opened" */
 	int64_t orphaned_at; /* closed without BYE, exit not yet seen (ns) */
 	pid_t pid;
-	uid_t uid;
-	gid_t gid;
+	struct creds creds; /* uid, gid and supplementary groups */
 	struct proc *proc;
 	struct member *members;
 	struct writer_ref *writers;

@@ -116,8 +116,8 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	g->data_fd = g->data_ro_fd = g->cursor_fd = -1;
 	g->pending_tail = &g->pending;
-	g->uid = s->uid;
-	g->gid = s->gid;
+	g->uid = s->creds.uid;
+	g->gid = s->creds.gid;
 	g->mode = mode ? mode : 0600;
 	err = ring_create(ring_bytes, (uint32_t)max_msg, stall_ms ? stall_ms : 1000, name,
 			  &g->data_fd, &g->cursor_fd);
@@ -360,7 +360,7 @@ static void group_down(struct daemon *d, struct group *g)
 
 int registry_delete(struct daemon *d, struct session *s, struct group *g)
 {
-	if (s->uid != 0 && s->uid != g->uid)
+	if (s->creds.uid != 0 && s->creds.uid != g->uid)
 		return -EACCES;
 	group_down(d, g);
 	group_free(d, g);

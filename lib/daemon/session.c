@@ -114,8 +114,9 @@ void session_accept(struct daemon *d)
 	s->daemon = d;
 	s->fd = fd;
 	s->pid = cr.pid;
-	s->uid = cr.uid;
-	s->gid = cr.gid;
+	s->creds.uid = cr.uid;
+	s->creds.gid = cr.gid;
+	rights_load_groups(&s->creds, cr.pid);
 	s->serial = ++d->next_serial;
 	s->proc = proc_get(d, cr.pid, pidfd);
 	if (!s->proc || loop_add(&d->loop, &s->src, fd, EPOLLIN | EPOLLRDHUP, on_session, s) < 0) {
@@ -215,6 +216,11 @@ static int get_group_pid(struct daemon *d, const struct ctl_in *req, struct grou
 	return ctl_get_u32(req, CTL_T_PID, pid) ? -EINVAL : 0;
 }
 
+static int may(const struct session *s, const struct group *g, enum right r)
+{
+	return rights_check(&s->creds, g->uid, g->gid, g->mode, r);
+}
+
 static void put_members(struct daemon *d, struct group *g)
 {
 	for (struct member *m = g->members; m; m = m->next_in_group)
@@ -258,6 +264,8 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 	if (ctl_get_u32(req, CTL_T_FLAGS, &flags) == -EPROTO)
 		return -EINVAL;
 	bool write = flags & CTL_F_WRITE;
+	if ((err = may(s, g, write ? RIGHT_WRITE : RIGHT_READ)))
+		return err;
 	if (write && (err = registry_writer(d, g, s, &slot)))
 		return err;
 	begin_reply(req);
@@ -276,8 +284,11 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 	struct session *target = pid == 0 ? s : first_session_of(d, (pid_t)pid);
 	if (!target)
 		return -ESRCH;
-	if (s->uid != 0 && s->uid != target->uid)
+	if (s->creds.uid != 0 && s->creds.uid != target->creds.uid)
 		return -EPERM;
+	/* Both the caller and the process that becomes a member may read. */
+	if ((err = may(s, g, RIGHT_READ)) || (err = may(target, g, RIGHT_READ)))
+		return err;
 	struct member *had = membership(g, target);
 	if (had && !had->evicted)
 		return -EALREADY;
@@ -350,7 +361,7 @@ static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *re
 		for (struct member *x = g->members; x && !m; x = x->next_in_group)
 			if (x->session->pid == (pid_t)pid && !x->evicted)
 				m = x;
-		if (m && s->uid != 0 && s->uid != m->session->uid)
+		if (m && s->creds.uid != 0 && s->creds.uid != m->session->creds.uid)
 			return -EPERM;
 	}
 	if (!m)
@@ -368,11 +379,15 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 		int err = get_group(d, req, &g);
 		if (err)
 			return err;
+		if ((err = may(s, g, RIGHT_READ)))
+			return err;
 		if (req->hdr.type == CTL_MEMBERS)
 			put_members(d, g);
 		return reply(s, req, 0, NULL, 0);
 	}
 	for (struct group *g = d->groups; g; g = g->next) {
+		if (may(s, g, RIGHT_READ))
+			continue; /* listing is reading */
 		struct {
 			struct ctl_group_info info;
 			char name[256];
