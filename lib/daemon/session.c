@@ -49,12 +49,21 @@ static int peer_pidfd(int fd, pid_t pid)
 
 static struct proc *proc_get(struct daemon *d, pid_t pid, int pidfd)
 {
-	for (struct proc *p = d->procs; p; p = p->next)
-		if (p->pid == pid) {
-			close(pidfd);
-			p->sessions++;
-			return p;
+	for (struct proc *p = d->procs; p; p = p->next) {
+		if (p->pid != pid)
+			continue;
+		struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+		if (poll(&pf, 1, 0) > 0) {
+			/* The pid was reused: the process we knew is dead and
+			 * its sessions only linger (the orphan grace). They go
+			 * now, as exited; the newcomer gets a proc of its own. */
+			session_proc_exited(d, pid);
+			break;
 		}
+		close(pidfd);
+		p->sessions++;
+		return p;
+	}
 	struct proc *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
