@@ -131,6 +131,20 @@ static void test_send_recv_and_nonmember(void)
 	CU_ASSERT(msg.seq > seq);
 	/* The sender receives nothing: it is no member. */
 	CU_ASSERT_EQUAL(pg_recv(snd, &msg, 0), -EAGAIN);
+	/* 64 KiB messages pass by default, byte for byte; one more does not. */
+	static unsigned char big[64 * 1024 + 1];
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)(i * 7);
+	CU_ASSERT_EQUAL(pg_send(snd, g, big, 64 * 1024), 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &msg, 1000), 0);
+	CU_ASSERT(msg.len == 64 * 1024 && memcmp(msg.data, big, 64 * 1024) == 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g, big, sizeof(big)), -EMSGSIZE);
+	pg_member *none;
+	size_t n = 5;
+	const char *empty = fresh_group("empty");
+	CU_ASSERT_EQUAL(pg_create(snd, empty), 0);
+	CU_ASSERT_EQUAL(pg_members(snd, empty, &none, &n), 0);
+	CU_ASSERT(none == NULL && n == 0); /* an empty list: NULL and 0 */
 	pg_close(snd);
 	pg_close(mem);
 }
