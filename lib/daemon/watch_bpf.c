@@ -38,7 +38,25 @@ struct bpf_watch {
 	struct loop_src src;
 	struct bpf_entry *entries;
 	long ticks_per_s;
+	/* /proc shows start times shifted by our time namespace's boottime
+	 * offset; the kernel's start_boottime is not. */
+	int64_t boottime_offset_ns;
 };
+
+/* The boottime offset of our time namespace (0 outside one). */
+static int64_t boottime_offset(void)
+{
+	FILE *f = fopen("/proc/self/timens_offsets", "re");
+	char name[32];
+	long long s, ns;
+	int64_t off = 0;
+	while (f && fscanf(f, "%31s %lld %lld", name, &s, &ns) == 3)
+		if (strcmp(name, "boottime") == 0)
+			off = (int64_t)s * 1000000000 + ns;
+	if (f)
+		fclose(f);
+	return off;
+}
 
 /* Field 22 of /proc/PID/stat: the start time in clock ticks since boot. */
 static int start_ticks(pid_t pid, unsigned long long *out)
@@ -97,7 +115,9 @@ static int on_event(void *ctx, void *data, size_t size)
 	if (!e)
 		return 0;
 	/* Same process, or a later one that reused the pid? */
-	unsigned long long ticks = ev.start_boottime / (1000000000ull / (unsigned long long)bw->ticks_per_s);
+	unsigned long long ticks = (unsigned long long)((int64_t)ev.start_boottime +
+							bw->boottime_offset_ns) /
+				   (1000000000ull / (unsigned long long)bw->ticks_per_s);
 	if (ticks != e->start_ticks)
 		return 0;
 	pid_t pid = e->pid;
@@ -186,6 +206,7 @@ int watch_bpf_new(struct loop *l, watch_exit_fn fn, void *arg, struct watch **ou
 	bw->base.on_exit = fn;
 	bw->base.arg = arg;
 	bw->ticks_per_s = sysconf(_SC_CLK_TCK);
+	bw->boottime_offset_ns = boottime_offset();
 	int err = 0;
 	bw->skel = exitwatch__open_and_load();
 	if (!bw->skel)
