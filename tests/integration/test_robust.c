@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "proto/ctl.h"
+#include "proto/path.h"
 #include "ring/layout.h"
 
 /* The daemon's fd count once it settles at `want` (sessions that ended
@@ -298,6 +299,37 @@ static void test_daemon_sigkill(void)
 	daemon_goes_away(SIGKILL);
 }
 
+/* PGROUP_AUTOSTART=1: pg_open starts a daemon when none listens (and
+ * without it, it never does). */
+static void test_autostart(void)
+{
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/pgroup-test-auto-%d.sock", (int)getpid());
+	unlink(path);
+	pg_ctx *ctx = NULL;
+	unsetenv("PGROUP_AUTOSTART");
+	int err = pg_open(&ctx, path);
+	CU_ASSERT(err == -ENOENT || err == -ECONNREFUSED);
+	setenv("PGROUP_AUTOSTART", "1", 1);
+	CU_ASSERT_EQUAL_FATAL(pg_open(&ctx, path), 0);
+	unsetenv("PGROUP_AUTOSTART");
+	CU_ASSERT_EQUAL(pg_create(ctx, "auto"), 0);
+	pg_close(ctx);
+	/* Stop the daemon it started: its pid from the socket. */
+	int fd = ctl_connect(path);
+	struct ucred cr = {0};
+	socklen_t len = sizeof(cr);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len), 0);
+	close(fd);
+	CU_ASSERT(cr.pid > 0 && cr.pid != the_daemon.pid);
+	if (cr.pid > 0)
+		kill(cr.pid, SIGTERM);
+	for (int i = 0; i < 200 && access(path, F_OK) == 0; i++)
+		usleep(10000);
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* it cleaned up its socket */
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -311,5 +343,6 @@ int main(void)
 	CU_add_test(s, "corrupt record: seq", test_corrupt_seq);
 	CU_add_test(s, "daemon SIGTERM: group down, ENOTCONN", test_daemon_sigterm);
 	CU_add_test(s, "daemon SIGKILL: group down, ENOTCONN", test_daemon_sigkill);
+	CU_add_test(s, "PGROUP_AUTOSTART", test_autostart);
 	return run_cunit();
 }
