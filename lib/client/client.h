@@ -13,11 +13,12 @@
 
 /*
  * How long pg_recv polls (yielding the CPU between looks) before it parks on
- * the futex; $PGROUP_SPIN_US overrides it. 50 us is one inter-arrival gap at
- * 20k msg/s: measured with `pgroup bench --members 4 --rate 20000` (median of
- * 5 runs), 0 us gave p50 24 us / p99 65 us, 20 us gave 17 / 63, 50 us gave
- * 6 / 46, at 6, 15 and 21 us of receiver CPU per delivery (docs/performance.md).
- * An idle receiver parks after one window: ~0 CPU.
+ * the futex; $PGROUP_SPIN_US overrides it. 200 us is four inter-arrival gaps
+ * at 20k msg/s, so a receiver rarely pays the ~30 us wake of a parked
+ * process: measured with `pgroup bench --members N --rate 20000` (median of
+ * 5 runs), 200 us gave p99 7/17/16/24 us at N = 1/2/4/8 where 50 us gave
+ * 24/28/38/33 (docs/performance.md). An idle receiver parks after one
+ * window: ~0 CPU; a group at 1k msg/s keeps each receiver ~20 % busy.
  */
 #define PG_DEFAULT_SPIN_US 200
 

@@ -63,16 +63,19 @@ static int node_name(const struct pgd_opts *o, char *out, size_t cap)
 	return ctl_check_node(out, strlen(out));
 }
 
-/* mkdir -p of the socket's directory, private to its user. */
+/* mkdir -p of the socket's directory: private to a user's own daemon,
+ * open to all for a root (system) daemon, whose groups' modes decide who
+ * may do what. */
 static void make_parent(const char *path)
 {
+	mode_t mode = geteuid() == 0 ? 0755 : 0700;
 	char dir[108];
 	snprintf(dir, sizeof(dir), "%s", path);
 	for (char *p = dir + 1; *p; p++) {
 		if (*p != '/')
 			continue;
 		*p = 0;
-		mkdir(dir, 0700);
+		mkdir(dir, mode);
 		*p = '/';
 	}
 }
