@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -296,9 +297,10 @@ static int plot(const char *png, const struct bench_cfg *cfg, const struct bench
 		fprintf(stderr, "pgroup: bench: nothing delivered, nothing to plot\n");
 		return 1;
 	}
-	char data[] = "/tmp/pgroup-bench-XXXXXX";
-	int fd = mkstemp(data);
-	FILE *df = fd >= 0 ? fdopen(fd, "w") : NULL;
+	/* The data goes to gnuplot in a memfd it inherits (no file left in
+	 * /tmp); each `plot` reopens it from the start through /proc. */
+	int fd = memfd_create("pgroup-bench-plot", 0);
+	FILE *df = fd >= 0 ? fdopen(dup(fd), "w") : NULL;
 	if (!df) {
 		if (fd >= 0)
 			close(fd);
@@ -306,6 +308,8 @@ static int plot(const char *png, const struct bench_cfg *cfg, const struct bench
 	}
 	write_plot_data(df, res);
 	fclose(df);
+	char data[64];
+	snprintf(data, sizeof(data), "/proc/self/fd/%d", fd);
 	FILE *gp = popen("gnuplot", "w");
 	int rc = 1;
 	if (gp) {
@@ -327,7 +331,7 @@ static int plot(const char *png, const struct bench_cfg *cfg, const struct bench
 		fputs(" index 1 using 1:2 with lines lw 2 title 'CDF'\nunset multiplot\n", gp);
 		rc = pclose(gp) == 0 ? 0 : 1;
 	}
-	unlink(data);
+	close(fd);
 	if (rc)
 		fprintf(stderr, "pgroup: bench: gnuplot failed to draw %s\n", png);
 	return rc;
