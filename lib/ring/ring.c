@@ -319,9 +319,12 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 static bool publish(struct ring_rec *h, uint64_t pos)
 {
 	uint64_t cur = atomic_load_explicit(&h->commit, memory_order_relaxed);
+	/* seq_cst, not just release: ring_wake's load of `sleepers` must come
+	 * after it in the single total order (a locked instruction on x86
+	 * anyway, so ring_wake needs no fence of its own). */
 	while (cur != RING_CANCELLED(pos))
 		if (atomic_compare_exchange_weak_explicit(&h->commit, &cur, ~pos,
-							  memory_order_release, memory_order_relaxed))
+							  memory_order_seq_cst, memory_order_relaxed))
 			return true;
 	return false;
 }
@@ -367,12 +370,12 @@ int ring_abort(struct ring *r, const struct ring_claim *c)
 
 void ring_wake(struct ring *r)
 {
-	/* Store-load fence: our commit store must be visible before we read
-	 * `sleepers`; pairs with the seq_cst increment in ring_sleep_begin
-	 * followed by the receiver's re-check of its rings. One side always
-	 * sees the other, so no wake is lost. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&r->chdr->sleepers, memory_order_relaxed) == 0)
+	/* Every commit before this is a seq_cst compare-and-swap (publish,
+	 * cancel_unit), so this seq_cst load of `sleepers` follows it in the
+	 * single total order: it pairs with the seq_cst increment and fence
+	 * in ring_sleep_begin before the receiver's re-check of its rings.
+	 * One side always sees the other, so no wake is lost. */
+	if (atomic_load(&r->chdr->sleepers) == 0)
 		return;
 	atomic_fetch_add_explicit(&r->chdr->wake_seq, 1, memory_order_seq_cst);
 	ring_futex_wake(&r->chdr->wake_seq);
@@ -565,9 +568,10 @@ static void cancel_unit(struct ring *r, uint64_t pos, uint64_t bytes)
 	while (ring_rec_bytes(l) != bytes &&
 	       !atomic_compare_exchange_weak(&h->len, &l, (uint32_t)(bytes - sizeof(struct ring_rec))))
 		;
+	/* seq_cst like publish: ring_wake follows. */
 	while (cur != ~pos &&
 	       !atomic_compare_exchange_weak_explicit(&h->commit, &cur, RING_CANCELLED(pos),
-						      memory_order_release, memory_order_acquire))
+						      memory_order_seq_cst, memory_order_acquire))
 		;
 }
 
