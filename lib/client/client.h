@@ -61,6 +61,7 @@ struct pg_ctx {
 	int64_t spin_ns;
 	int64_t busy_ns; /* of spin_ns, polled without yielding ($PGROUP_BUSY_US) */
 	int64_t last_drain_ns; /* last read of the control socket */
+	unsigned fast_returns;  /* pg_recv calls that found a record at once */
 	/* Test hook ($PGROUP_TEST_PARK_IN_SEND=1): pg_send stops for good
 	 * between its claim and its commit, so a test can kill it there. */
 	bool park_in_send;

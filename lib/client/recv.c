@@ -24,6 +24,8 @@
 #define PARK_SLICE_NS (100 * 1000 * 1000)
 /* How often a polling pg_recv (timeout 0) reads the control socket. */
 #define DRAIN_EVERY_NS (1000 * 1000)
+/* And a consumer that always finds records, once per this many calls. */
+#define DRAIN_EVERY_RECORDS 4096u
 
 static inline void cpu_relax(void)
 {
@@ -194,8 +196,10 @@ static void arm_fd(pg_ctx *ctx)
 			break;
 		_Atomic uint32_t *word = &g->rd.chdr->wake_seq;
 		uint32_t seen = atomic_load(word);
-		/* Announce the sleep, then look: pairs with ring_wake. */
+		/* Announce the sleep, then look: the fence pairs with the
+		 * seq_cst commit and load in ring_wake, as in ring_sleep_begin. */
 		atomic_fetch_add(&g->rd.chdr->sleepers, 1);
+		atomic_thread_fence(memory_order_seq_cst);
 		g->fd_armed = true;
 		io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe, FUTEX2_SIZE_U32, word, 0, seen);
 		sqe->addr3 = UINT32_MAX; /* any waker */
@@ -308,7 +312,11 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 	if (!msg || timeout_ms < -1)
 		return -EINVAL;
 	release_view(ctx);
-	/* The common case, a record already there, reads no clock. */
+	/* The common case, a record already there, reads no clock. A busy
+	 * consumer still looks at its socket now and then: a join by another
+	 * process must not wait until its groups run dry. */
+	if (++ctx->fast_returns % DRAIN_EVERY_RECORDS == 0)
+		ctx_drain(ctx);
 	int r = poll_all(ctx, msg);
 	if (r)
 		return r < 0 ? r : 0;
@@ -316,7 +324,7 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 	int64_t deadline = timeout_ms < 0 ? -1 : now + (int64_t)timeout_ms * 1000000;
 	int64_t spin_until = now + ctx->spin_ns;
 	int64_t busy_until = now + ctx->busy_ns;
-	bool asked_daemon = false;
+	bool asked_daemon = false, asked_before_park = false;
 	for (;; r = poll_all(ctx, msg)) {
 		if (r)
 			return r < 0 ? r : 0;
@@ -327,10 +335,12 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 		 * costs a syscall: not while spinning, at most once a
 		 * millisecond for pollers, always before parking. */
 		bool parking = timeout_ms != 0 && now >= spin_until;
-		if (!asked_daemon && (parking || now - ctx->last_drain_ns > DRAIN_EVERY_NS)) {
+		if ((parking && !asked_before_park) ||
+		    (!asked_daemon && now - ctx->last_drain_ns > DRAIN_EVERY_NS)) {
 			ctx_drain(ctx);
 			ctx->last_drain_ns = now;
 			asked_daemon = true;
+			asked_before_park = parking;
 			continue;
 		}
 		if (timeout_ms == 0) {
@@ -361,6 +371,6 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			return 0;
 		if (r < 0 && r != -EAGAIN)
 			return r;
-		asked_daemon = false;
+		asked_daemon = asked_before_park = false;
 	}
 }

@@ -68,6 +68,7 @@ struct session {
 	int fd;
 	uint64_t serial; /* accept order: "the first handle a process opened" */
 	int64_t orphaned_at; /* closed without BYE, exit not yet seen (ns) */
+	bool said_bye;       /* pg_close: it will use nothing of ours again */
 	pid_t pid;
 	struct creds creds; /* uid, gid and supplementary groups */
 	struct proc *proc;

@@ -244,13 +244,13 @@ static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
 	struct group *g = dw->group;
 	if (!dw->dead && poll(&p, 1, 0) <= 0) {
 		/* Alive without its session (it closed the socket, or
-		 * exec'd): it may still write there. Like any writer, it
-		 * loses the claim after the stall limit; the space comes
-		 * back when it notices or dies. */
+		 * exec'd): it may still send through its mapping with this
+		 * slot, so the slot stays its own (its claims keep counting)
+		 * until it dies. Like any writer, it loses a claim held past
+		 * the stall limit. */
 		uint64_t pos = atomic_load(&g->ring.writers[dw->slot].claim_pos);
-		if (pos == RING_NO_CLAIM)
-			goto free_slot; /* it committed or noticed */
-		if (ring_now_ns() - dw->since > (int64_t)g->ring.stall_ms * 1000000 &&
+		if (pos != RING_NO_CLAIM &&
+		    ring_now_ns() - dw->since > (int64_t)g->ring.stall_ms * 1000000 &&
 		    ring_cancel_writer(&g->ring, dw->slot, pos) == 0)
 			ring_wake(&g->ring);
 		return false;
@@ -261,7 +261,6 @@ static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
 	if (err)
 		pgd_log("group %s: writer slot %u holds a bogus claim", g->name, dw->slot);
 	ring_wake(&g->ring);
-free_slot:
 	ring_writer_free(&g->ring, dw->slot);
 	return true;
 }
@@ -280,8 +279,12 @@ static void free_dead_writers(struct daemon *d, struct group *only, bool try_sea
 	}
 }
 
-/* A session's writer slots go back; one with an open claim waits to be
- * sealed. `only`: just the refs to that group (it is being freed). */
+/*
+ * A session's writer slots: with BYE (pg_close: the library aborted its
+ * claims and forgot the mapping) a slot is free at once; a dead process's
+ * is sealed; a live process that only lost its connection keeps its slot
+ * until it dies, since it may go on sending through its mapping.
+ */
 static void drop_writers(struct daemon *d, struct session *s, struct group *only, bool dead)
 {
 	for (struct writer_ref **p = &s->writers; *p;) {
@@ -293,7 +296,8 @@ static void drop_writers(struct daemon *d, struct session *s, struct group *only
 		*p = w->next_in_session;
 		struct ring *r = &w->group->ring;
 		struct dead_writer *dw = NULL;
-		if (!only && atomic_load(&r->writers[w->slot].claim_pos) != RING_NO_CLAIM)
+		if (!only && (!s->said_bye ||
+			      atomic_load(&r->writers[w->slot].claim_pos) != RING_NO_CLAIM))
 			dw = calloc(1, sizeof(*dw));
 		if (dw && (dw->pidfd = fcntl(s->proc->pidfd, F_DUPFD_CLOEXEC, 0)) >= 0) {
 			dw->dead = dead;

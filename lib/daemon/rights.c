@@ -2,31 +2,16 @@
 #include "rights.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
-void rights_load_groups(struct creds *c, pid_t pid)
+void rights_load_groups(struct creds *c, int sock)
 {
-	char path[64], line[1024];
+	socklen_t len = sizeof(c->groups);
 	c->n_groups = 0;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "Groups:", 7) != 0)
-			continue;
-		char *p = line + 7, *end;
-		while (c->n_groups < RIGHTS_MAX_GROUPS) {
-			unsigned long g = strtoul(p, &end, 10);
-			if (end == p)
-				break;
-			c->groups[c->n_groups++] = (gid_t)g;
-			p = end;
-		}
-		break;
-	}
-	if (f)
-		fclose(f);
+	/* More groups than we keep: ERANGE, and only the primary gid counts. */
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+		c->n_groups = len / sizeof(gid_t);
 }
 
 static bool in_group(const struct creds *c, gid_t g)

@@ -125,7 +125,7 @@ void session_accept(struct daemon *d)
 	s->pid = cr.pid;
 	s->creds.uid = cr.uid;
 	s->creds.gid = cr.gid;
-	rights_load_groups(&s->creds, cr.pid);
+	rights_load_groups(&s->creds, fd);
 	s->serial = ++d->next_serial;
 	s->proc = proc_get(d, cr.pid, pidfd);
 	if (!s->proc || loop_add(&d->loop, &s->src, fd, EPOLLIN | EPOLLRDHUP, on_session, s) < 0) {
@@ -482,6 +482,7 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 	case CTL_BYE:
 		/* Leave first, then reply: pg_close returns once its PG_LEFT
 		 * records are in the rings. */
+		s->said_bye = true;
 		registry_drop_session(d, s, RING_REC_LEFT);
 		begin_reply(req);
 		reply(s, req, 0, NULL, 0);

@@ -274,8 +274,10 @@ int ring_claim(struct ring *r, uint32_t writer, uint32_t len, uint32_t reserve,
 		/* Say what we are about to claim before claiming it, so a
 		 * death right after the CAS leaves a hole of known owner. The
 		 * seq_cst CAS below orders these stores before the claim. */
+		/* claim_pos last, release: whoever reads it (acquire) sees
+		 * the length that goes with it. */
 		atomic_store_explicit(&w->claim_len, need, memory_order_relaxed);
-		atomic_store_explicit(&w->claim_pos, t, memory_order_relaxed);
+		atomic_store_explicit(&w->claim_pos, t, memory_order_release);
 		if (atomic_compare_exchange_weak(&r->hdr->tail, &t, t + need)) {
 			/* Won. From here on the node may cancel the claim; in
 			 * the few instructions before, it leaves it alone. */
@@ -597,9 +599,13 @@ static bool claim_sane(struct ring *r, uint64_t pos, uint64_t len)
 int ring_cancel_writer(struct ring *r, uint32_t writer, uint64_t pos)
 {
 	struct ring_writer *w = &r->writers[writer];
+	/* Position (acquire), its length, the position again: the pair is
+	 * one claim's only if the position did not move in between. */
+	if (atomic_load_explicit(&w->claim_pos, memory_order_acquire) != pos)
+		return -ESTALE; /* it committed, or claimed again */
 	uint64_t len = atomic_load(&w->claim_len);
 	if (atomic_load(&w->claim_pos) != pos)
-		return -ESTALE; /* it committed, or claimed again */
+		return -ESTALE;
 	/* Only a claim whose CAS won is surely this writer's: an intent
 	 * alone may name another writer's place. */
 	if (atomic_load(&w->claim_won) != pos)

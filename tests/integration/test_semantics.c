@@ -7,6 +7,7 @@
  */
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "ring/wait.h"
 
 static void test_names_and_errors(void)
 {
@@ -631,6 +633,61 @@ static void test_join_other_pid(void)
 	pg_close(ctx);
 }
 
+struct flood {
+	const char *group;
+	_Atomic int stop;
+};
+
+static void *flood_thread(void *arg)
+{
+	struct flood *f = arg;
+	pg_ctx *ctx = open_ctx();
+	while (!atomic_load(&f->stop))
+		pg_send(ctx, f->group, "flood", 5);
+	pg_close(ctx);
+	return NULL;
+}
+
+static int join_parent_and_send(void *arg, int up, int down)
+{
+	const char *g = arg;
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, g, getppid(), NULL, NULL))
+		return 2;
+	if (pg_send(ctx, g, "hi", 2))
+		return 3;
+	pg_close(ctx);
+	return 0;
+}
+
+/* A consumer that always has records in one group still takes a
+ * membership another process gives it in a second group. */
+static void test_busy_consumer_joined_by_other(void)
+{
+	const char *a = fresh_group("busyA"), *b = fresh_group("busyB");
+	pg_ctx *ctx = open_ctx(); /* this process's first open handle */
+	CU_ASSERT_EQUAL_FATAL(pg_create(ctx, a), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_create(ctx, b), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, a, 0, NULL, NULL), 0);
+	struct flood f = {.group = a};
+	pthread_t t;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, flood_thread, &f), 0);
+	pg_message m;
+	for (int i = 0; i < 1000; i++) /* busy: records always there */
+		CU_ASSERT_EQUAL_FATAL(pg_recv(ctx, &m, 2000), 0);
+	struct child c;
+	CU_ASSERT_EQUAL_FATAL(child_start(&c, join_parent_and_send, (void *)b), 0);
+	CU_ASSERT_EQUAL(child_wait(&c), 0);
+	bool got = false;
+	int64_t end = ring_now_ns() + 5000000000ll;
+	while (!got && ring_now_ns() < end && pg_recv(ctx, &m, 2000) == 0)
+		got = strcmp(m.group, b) == 0 && m.len == 2;
+	atomic_store(&f.stop, 1);
+	pthread_join(t, NULL);
+	CU_ASSERT(got);
+	pg_close(ctx);
+}
+
 static void test_fork_child(void)
 {
 	const char *g = fresh_group("fork");
@@ -708,6 +765,7 @@ int main(void)
 	CU_add_test(s, "recv timeouts and EINTR", test_recv_timeouts_and_eintr);
 	CU_add_test(s, "pg_fd with epoll", test_pg_fd_epoll);
 	CU_add_test(s, "join another pid", test_join_other_pid);
+	CU_add_test(s, "a busy consumer joined by another process", test_busy_consumer_joined_by_other);
 	CU_add_test(s, "forked child", test_fork_child);
 	CU_add_test(s, "delete: group down", test_delete_group_down);
 	return run_cunit();
