@@ -231,20 +231,29 @@ static int claim_then_commit_late(void *arg, int up, int down)
 	return 0;
 }
 
+/* A 64 KiB group with a 200 ms stall limit, `mem` a member, and a writer
+ * child running `writer` that has said it holds its claim. */
+static const char *stuck_setup(const char *stem, child_fn writer, pg_ctx **mem, struct child *w)
+{
+	const char *g = fresh_group(stem);
+	*mem = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(*mem, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(*mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(child_start(w, writer, (void *)g), 0);
+	char c;
+	CU_ASSERT_EQUAL(child_read(w, &c, 1, 5000), 0);
+	return g;
+}
+
 /* A live writer that holds its claim past the stall limit is cancelled:
  * readers move on, its late commit returns -ECANCELED and is never seen,
  * and the space it may still write is not reused before it notices. */
 static void test_stuck_writer_cancelled(void)
 {
-	const char *g = fresh_group("stuck");
-	pg_ctx *mem = open_ctx(), *snd = open_ctx();
-	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
-	CU_ASSERT_EQUAL_FATAL(pg_create_opts(mem, g, &o), 0);
-	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	pg_ctx *mem, *snd = open_ctx();
 	struct child w;
-	CU_ASSERT_EQUAL_FATAL(child_start(&w, claim_then_commit_late, (void *)g), 0);
-	char c;
-	CU_ASSERT_EQUAL(child_read(&w, &c, 1, 5000), 0);
+	const char *g = stuck_setup("stuck", claim_then_commit_late, &mem, &w);
 	CU_ASSERT_EQUAL(pg_send(snd, g, "after", 5), 0);
 	pg_message m;
 	CU_ASSERT_EQUAL(pg_recv(mem, &m, 100), -ETIMEDOUT); /* held by the claim */
@@ -301,15 +310,9 @@ static void *fill_thread(void *arg)
  * notices, the sender goes on. Nobody loses anything. */
 static void test_stuck_claim_evicts_nobody(void)
 {
-	const char *g = fresh_group("noevict");
-	pg_ctx *mem = open_ctx();
-	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
-	CU_ASSERT_EQUAL_FATAL(pg_create_opts(mem, g, &o), 0);
-	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	pg_ctx *mem;
 	struct child w;
-	CU_ASSERT_EQUAL_FATAL(child_start(&w, claim_then_commit_late, (void *)g), 0);
-	char c;
-	CU_ASSERT_EQUAL(child_read(&w, &c, 1, 5000), 0);
+	const char *g = stuck_setup("noevict", claim_then_commit_late, &mem, &w);
 	struct filler f = {.group = g};
 	pthread_t t;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, fill_thread, &f), 0);
@@ -372,15 +375,9 @@ static void test_forged_tail(void)
  * the group moves on; when it is killed its space comes back. */
 static void test_stopped_writer_in_send(void)
 {
-	const char *g = fresh_group("stopw");
-	pg_ctx *mem = open_ctx(), *snd = open_ctx();
-	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
-	CU_ASSERT_EQUAL_FATAL(pg_create_opts(mem, g, &o), 0);
-	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	pg_ctx *mem, *snd = open_ctx();
 	struct child w;
-	CU_ASSERT_EQUAL_FATAL(child_start(&w, park_in_send, (void *)g), 0);
-	char c;
-	CU_ASSERT_EQUAL(child_read(&w, &c, 1, 5000), 0);
+	const char *g = stuck_setup("stopw", park_in_send, &mem, &w);
 	usleep(20000);
 	child_kill(&w, SIGSTOP);
 	CU_ASSERT_EQUAL(pg_send(snd, g, "after", 5), 0);

@@ -145,6 +145,41 @@ static void test_read_only_mapping(void)
 	pg_close(ctx);
 }
 
+static int join_root_pid(void *arg, int up, int down)
+{
+	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+		return 2;
+	pg_ctx *ctx = open_ctx();
+	int err = pg_join(ctx, arg, getppid(), NULL, NULL);
+	int lerr = pg_leave(ctx, arg, getppid());
+	pg_close(ctx);
+	return err == -EPERM && lerr == -EPERM ? 0 : 3;
+}
+
+/* Joining (or removing) another pid needs its uid, or root. */
+static void test_other_uid_pid(void)
+{
+	if (geteuid() != 0) {
+		printf("(skipped: needs root to act as another user) ");
+		return;
+	}
+	pg_ctx *ctx = open_ctx(); /* root's handle, the pid's first */
+	const char *g = fresh_group("perm");
+	pg_group_opts o = {.mode = 0666}; /* the mode allows it: the uid does not */
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(ctx, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(ctx, g, 0, NULL, NULL), 0);
+	struct child c;
+	CU_ASSERT_EQUAL_FATAL(child_start(&c, join_root_pid, (void *)g), 0);
+	CU_ASSERT_EQUAL(child_wait(&c), 0);
+	pg_member *m;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(ctx, g, &m, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(m);
+	CU_ASSERT_EQUAL(pg_delete(ctx, g), 0);
+	pg_close(ctx);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -152,5 +187,6 @@ int main(void)
 	CU_pSuite s = CU_add_suite("rights", suite_start_daemon, suite_stop_daemon);
 	CU_add_test(s, "modes: r, w, owner", test_modes);
 	CU_add_test(s, "a receive-only mapping cannot be written", test_read_only_mapping);
+	CU_add_test(s, "another user's pid: EPERM", test_other_uid_pid);
 	return run_cunit();
 }

@@ -598,8 +598,14 @@ static int plain_handle(void *arg, int up, int down)
 	int err = pg_recv(ctx, &m, 10000); /* joined by the parent meanwhile */
 	if (err || m.kind != PG_MSG || m.len != 3 || memcmp(m.data, "you", 3))
 		return 3;
+	write_all(up, "g", 1);
+	char c;
+	if (read_all(down, &c, 1, 10000)) /* the parent made us leave */
+		return 4;
+	/* What was sent after the leave is not ours. */
+	err = pg_recv(ctx, &m, 300);
 	pg_close(ctx);
-	return 0;
+	return err == -ETIMEDOUT ? 0 : 5;
 }
 
 static void test_join_other_pid(void)
@@ -619,6 +625,16 @@ static void test_join_other_pid(void)
 	free(old);
 	CU_ASSERT_EQUAL(pg_join(ctx, g, kid.pid, NULL, NULL), -EALREADY);
 	CU_ASSERT_EQUAL(pg_send(ctx, g, "you", 3), 0);
+	CU_ASSERT_EQUAL(child_read(&kid, &r, 1, 5000), 0);
+	/* Leaving for another pid: gone from the list, gets nothing more. */
+	CU_ASSERT_EQUAL(pg_leave(ctx, g, kid.pid), 0);
+	CU_ASSERT_EQUAL(pg_leave(ctx, g, kid.pid), -ESRCH);
+	pg_member *m;
+	CU_ASSERT_EQUAL(pg_members(ctx, g, &m, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(m);
+	CU_ASSERT_EQUAL(pg_send(ctx, g, "not", 3), 0);
+	child_write(&kid, "l", 1);
 	CU_ASSERT_EQUAL(child_wait(&kid), 0);
 	/* A pid with no handle on this node. */
 	pid_t none = fork();
