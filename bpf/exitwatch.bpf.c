@@ -28,11 +28,36 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+/*
+ * The daemon's pid namespace: its depth and inode, set before load. The
+ * daemon knows its clients by their pids in that namespace (SO_PEERCRED), and
+ * task->tgid is the initial namespace's: the tgid the daemon sees is the
+ * group leader's pid number at the daemon's level.
+ */
+const volatile __u32 ns_level = 0;
+const volatile __u32 ns_inum = 0;
+
+static __always_inline int tgid_seen_by_daemon(struct task_struct *task, __u32 *tgid)
+{
+	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
+	if (!pid || BPF_CORE_READ(pid, level) < ns_level)
+		return -1; /* above the daemon's namespace: not a client */
+	struct upid up;
+	const char *at = (const char *)pid + bpf_core_field_offset(struct pid, numbers) +
+			 (__u64)ns_level * bpf_core_type_size(struct upid);
+	if (bpf_probe_read_kernel(&up, sizeof(up), at))
+		return -1;
+	if (ns_inum && BPF_CORE_READ(up.ns, ns.inum) != ns_inum)
+		return -1; /* another namespace at that depth */
+	*tgid = (__u32)up.nr;
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(exitwatch_on_exit, struct task_struct *task)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
-	if (!bpf_map_lookup_elem(&watched, &tgid))
+	__u32 tgid;
+	if (tgid_seen_by_daemon(task, &tgid) || !bpf_map_lookup_elem(&watched, &tgid))
 		return 0;
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0; /* other threads of the process live on */

@@ -10,7 +10,7 @@ run() { # dir, meson options...
 	dir=$1
 	shift
 	if [ ! -d "$dir" ]; then
-		meson setup "$dir" -Dtests=enabled -Dwerror=true "$@" >/dev/null || return 1
+		meson setup "$dir" -Dtests=enabled -Dtest_hooks=true -Dwerror=true "$@" >/dev/null || return 1
 	fi
 	meson compile -C "$dir" >/dev/null || { meson compile -C "$dir"; return 1; }
 	meson test -C "$dir" --print-errorlogs --num-processes 1 | tee "$dir/test-summary.txt"

@@ -17,12 +17,11 @@
 static struct ctl_out req;
 static uint8_t buf[CTL_MAX_BYTES];
 
-static int ask(const char *path, struct ctl_in *rep)
+/* One page of the listing: groups created before `below`. */
+static int ask(int fd, uint64_t below, struct ctl_in *rep)
 {
-	int fd = ctl_connect(path);
-	if (fd < 0)
-		return fd;
 	ctl_begin(&req, CTL_GROUPS, 1, 0);
+	ctl_put_u64(&req, CTL_T_CURSOR, below);
 	ctl_end(&req);
 	int err = ctl_send(fd, &req, NULL, 0);
 	if (!err) {
@@ -35,8 +34,26 @@ static int ask(const char *path, struct ctl_in *rep)
 		if (!err)
 			err = rep->hdr.status;
 	}
-	close(fd);
 	return err;
+}
+
+static void print_group(struct cli *c, const struct ctl_group_info *info, const char *name,
+			int nlen, bool first)
+{
+	if (c->json) {
+		printf("%s{\"group\":", first ? "" : ",");
+		cli_json_str(name, (size_t)nlen);
+		printf(",\"master\":");
+		cli_json_str(info->master, strlen(info->master));
+		printf(",\"members\":%u,\"ring_bytes\":%llu,\"fill\":%llu,\"lag\":%llu,"
+		       "\"mode\":\"%04o\"}",
+		       info->members, (unsigned long long)info->ring_bytes,
+		       (unsigned long long)info->fill, (unsigned long long)info->lag, info->mode);
+	} else {
+		printf("%-24.*s %-16s %8u %10llu %10llu %10llu\n", nlen, name, info->master,
+		       info->members, (unsigned long long)info->ring_bytes,
+		       (unsigned long long)info->fill, (unsigned long long)info->lag);
+	}
 }
 
 int cli_groups(struct cli *c)
@@ -52,10 +69,10 @@ int cli_groups(struct cli *c)
 		snprintf(path, sizeof(path), "%s", c->socket);
 	else if ((err = ctl_default_socket(path, sizeof(path))))
 		return cli_fail("socket path", err);
-	struct ctl_in rep;
-	if ((err = ask(path, &rep)))
-		return cli_fail("groups", err);
-	size_t cur = 0, len;
+	int fd = ctl_connect(path);
+	if (fd < 0)
+		return cli_fail("groups", fd);
+	size_t len;
 	const void *v;
 	bool first = true;
 	if (c->json)
@@ -63,35 +80,33 @@ int cli_groups(struct cli *c)
 	else
 		printf("%-24s %-16s %8s %10s %10s %10s\n", "GROUP", "MASTER", "MEMBERS", "RING",
 		       "FILL", "LAG");
-	while (ctl_next(&rep, CTL_T_GROUP, &cur, &v, &len) == 1) {
-		struct ctl_group_info info;
-		if (len < sizeof(info) || len - sizeof(info) > 255)
-			return cli_fail("groups", -EPROTO);
-		memcpy(&info, v, sizeof(info));
-		info.master[sizeof(info.master) - 1] = 0;
-		const char *name = (const char *)v + sizeof(info);
-		int nlen = (int)(len - sizeof(info));
-		if (c->json) {
-			printf("%s{\"group\":", first ? "" : ",");
-			cli_json_str(name, (size_t)nlen);
-			printf(",\"master\":");
-			cli_json_str(info.master, strlen(info.master));
-			printf(",\"members\":%u,\"ring_bytes\":%llu,\"fill\":%llu,\"lag\":%llu,"
-			       "\"mode\":\"%04o\"}",
-			       info.members, (unsigned long long)info.ring_bytes,
-			       (unsigned long long)info.fill, (unsigned long long)info.lag,
-			       info.mode);
-		} else {
-			printf("%-24.*s %-16s %8u %10llu %10llu %10llu\n", nlen, name, info.master,
-			       info.members, (unsigned long long)info.ring_bytes,
-			       (unsigned long long)info.fill, (unsigned long long)info.lag);
+	/* Page by page until the daemon says there is no more. */
+	for (uint64_t below = UINT64_MAX;;) {
+		struct ctl_in rep;
+		size_t cur = 0;
+		if ((err = ask(fd, below, &rep))) {
+			close(fd);
+			return cli_fail("groups", err);
 		}
-		first = false;
+		while (ctl_next(&rep, CTL_T_GROUP, &cur, &v, &len) == 1) {
+			struct ctl_group_info info;
+			if (len < sizeof(info) || len - sizeof(info) > 255) {
+				close(fd);
+				return cli_fail("groups", -EPROTO);
+			}
+			memcpy(&info, v, sizeof(info));
+			info.master[sizeof(info.master) - 1] = 0;
+			print_group(c, &info, (const char *)v + sizeof(info),
+				    (int)(len - sizeof(info)), first);
+			first = false;
+		}
+		uint64_t next;
+		if (ctl_get_u64(&rep, CTL_T_TRUNCATED, &next) || next >= below)
+			break;
+		below = next;
 	}
+	close(fd);
 	if (c->json)
 		puts("]");
-	const void *t;
-	if (ctl_get(&rep, CTL_T_TRUNCATED, &t, &len) == 0)
-		fprintf(stderr, "pgroup: listing truncated\n");
 	return 0;
 }

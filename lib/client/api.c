@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* The RPC side of the API: create, delete, join, leave, members, monitor. */
 #include <errno.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
+#include "ring/wait.h"
 
 /* Common prologue: the ctx is usable and the name is well formed. */
 static int start(pg_ctx *ctx, const char *group, uint8_t type)
@@ -98,6 +100,18 @@ static int member_list(const struct ctl_in *r, pg_member **out, size_t *n_out)
 	return 0;
 }
 
+/* One JOIN request: the reply, and the membership's fds if it is ours. */
+static int join_once(pg_ctx *ctx, const char *group, pid_t pid, struct ctl_in *r, int *fds,
+		     unsigned *nfds)
+{
+	int err = start(ctx, group, CTL_JOIN);
+	if (err)
+		return err;
+	ctl_put_u32(&ctx->out, CTL_T_PID, (uint32_t)pid);
+	*nfds = CTL_MAX_FDS;
+	return ctx_call(ctx, r, fds, nfds);
+}
+
 int pg_join(pg_ctx *ctx, const char *group, pid_t pid, pg_member **old, size_t *n_old)
 {
 	if (pid < 0)
@@ -106,23 +120,31 @@ int pg_join(pg_ctx *ctx, const char *group, pid_t pid, pg_member **old, size_t *
 	if (err)
 		return err;
 	struct group_ref *g = ctx_find(ctx, group);
-	if (pid == 0 && g && g->member)
+	if (pid == 0 && g && member_current(g))
 		return -EALREADY;
-	ctl_put_u32(&ctx->out, CTL_T_PID, (uint32_t)pid);
 	struct ctl_in r;
 	int fds[CTL_MAX_FDS];
-	unsigned nfds = CTL_MAX_FDS;
-	err = ctx_call(ctx, &r, fds, &nfds);
+	unsigned nfds;
+	/* -ENOBUFS: events wait for room in the order; the node evicts the
+	 * member holding it after the group's stall limit, so wait that out. */
+	int64_t until = ring_now_ns() + (int64_t)PG_JOIN_WAIT_MS * PG_MS;
+	while ((err = join_once(ctx, group, pid, &r, fds, &nfds)) == -ENOBUFS &&
+	       ring_now_ns() < until) {
+		struct timespec ts = {0, PG_JOIN_RETRY_NS};
+		if (nanosleep(&ts, NULL) < 0 && errno == EINTR)
+			return -EINTR;
+	}
 	if (err)
 		return err;
 	pg_member *list = NULL;
 	size_t n = 0;
 	err = member_list(&r, &list, &n);
-	if (pid == 0) {
-		/* Our own membership: map the ring at the place the daemon
-		 * gave us (our JOINED record). */
-		g = nfds == 2 ? ctx_ref(ctx, group) : NULL;
-		int merr = g ? ctx_take_membership(ctx, g, &r, fds) : -EPROTO;
+	if (nfds == 2) {
+		/* Our own membership (pid 0, or our own pid when this ctx is
+		 * our first handle): map the ring at the place the daemon gave
+		 * us (our JOINED record). */
+		g = ctx_ref(ctx, group);
+		int merr = g ? member_take(ctx, g, &r, fds) : -ENOMEM;
 		if (!g)
 			for (unsigned i = 0; i < nfds; i++)
 				close(fds[i]);
@@ -134,6 +156,9 @@ int pg_join(pg_ctx *ctx, const char *group, pid_t pid, pg_member **old, size_t *
 			ctx_call(ctx, &r, NULL, NULL);
 			return merr;
 		}
+	} else {
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
 	}
 	if (err)
 		return err;
@@ -159,8 +184,8 @@ int pg_leave(pg_ctx *ctx, const char *group, pid_t pid)
 	if (err)
 		return err;
 	struct group_ref *g = ctx_find(ctx, group);
-	if (pid == 0 && g)
-		ctx_drop_membership(ctx, g);
+	if (g && (pid == 0 || pid == ctx->dpid))
+		member_end_current(ctx, g);
 	return 0;
 }
 

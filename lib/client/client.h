@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The client library's internal state: a ctx and the groups it touches. */
+/*
+ * The client library's internal state: a ctx, the groups it names, and one
+ * object per role it has in a group — a sending handle, a membership — each
+ * with a lifetime of its own.
+ */
 #ifndef PG_CLIENT_H
 #define PG_CLIENT_H
 
@@ -10,45 +14,53 @@
 #include "pgroup.h"
 #include "proto/ctl.h"
 #include "ring/ring.h"
+#include "timing.h"
+
+/* A sending handle: the data memfd mapped writable, our writer slot and
+ * the bookkeeping of our own area. Lives until the group goes down or the
+ * ctx closes, but never while a claim is open in it (its buffer is there). */
+struct sender {
+	struct ring ring;
+	struct ring_area area;
+	bool claiming; /* a pg_send_claim not yet committed or aborted */
+	struct ring_claim claim;
+};
 
 /*
- * How long pg_recv polls (yielding the CPU between looks) before it parks on
- * the futex; $PGROUP_SPIN_US overrides it. 200 us is four inter-arrival gaps
- * at 20k msg/s, so a receiver rarely pays the ~30 us wake of a parked
- * process: measured with `pgroup bench --members N --rate 20000` (median of
- * 5 runs), 200 us gave p99 7/17/16/24 us at N = 1/2/4/8 where 50 us gave
- * 24/28/38/33 (docs/performance.md). An idle receiver parks after one
- * window: ~0 CPU; a group at 1k msg/s keeps each receiver ~20 % busy.
+ * A membership: the group mapped read-only, and where we read. It ends when
+ * we leave, are evicted (after PG_EVICTED was returned), or the group goes
+ * down; its mapping goes with it, unless pg_recv's last view points into
+ * it: then it goes at the next pg_recv.
  */
-#define PG_DEFAULT_SPIN_US 200
+struct membership {
+	struct ring ring;
+	struct ring_reader reader;
+	bool fd_armed;   /* pg_fd waits on this group's wake word */
+	/* Records (and their bytes) this ctx sent to the group since this
+	 * membership last read anything: over a ring's worth, its own send
+	 * evicts it. */
+	uint64_t sent_unread;
+	uint64_t sent_unread_n;
+	/* A later membership of the same group (another process joined us
+	 * again while this one was evicted): taken once this one is told. */
+	struct membership *next;
+};
 
-/* What this ctx knows of one group: a send mapping, a membership, or both. */
+/* A group this ctx named. Kept until pg_close: pg_message.group points at
+ * its name. */
 struct group_ref {
 	char name[PG_GROUP_MAX + 1];
 	struct group_ref *next;
-
-	/* Sending: the data area mapped writable, with our writer slot. */
-	bool can_send;
-	struct ring wr;
-	uint32_t writer;
-	bool claiming; /* a pg_send_claim not yet committed or aborted */
-	struct ring_claim claim;
-
-	/* Membership: a separate (read-only) mapping, so a view handed out by
-	 * pg_recv survives a later send mapping of the same group. */
-	bool member;
+	struct sender *snd;
+	struct membership *mem;
 	bool monitor;
-	struct ring rd;
-	struct ring_reader reader;
-	bool view_out;      /* pg_recv handed out a record not yet released */
-	uint64_t view_next; /* where the record after it starts */
-	bool fd_armed;      /* pg_fd waits on this group's wake word */
 };
 
 struct pg_ctx {
 	int sock;
 	unsigned fork_gen;
-	pid_t pid;
+	pid_t pid;      /* getpid() at pg_open: the fork guard's */
+	int32_t dpid;   /* this process as the daemon sees it (its pid namespace) */
 	bool daemon_gone;
 	char node[PG_NODE_MAX];
 	const struct node_alive *alive; /* the daemon's liveness page, read-only */
@@ -57,14 +69,15 @@ struct pg_ctx {
 	unsigned n_groups;
 	struct group_ref *next_rr; /* where the next pg_recv starts looking */
 	struct group_ref *last;    /* last group named by a send: a cheap cache */
-	struct group_ref *dropped; /* left, but its view may still be held */
+	/* The membership pg_recv's last view points into, and the position
+	 * after that record; released by the next pg_recv. */
+	struct membership *held;
+	struct group_ref *held_ref; /* NULL once that membership ended */
+	uint64_t held_next;
 	int64_t spin_ns;
 	int64_t busy_ns; /* of spin_ns, polled without yielding ($PGROUP_BUSY_US) */
 	int64_t last_drain_ns; /* last read of the control socket */
 	unsigned fast_returns;  /* pg_recv calls that found a record at once */
-	/* Test hook ($PGROUP_TEST_PARK_IN_SEND=1): pg_send stops for good
-	 * between its claim and its commit, so a test can kill it there. */
-	bool park_in_send;
 	/* pg_fd: an io_uring whose completion queue is the readable fd. */
 	bool have_uring;
 	struct io_uring uring;
@@ -72,12 +85,6 @@ struct pg_ctx {
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
 };
-
-/* A ref stays in ctx->groups while it is good for something. */
-static inline bool ref_listed(const struct group_ref *g)
-{
-	return g->member || g->can_send || g->monitor;
-}
 
 /* ctx.c */
 int ctx_check(pg_ctx *ctx);
@@ -93,16 +100,30 @@ int ctx_notify(pg_ctx *ctx);
 void ctx_drain(pg_ctx *ctx);
 struct group_ref *ctx_find(pg_ctx *ctx, const char *name);
 struct group_ref *ctx_ref(pg_ctx *ctx, const char *name); /* find or add */
-/* Take a membership the daemon granted (own join or someone else's). */
-int ctx_take_membership(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *m, int *fds);
-/* Forget the membership (the ref stays while it can still send). */
-void ctx_drop_membership(pg_ctx *ctx, struct group_ref *g);
-void ctx_drop_sender(pg_ctx *ctx, struct group_ref *g);
 int ctx_check_name(const char *group);
-/* Tell the daemon this ctx leaves `group`, whatever the answer. */
-void ctx_leave_quiet(pg_ctx *ctx, const char *group);
+
+/* member.c: memberships. */
+/* Take a membership the daemon granted (own join or someone else's); it
+ * queues behind one that ended but was not told yet. */
+int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *m, int *fds);
+/* Whether g's current membership is still ours (not evicted or removed). */
+bool member_current(const struct group_ref *g);
+/* End g's current membership (the next queued one takes its place). */
+void member_end(pg_ctx *ctx, struct group_ref *g);
+/* We left: end the membership that is still ours. */
+void member_end_current(pg_ctx *ctx, struct group_ref *g);
+/* Tell the daemon we are done with our slot in g (leave, or "told"). */
+void member_leave_quiet(pg_ctx *ctx, struct group_ref *g);
+/* pg_recv's previous view is done with: release it. */
+void member_release_view(pg_ctx *ctx);
+void member_free_all(pg_ctx *ctx, struct group_ref *g);
+
+/* send.c */
+void sender_drop(struct group_ref *g);
+void sender_abort_open(struct group_ref *g);
 
 /* recv.c */
 void recv_disarm_all(pg_ctx *ctx);
+void recv_disarm(struct membership *m);
 
 #endif /* PG_CLIENT_H */

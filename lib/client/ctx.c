@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -44,15 +45,6 @@ int ctx_check(pg_ctx *ctx)
 	if (ctx->fork_gen != atomic_load_explicit(&fork_gen, memory_order_relaxed))
 		return -ECHILD;
 	return 0;
-}
-
-void ctx_leave_quiet(pg_ctx *ctx, const char *group)
-{
-	struct ctl_in r;
-	ctx_begin(ctx, CTL_LEAVE);
-	ctl_put_str(&ctx->out, CTL_T_NAME, group);
-	ctl_put_u32(&ctx->out, CTL_T_PID, 0);
-	ctx_call(ctx, &r, NULL, NULL);
 }
 
 int ctx_check_name(const char *group)
@@ -136,8 +128,6 @@ int pg_open(pg_ctx **out, const char *socket_path)
 	ctx->spin_ns = (spin ? atoll(spin) : PG_DEFAULT_SPIN_US) * 1000;
 	const char *busy = getenv("PGROUP_BUSY_US");
 	ctx->busy_ns = busy ? atoll(busy) * 1000 : 0;
-	const char *park = getenv("PGROUP_TEST_PARK_IN_SEND");
-	ctx->park_in_send = park && strcmp(park, "1") == 0;
 	ctx_begin(ctx, CTL_HELLO);
 	struct ctl_in r;
 	int alive_fd = -1;
@@ -145,6 +135,11 @@ int pg_open(pg_ctx **out, const char *socket_path)
 	int err = ctx_call(ctx, &r, &alive_fd, &nfds);
 	if (!err)
 		err = ctl_get_str(&r, CTL_T_NODE, ctx->node, sizeof(ctx->node));
+	uint32_t dpid = 0;
+	if (!err && ctl_get_u32(&r, CTL_T_PID, &dpid) == 0)
+		ctx->dpid = (int32_t)dpid;
+	else if (!err)
+		err = -EPROTO;
 	if (!err)
 		err = map_alive(ctx, nfds == 1 ? alive_fd : -1);
 	if (alive_fd >= 0)
@@ -154,19 +149,12 @@ int pg_open(pg_ctx **out, const char *socket_path)
 		if (ctx->alive)
 			munmap((void *)ctx->alive, RING_PAGE);
 		free(ctx);
+		/* A daemon that hung up at once was not ours to talk to; one
+		 * that said why (out of fds) is reported as it said. */
 		return err == -ENOTCONN ? -ECONNREFUSED : err;
 	}
 	*out = ctx;
 	return 0;
-}
-
-static void ref_free(struct group_ref *g)
-{
-	if (g->member)
-		ring_unmap(&g->rd);
-	if (g->can_send)
-		ring_unmap(&g->wr);
-	free(g);
 }
 
 void pg_close(pg_ctx *ctx)
@@ -183,15 +171,10 @@ void pg_close(pg_ctx *ctx)
 			recv_disarm_all(ctx);
 	}
 	if (!forked) {
-		/* A claim left open would stop every reader at its position:
-		 * turn it into padding they skip. */
-		for (struct group_ref *g = ctx->groups; g; g = g->next) {
-			if (g->claiming) {
-				ring_abort(&g->wr, &g->claim);
-				ring_wake(&g->wr);
-				g->claiming = false;
-			}
-		}
+		/* A claim left open would hold readers at its position until
+		 * the node cancels it: withdraw it now. */
+		for (struct group_ref *g = ctx->groups; g; g = g->next)
+			sender_abort_open(g);
 	}
 	if (!forked && !ctx->daemon_gone) {
 		/* Leave everything at once; the daemon writes PG_LEFT. */
@@ -205,13 +188,13 @@ void pg_close(pg_ctx *ctx)
 	while (ctx->groups) {
 		struct group_ref *g = ctx->groups;
 		ctx->groups = g->next;
-		ref_free(g);
+		member_free_all(ctx, g);
+		if (g->snd)
+			g->snd->claiming = false;
+		sender_drop(g);
+		free(g);
 	}
-	while (ctx->dropped) {
-		struct group_ref *g = ctx->dropped;
-		ctx->dropped = g->next;
-		ref_free(g);
-	}
+	member_release_view(ctx);
 	free(ctx);
 }
 
@@ -258,90 +241,6 @@ struct group_ref *ctx_ref(pg_ctx *ctx, const char *name)
 	return g;
 }
 
-/* Unlink a ref that is neither member nor sender any more. Its mapping may
- * back a view the user still holds, so keep it until pg_close. */
-static void ref_retire(pg_ctx *ctx, struct group_ref *g)
-{
-	if (ref_listed(g))
-		return;
-	for (struct group_ref **p = &ctx->groups; *p; p = &(*p)->next)
-		if (*p == g) {
-			*p = g->next;
-			ctx->n_groups--;
-			break;
-		}
-	if (ctx->next_rr == g)
-		ctx->next_rr = NULL;
-	if (ctx->last == g)
-		ctx->last = NULL;
-	g->next = ctx->dropped;
-	ctx->dropped = g;
-}
-
-int ctx_take_membership(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *m, int *fds)
-{
-	uint32_t slot, word;
-	uint64_t start;
-	int err;
-	if (ctl_get_u32(m, CTL_T_SLOT, &slot) || ctl_get_u32(m, CTL_T_STATEWORD, &word) ||
-	    ctl_get_u64(m, CTL_T_CURSOR, &start) || slot >= RING_MEMBER_SLOTS) {
-		err = -EPROTO;
-		goto out;
-	}
-	if (g->member) {
-		err = -EALREADY;
-		goto out;
-	}
-	err = ring_map(&g->rd, fds[0], fds[1], false);
-	if (err)
-		goto out;
-	g->member = true;
-	g->view_out = false;
-	g->fd_armed = false;
-	g->reader = (struct ring_reader){
-		.pos = start, .last_seq = 0, .slot = slot, .state_word = word};
-out:
-	close(fds[0]);
-	close(fds[1]);
-	return err;
-}
-
-void ctx_drop_membership(pg_ctx *ctx, struct group_ref *g)
-{
-	if (!g->member)
-		return;
-	if (g->fd_armed) {
-		atomic_fetch_sub(&g->rd.chdr->sleepers, 1);
-		g->fd_armed = false;
-	}
-	g->member = false;
-	/* g->rd stays mapped: a view into it may still be held. It is
-	 * unmapped with the ref. */
-	struct group_ref *keep = calloc(1, sizeof(*keep));
-	if (keep) {
-		keep->rd = g->rd;
-		keep->member = true; /* so ref_free unmaps it */
-		keep->next = ctx->dropped;
-		ctx->dropped = keep;
-	} else {
-		ring_unmap(&g->rd);
-	}
-	memset(&g->rd, 0, sizeof(g->rd));
-	ref_retire(ctx, g);
-}
-
-void ctx_drop_sender(pg_ctx *ctx, struct group_ref *g)
-{
-	/* An open claim's buffer lives in this mapping: it goes when the
-	 * claim is committed or aborted (both then fail with -ENOENT). */
-	if (!g->can_send || g->claiming)
-		return;
-	ring_unmap(&g->wr);
-	g->can_send = false;
-	g->claiming = false;
-	ref_retire(ctx, g);
-}
-
 /* An unasked message from the daemon. */
 static void handle_async(pg_ctx *ctx, const struct ctl_in *m, int *fds, unsigned nfds)
 {
@@ -350,7 +249,7 @@ static void handle_async(pg_ctx *ctx, const struct ctl_in *m, int *fds, unsigned
 	    ctl_get_str(m, CTL_T_NAME, name, sizeof(name)) == 0) {
 		struct group_ref *g = ctx_ref(ctx, name);
 		if (g) {
-			ctx_take_membership(ctx, g, m, fds);
+			member_take(ctx, g, m, fds);
 			return;
 		}
 	}
@@ -358,11 +257,25 @@ static void handle_async(pg_ctx *ctx, const struct ctl_in *m, int *fds, unsigned
 		close(fds[i]);
 }
 
-/* Receive one message; 0, -EAGAIN (nothing, when not waiting) or -ENOTCONN. */
-static int receive(pg_ctx *ctx, struct ctl_in *m, int *fds, unsigned *nfds, bool wait)
+/*
+ * Receive one message: 0, -EAGAIN (nothing, when not waiting), -ETIMEDOUT
+ * (waiting, nothing by `deadline_ns`) or -ENOTCONN. A CTL_REFUSED notice
+ * (the daemon could not take us: out of fds) ends the connection with the
+ * daemon's reason.
+ */
+static int receive(pg_ctx *ctx, struct ctl_in *m, int *fds, unsigned *nfds, int64_t deadline_ns)
 {
-	ssize_t n = ctl_recv(ctx->sock, ctx->in, sizeof(ctx->in), fds, nfds,
-			     wait ? 0 : MSG_DONTWAIT);
+	if (deadline_ns >= 0) {
+		int64_t left = deadline_ns - ring_now_ns();
+		struct pollfd p = {.fd = ctx->sock, .events = POLLIN};
+		int n = poll(&p, 1, left > 0 ? (int)((left + PG_MS - 1) / PG_MS) : 0);
+		if (n == 0) {
+			*nfds = 0;
+			return -ETIMEDOUT;
+		}
+	}
+	/* Never blocking in recvmsg itself: the poll above is the wait. */
+	ssize_t n = ctl_recv(ctx->sock, ctx->in, sizeof(ctx->in), fds, nfds, MSG_DONTWAIT);
 	if (n == -EAGAIN)
 		return -EAGAIN;
 	if (n <= 0) {
@@ -374,6 +287,10 @@ static int receive(pg_ctx *ctx, struct ctl_in *m, int *fds, unsigned *nfds, bool
 			close(fds[i]);
 		*nfds = 0;
 		return -EPROTO;
+	}
+	if (m->hdr.type == CTL_REFUSED) {
+		ctx->daemon_gone = true;
+		return m->hdr.status < 0 ? m->hdr.status : -ECONNREFUSED;
 	}
 	return 0;
 }
@@ -387,10 +304,13 @@ int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds)
 	int err = ctx_notify(ctx);
 	if (err)
 		return err;
+	int64_t deadline = ring_now_ns() + (int64_t)PG_RPC_TIMEOUT_MS * PG_MS;
 	for (;;) {
 		int got[CTL_MAX_FDS];
 		unsigned n = CTL_MAX_FDS;
-		err = receive(ctx, reply, got, &n, true);
+		err = receive(ctx, reply, got, &n, deadline);
+		if (err == -EAGAIN)
+			continue; /* woken without a message: look again */
 		if (err)
 			return err; /* -EPROTO: a daemon we cannot understand */
 		if (reply->hdr.type == (type | CTL_REPLY) && reply->hdr.id == id) {
@@ -414,7 +334,7 @@ void ctx_drain(pg_ctx *ctx)
 		struct ctl_in m;
 		int fds[CTL_MAX_FDS];
 		unsigned n = CTL_MAX_FDS;
-		int err = receive(ctx, &m, fds, &n, false);
+		int err = receive(ctx, &m, fds, &n, -1);
 		if (err == -EPROTO)
 			continue;
 		if (err)

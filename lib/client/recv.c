@@ -19,13 +19,6 @@
 #define FUTEX2_SIZE_U32 0x02
 #define FD_TOKEN_SOCKET 1ull
 
-/* Longest single park: a dead daemon cannot wake us, so look at the
- * control socket at least this often. */
-#define PARK_SLICE_NS (100 * 1000 * 1000)
-/* How often a polling pg_recv (timeout 0) reads the control socket. */
-#define DRAIN_EVERY_NS (1000 * 1000)
-/* And a consumer that always finds records, once per this many calls. */
-#define DRAIN_EVERY_RECORDS 4096u
 
 static inline void cpu_relax(void)
 {
@@ -69,10 +62,10 @@ static int notice(pg_ctx *ctx, struct group_ref *g, pg_message *msg, enum pg_kin
 	/* Evicted: frees the slot kept for us. Down: the daemon deleted the
 	 * group (it answers -ENOENT) or is gone (-ENOTCONN), or a writer
 	 * forged the state word, and then this frees our slot. */
-	ctx_leave_quiet(ctx, g->name);
-	ctx_drop_membership(ctx, g);
+	member_leave_quiet(ctx, g);
+	member_end(ctx, g);
 	if (kind == PG_GROUP_DOWN)
-		ctx_drop_sender(ctx, g);
+		sender_drop(g);
 	return 1;
 }
 
@@ -81,7 +74,7 @@ static int notice(pg_ctx *ctx, struct group_ref *g, pg_message *msg, enum pg_kin
 static bool wanted(pg_ctx *ctx, struct group_ref *g, const struct ring_view *v)
 {
 	if (v->kind == RING_REC_MSG)
-		return !((v->flags & RING_F_ESEND) && v->from_pid == ctx->pid && v->from_node == 0);
+		return !((v->flags & RING_F_ESEND) && v->from_pid == ctx->dpid && v->from_node == 0);
 	return v->kind == RING_REC_DOWN || g->monitor;
 }
 
@@ -89,33 +82,42 @@ static bool wanted(pg_ctx *ctx, struct group_ref *g, const struct ring_view *v)
  * returns. Unwanted records are consumed on the way. */
 static int next_wanted(pg_ctx *ctx, struct group_ref *g, struct ring_view *v)
 {
+	struct membership *m = g->mem;
 	int r;
-	while ((r = ring_read(&g->rd, &g->reader, v)) == 1 && !wanted(ctx, g, v))
-		ring_release(&g->rd, &g->reader, v->next_pos);
+	while ((r = ring_read(&m->ring, &m->reader, v)) == 1 && !wanted(ctx, g, v))
+		ring_release(&m->ring, &m->reader, v->next_pos);
 	return r;
 }
 
 /* One group: 1 with *msg filled, 0 when it has nothing, or -errno. */
 static int poll_group(pg_ctx *ctx, struct group_ref *g, pg_message *msg)
 {
+	struct membership *m = g->mem;
 	struct ring_view v;
 	int r = next_wanted(ctx, g, &v);
+	if (r == 0) {
+		/* Down shows only once everything before it was read. */
+		int st = ring_state_error(&m->ring);
+		if (st == -ENOENT)
+			return notice(ctx, g, msg, PG_GROUP_DOWN);
+		r = st;
+	}
 	if (r == 0)
-		return ring_is_down(&g->rd) ? notice(ctx, g, msg, PG_GROUP_DOWN) : 0;
+		return 0;
 	if (r == -ECONNRESET) {
-		uint32_t w = atomic_load(&g->rd.members[g->reader.slot].state);
+		uint32_t w = atomic_load(&m->ring.members[m->reader.slot].state);
 		if (RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
-		    RING_GEN_OF(w) == RING_GEN_OF(g->reader.state_word))
+		    RING_GEN_OF(w) == RING_GEN_OF(m->reader.state_word))
 			return notice(ctx, g, msg, PG_EVICTED);
 		/* Made to leave by another process: nothing to say. */
-		ctx_drop_membership(ctx, g);
+		member_end(ctx, g);
 		return 0;
 	}
 	if (r < 0) {
-		/* A corrupt record: this group is unreadable for us. Leave
-		 * it, so we no longer hold senders back. */
-		ctx_leave_quiet(ctx, g->name);
-		ctx_drop_membership(ctx, g);
+		/* A corrupt group: unreadable for us. Leave it, so we no
+		 * longer hold senders back. */
+		member_leave_quiet(ctx, g);
+		member_end(ctx, g);
 		return r;
 	}
 	if (v.kind == RING_REC_DOWN)
@@ -126,19 +128,20 @@ static int poll_group(pg_ctx *ctx, struct group_ref *g, pg_message *msg)
 	msg->seq = v.seq;
 	msg->data = v.payload;
 	msg->len = v.len;
-	g->view_out = true;
-	g->view_next = v.next_pos;
+	ctx->held = m;
+	ctx->held_ref = g;
+	ctx->held_next = v.next_pos;
 	return 1;
 }
 
 /* Every group once, round robin so no group starves the others. A group
- * may leave the list while we look at it (evicted, down). */
+ * may lose its membership while we look at it (evicted, down). */
 static int poll_all(pg_ctx *ctx, pg_message *msg)
 {
 	struct group_ref *g = ctx->next_rr ? ctx->next_rr : ctx->groups;
 	for (unsigned i = 0, n = ctx->n_groups; i < n && g; i++) {
-		int r = g->member ? poll_group(ctx, g, msg) : 0;
-		struct group_ref *next = ref_listed(g) && g->next ? g->next : ctx->groups;
+		int r = g->mem ? poll_group(ctx, g, msg) : 0;
+		struct group_ref *next = g->next ? g->next : ctx->groups;
 		if (r) {
 			ctx->next_rr = next;
 			return r;
@@ -148,22 +151,12 @@ static int poll_all(pg_ctx *ctx, pg_message *msg)
 	return 0;
 }
 
-static void release_view(pg_ctx *ctx)
-{
-	for (struct group_ref *g = ctx->groups; g; g = g->next) {
-		if (g->member && g->view_out) {
-			ring_release(&g->rd, &g->reader, g->view_next);
-			g->view_out = false;
-		}
-	}
-}
-
 /* The daemon is gone: every membership ends with PG_GROUP_DOWN, then
  * calls fail with -ENOTCONN. */
 static int daemon_down(pg_ctx *ctx, pg_message *msg)
 {
 	for (struct group_ref *g = ctx->groups; g; g = g->next)
-		if (g->member)
+		if (g->mem)
 			return notice(ctx, g, msg, PG_GROUP_DOWN);
 	return -ENOTCONN;
 }
@@ -172,8 +165,8 @@ static unsigned collect(pg_ctx *ctx, struct ring_sleep *s)
 {
 	s->n = 0;
 	for (struct group_ref *g = ctx->groups; g && s->n < RING_WAIT_MAX; g = g->next)
-		if (g->member)
-			s->rings[s->n++] = &g->rd;
+		if (g->mem)
+			s->rings[s->n++] = &g->mem->ring;
 	return s->n;
 }
 
@@ -181,7 +174,7 @@ static unsigned collect(pg_ctx *ctx, struct ring_sleep *s)
 static bool has_record(pg_ctx *ctx, struct group_ref *g)
 {
 	struct ring_view v;
-	return next_wanted(ctx, g, &v) != 0 || ring_is_down(&g->rd);
+	return next_wanted(ctx, g, &v) != 0 || ring_is_down(&g->mem->ring);
 }
 
 /* pg_fd: make the ring fd readable when any group gets a record. */
@@ -189,21 +182,22 @@ static void arm_fd(pg_ctx *ctx)
 {
 	bool ready = false;
 	for (struct group_ref *g = ctx->groups; g; g = g->next) {
-		if (!g->member || g->fd_armed)
+		struct membership *m = g->mem;
+		if (!m || m->fd_armed)
 			continue;
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ctx->uring);
 		if (!sqe)
 			break;
-		_Atomic uint32_t *word = &g->rd.chdr->wake_seq;
+		_Atomic uint32_t *word = &m->ring.chdr->wake_seq;
 		uint32_t seen = atomic_load(word);
 		/* Announce the sleep, then look: the fence pairs with the
 		 * seq_cst commit and load in ring_wake, as in ring_sleep_begin. */
-		atomic_fetch_add(&g->rd.chdr->sleepers, 1);
+		atomic_fetch_add(&m->ring.chdr->sleepers, 1);
 		atomic_thread_fence(memory_order_seq_cst);
-		g->fd_armed = true;
+		m->fd_armed = true;
 		io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe, FUTEX2_SIZE_U32, word, 0, seen);
 		sqe->addr3 = UINT32_MAX; /* any waker */
-		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)g);
+		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m);
 		ready |= has_record(ctx, g);
 	}
 	if (!ctx->sock_armed) {
@@ -237,23 +231,27 @@ static void reap_fd(pg_ctx *ctx)
 			ctx->sock_armed = false;
 			continue;
 		}
-		for (struct group_ref *g = ctx->groups; g; g = g->next) {
-			if ((uint64_t)(uintptr_t)g == token && g->fd_armed) {
-				atomic_fetch_sub(&g->rd.chdr->sleepers, 1);
-				g->fd_armed = false;
-			}
-		}
+		/* A token of a membership that ended was disarmed then. */
+		for (struct group_ref *g = ctx->groups; g; g = g->next)
+			for (struct membership *m = g->mem; m; m = m->next)
+				if ((uint64_t)(uintptr_t)m == token)
+					recv_disarm(m);
+	}
+}
+
+void recv_disarm(struct membership *m)
+{
+	if (m->fd_armed) {
+		atomic_fetch_sub(&m->ring.chdr->sleepers, 1);
+		m->fd_armed = false;
 	}
 }
 
 void recv_disarm_all(pg_ctx *ctx)
 {
-	for (struct group_ref *g = ctx->groups; g; g = g->next) {
-		if (g->member && g->fd_armed) {
-			atomic_fetch_sub(&g->rd.chdr->sleepers, 1);
-			g->fd_armed = false;
-		}
-	}
+	for (struct group_ref *g = ctx->groups; g; g = g->next)
+		for (struct membership *m = g->mem; m; m = m->next)
+			recv_disarm(m);
 }
 
 int pg_fd(pg_ctx *ctx)
@@ -282,8 +280,8 @@ int pg_fd(pg_ctx *ctx)
 static int park(pg_ctx *ctx, pg_message *msg, int64_t timeout_ns)
 {
 	struct ring_sleep s;
-	if (timeout_ns < 0 || timeout_ns > PARK_SLICE_NS)
-		timeout_ns = PARK_SLICE_NS;
+	if (timeout_ns < 0 || timeout_ns > PG_PARK_SLICE_NS)
+		timeout_ns = PG_PARK_SLICE_NS;
 	if (collect(ctx, &s) == 0) {
 		/* No group: only the daemon can bring news (a join by another
 		 * process, or its own end). */
@@ -311,11 +309,11 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 		return err;
 	if (!msg || timeout_ms < -1)
 		return -EINVAL;
-	release_view(ctx);
+	member_release_view(ctx);
 	/* The common case, a record already there, reads no clock. A busy
 	 * consumer still looks at its socket now and then: a join by another
 	 * process must not wait until its groups run dry. */
-	if (++ctx->fast_returns % DRAIN_EVERY_RECORDS == 0)
+	if (++ctx->fast_returns % PG_DRAIN_EVERY_RECORDS == 0)
 		ctx_drain(ctx);
 	int r = poll_all(ctx, msg);
 	if (r)
@@ -336,7 +334,7 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 		 * millisecond for pollers, always before parking. */
 		bool parking = timeout_ms != 0 && now >= spin_until;
 		if ((parking && !asked_before_park) ||
-		    (!asked_daemon && now - ctx->last_drain_ns > DRAIN_EVERY_NS)) {
+		    (!asked_daemon && now - ctx->last_drain_ns > PG_DRAIN_EVERY_NS)) {
 			ctx_drain(ctx);
 			ctx->last_drain_ns = now;
 			asked_daemon = true;

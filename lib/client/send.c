@@ -1,19 +1,45 @@
 // SPDX-License-Identifier: MIT
 /*
- * The send side: a local pg_send claims its place in the ring itself (one
- * compare-and-swap), copies, commits with a release store and wakes only
- * sleepers. The daemon is asked once per group, for the fds.
+ * The send side: a local pg_send claims its place in the order itself (one
+ * compare-and-swap), copies into its own area, publishes with one more and
+ * wakes only sleepers. The daemon is asked once per group, for the fds.
  */
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <string.h>
 
 #include "client.h"
 #include "ring/wait.h"
 
-/* Ask the daemon for a writable mapping of the group. */
+/* The tail may move under a claim this many times before it says "busy"
+ * and the caller looks at the world (node, group, signals) again. */
+#define CLAIM_TRIES 4096u
+
+void sender_drop(struct group_ref *g)
+{
+	/* An open claim's buffer lives in this mapping: it goes when the
+	 * claim is committed or aborted. */
+	if (!g->snd || g->snd->claiming)
+		return;
+	ring_unmap(&g->snd->ring);
+	free(g->snd);
+	g->snd = NULL;
+}
+
+void sender_abort_open(struct group_ref *g)
+{
+	struct sender *s = g->snd;
+	if (s && s->claiming) {
+		ring_abort(&s->ring, &s->claim);
+		ring_wake(&s->ring);
+		s->claiming = false;
+	}
+}
+
+/* Ask the daemon for a writable mapping of the group and a writer slot. */
 static int open_for_send(pg_ctx *ctx, struct group_ref **out, const char *group)
 {
 	ctx_begin(ctx, CTL_OPEN);
@@ -27,18 +53,24 @@ static int open_for_send(pg_ctx *ctx, struct group_ref **out, const char *group)
 		return err;
 	uint32_t writer = 0;
 	struct group_ref *g = NULL;
-	if (nfds != 2 || ctl_get_u32(&r, CTL_T_WRITER, &writer) || writer >= RING_WRITER_SLOTS)
+	struct sender *s = NULL;
+	if (nfds != 2 || ctl_get_u32(&r, CTL_T_WRITER, &writer) || writer == RING_DAEMON_WRITER)
 		err = -EPROTO;
-	else if (!(g = ctx_ref(ctx, group)))
+	else if (!(g = ctx_ref(ctx, group)) || !(s = calloc(1, sizeof(*s))))
 		err = -ENOMEM;
-	else
-		err = ring_map(&g->wr, fds[0], fds[1], true);
+	else if (!(err = ring_map(&s->ring, fds[0], fds[1], true)) &&
+		 writer >= s->ring.writer_slots) {
+		ring_unmap(&s->ring);
+		err = -EPROTO;
+	}
 	for (unsigned i = 0; i < nfds; i++)
 		close(fds[i]);
-	if (err)
+	if (err) {
+		free(s);
 		return err;
-	g->can_send = true;
-	g->writer = writer;
+	}
+	ring_area_init(&s->area, writer);
+	g->snd = s;
 	*out = g;
 	return 0;
 }
@@ -54,12 +86,14 @@ static int sender(pg_ctx *ctx, const char *group, struct group_ref **out)
 			return err;
 		g = ctx_find(ctx, group);
 	}
-	if (g && g->can_send && ring_is_down(&g->wr)) {
-		/* Deleted (maybe re-created since): ask again. */
-		ctx_drop_sender(ctx, g);
-		g = NULL;
+	if (g && g->snd && ring_is_down(&g->snd->ring)) {
+		/* Deleted (maybe re-created since), or found corrupt. */
+		err = ring_state_error(&g->snd->ring);
+		sender_drop(g);
+		if (err == -EBADMSG)
+			return err;
 	}
-	if (!g || !g->can_send) {
+	if (!g || !g->snd) {
 		if (ctx->daemon_gone)
 			return -ENOTCONN;
 		if ((err = open_for_send(ctx, &g, group)))
@@ -81,64 +115,90 @@ static void report_eviction(pg_ctx *ctx, struct group_ref *g, uint32_t slot, uin
 }
 
 /*
+ * Our own membership holds the room: waiting could never end, since only
+ * our pg_recv moves it. A member that sent over a ring's worth without
+ * receiving evicts itself (the contract); one that reads is told to.
+ */
+static int blocked_by_self(pg_ctx *ctx, struct group_ref *g, size_t len, uint32_t word)
+{
+	struct membership *m = g->mem;
+	const struct ring *r = &g->snd->ring;
+	if (m->sent_unread + ring_rec_bytes(len) <= r->capacity &&
+	    m->sent_unread_n < r->order_slots - RING_EVENT_RESERVE)
+		return -EDEADLK;
+	if (ring_member_evict(&g->snd->ring, m->reader.slot, word))
+		report_eviction(ctx, g, m->reader.slot, word);
+	return 0;
+}
+
+/*
  * Claim room, waiting for the slowest member as the contract says: park on
  * its cursor; evict it when it has held us up for the group's stall limit.
+ * A member waiting at a claim nobody decided yet is not lagging: the node
+ * cancels that claim after the stall limit, and the member moves on.
  */
 static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct ring_claim *c)
 {
-	if (len > g->wr.max_msg)
+	struct sender *s = g->snd;
+	struct ring *r = &s->ring;
+	if (len > r->max_msg)
 		return -EMSGSIZE;
-	if (g->claiming)
+	if (s->claiming)
 		return -EBUSY;
 	uint32_t held_by = UINT32_MAX;
 	uint64_t held_at = 0;
 	int64_t since = 0;
 	for (;;) {
 		uint32_t blocker;
-		int err = ring_claim(&g->wr, g->writer, (uint32_t)len, RING_EVENT_RESERVE, c,
+		int err = ring_claim(r, &s->area, (uint32_t)len, RING_EVENT_RESERVE, CLAIM_TRIES, c,
 				     &blocker);
 		if (err != -EAGAIN)
 			return err;
 		if (!wait)
 			return -EAGAIN;
-		if (ring_is_down(&g->wr))
-			return -ENOENT;
+		if ((err = ring_state_error(r)))
+			return err;
 		if (!ctx_node_alive(ctx))
 			return -ENOTCONN; /* nobody will make room any more */
 		if (blocker == UINT32_MAX) {
 			sched_yield(); /* the tail moved under us: try again */
 			continue;
 		}
-		if (blocker >= RING_MEMBER_SLOTS) {
-			/* Another writer's open claim: never evicted; the node
-			 * cancels it after the stall limit, and the space comes
-			 * back when that writer commits, notices or dies. */
-			struct timespec ts = {0, 200 * 1000};
-			if (nanosleep(&ts, NULL) < 0 && errno == EINTR)
-				return -EINTR;
+		struct ring_member *m = &r->members[blocker];
+		/* State first, then the cursor: a cursor read before the state
+		 * could be a previous holder's, and evict the next one. */
+		uint32_t word = atomic_load(&m->state);
+		uint64_t cur = atomic_load(&m->cursor);
+		int64_t now = ring_now_ns();
+		if (g->mem && g->mem->reader.slot == blocker && member_current(g)) {
+			if ((err = blocked_by_self(ctx, g, len, word)))
+				return err;
 			continue;
 		}
-		struct ring_member *m = &g->wr.members[blocker];
-		uint64_t cur = atomic_load(&m->cursor);
-		uint32_t word = atomic_load(&m->state);
-		int64_t now = ring_now_ns();
-		/* Our own unread records hold the room: waiting would never end. */
-		bool self = g->member && g->reader.slot == blocker;
-		if (blocker != held_by || cur != held_at) {
+		if (blocker != held_by || cur != held_at || ring_entry_open(r, cur)) {
 			held_by = blocker;
 			held_at = cur;
 			since = now;
 		}
-		int64_t left = (int64_t)g->wr.stall_ms * 1000000 - (now - since);
-		if (self || left <= 0) {
-			if (ring_member_evict(&g->wr, blocker, word))
+		int64_t left = (int64_t)r->stall_ms * PG_MS - (now - since);
+		if (left <= 0) {
+			if (ring_member_evict(r, blocker, word))
 				report_eviction(ctx, g, blocker, word);
 			continue;
 		}
-		if (left > 10 * 1000000)
-			left = 10 * 1000000;
-		if (ring_wait_room(&g->wr, blocker, cur, left) == -EINTR)
+		if (left > PG_ROOM_SLICE_NS)
+			left = PG_ROOM_SLICE_NS;
+		if (ring_wait_room(r, blocker, cur, left) == -EINTR)
 			return -EINTR;
+	}
+}
+
+/* What our own membership of the group owes: the bytes we put before it. */
+static void count_sent(struct group_ref *g, size_t len)
+{
+	if (g->mem) {
+		g->mem->sent_unread += ring_rec_bytes(len);
+		g->mem->sent_unread_n++;
 	}
 }
 
@@ -157,13 +217,19 @@ static int send_common(pg_ctx *ctx, const char *group, const void *data, size_t 
 	err = claim(ctx, g, len, wait, &c);
 	if (err)
 		return err;
-	if (ctx->park_in_send)
+#ifdef PG_TEST_HOOKS
+	/* Test builds only: stop for good between claim and commit, so a
+	 * test can kill or stop a writer exactly there. */
+	if (getenv("PGROUP_TEST_PARK_IN_SEND"))
 		for (;;)
 			pause();
+#endif
 	if (len)
 		memcpy(c.payload, data, len);
-	err = ring_commit(&g->wr, &c, RING_REC_MSG, flags, ctx->pid, 0);
-	ring_wake(&g->wr);
+	err = ring_commit(&g->snd->ring, &c, RING_REC_MSG, flags, ctx->dpid, 0);
+	ring_wake(&g->snd->ring);
+	if (!err)
+		count_sent(g, len);
 	return err;
 }
 
@@ -192,11 +258,11 @@ int pg_send_claim(pg_ctx *ctx, const char *group, size_t len, void **buf)
 		return err;
 	if (!ctx_node_alive(ctx))
 		return -ENOTCONN;
-	err = claim(ctx, g, len, true, &g->claim);
+	err = claim(ctx, g, len, true, &g->snd->claim);
 	if (err)
 		return err;
-	g->claiming = true;
-	*buf = g->claim.payload;
+	g->snd->claiming = true;
+	*buf = g->snd->claim.payload;
 	return 0;
 }
 
@@ -207,20 +273,27 @@ static int end_claim(pg_ctx *ctx, void *buf, bool commit)
 	if (err)
 		return err;
 	struct group_ref *g = ctx->groups;
-	while (g && !(g->claiming && g->claim.payload == buf))
+	while (g && !(g->snd && g->snd->claiming && g->snd->claim.payload == buf))
 		g = g->next;
 	if (!g)
 		return -EINVAL;
-	g->claiming = false;
-	if (ring_is_down(&g->wr)) {
-		ctx_drop_sender(ctx, g); /* the mapping went only now */
-		return commit ? -ENOENT : 0;
+	struct sender *s = g->snd;
+	s->claiming = false;
+	if (ring_is_down(&s->ring)) {
+		/* Deleted since the claim (or re-created: this mapping is the
+		 * old group's, the new one never sees the claim). */
+		err = ring_state_error(&s->ring);
+		ring_abort(&s->ring, &s->claim);
+		sender_drop(g);
+		return commit ? err : 0;
 	}
-	err = commit ? ring_commit(&g->wr, &g->claim, RING_REC_MSG, 0, ctx->pid, 0)
-		     : ring_abort(&g->wr, &g->claim);
+	err = commit ? ring_commit(&s->ring, &s->claim, RING_REC_MSG, 0, ctx->dpid, 0)
+		     : ring_abort(&s->ring, &s->claim);
 	/* Readers parked at this position move on: to the record, or past
-	 * the padding. */
-	ring_wake(&g->wr);
+	 * the withdrawn one. */
+	ring_wake(&s->ring);
+	if (commit && !err)
+		count_sent(g, s->claim.len);
 	return commit ? err : 0;
 }
 

@@ -39,15 +39,21 @@ const char *pg_strerror(int err)
 	case -EAGAIN:
 		return "nothing there / ring full";
 	case -ETIMEDOUT:
-		return "timed out";
+		return "timed out (from a request: the node daemon did not answer)";
+	case -EDEADLK:
+		return "ring full of messages this handle has not received: call pg_recv, then send again";
+	case -EMFILE:
+		return "node daemon is out of file descriptors";
+	case -EUSERS:
+		return "too many senders in this group";
 	case -EINTR:
 		return "interrupted by a signal";
 	case -EBADMSG:
-		return "corrupt record in the group's ring";
+		return "the group's shared memory is corrupt";
 	case -EPROTO:
 		return "protocol error";
 	case -ENOBUFS:
-		return "group ring full: no room for the membership event";
+		return "group full: no room for the membership event (a member is not reading)";
 	case -EBUSY:
 		return "a claim is already open on this group";
 	default:

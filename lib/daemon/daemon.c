@@ -3,6 +3,9 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +21,8 @@
 #include "log.h"
 #include "proto/ctl.h"
 #include "proto/path.h"
+#include "timing.h"
 
-/* Retries of pending events, evictions whose sender died, orphans: none is
- * urgent, and an idle daemon should cost nothing. */
-#define TICK_NS (50 * 1000 * 1000)
 
 static void on_listen(struct loop *l, struct loop_src *src, uint32_t events)
 {
@@ -80,6 +81,30 @@ static void make_parent(const char *path)
 	}
 }
 
+/* Every fd the hard limit allows: each group costs two, each client one. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		pgd_log("fd limit %llu (about %llu groups)", (unsigned long long)rl.rlim_cur,
+			(unsigned long long)(rl.rlim_cur > 64 ? (rl.rlim_cur - 64) / 2 : 0));
+}
+
+static int bind_socket(struct daemon *d, int fd, const struct sockaddr_un *sa)
+{
+	/* A socket file nobody answers on is a dead daemon's: replace it. */
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+		return -EADDRINUSE;
+	unlink(d->socket_path);
+	if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 || listen(fd, 128) < 0)
+		return -errno;
+	return 0;
+}
+
 static int listen_on(struct daemon *d)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -90,14 +115,21 @@ static int listen_on(struct daemon *d)
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* A socket file nobody answers on is a dead daemon's: replace it. */
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(fd);
-		return -EADDRINUSE;
-	}
-	unlink(d->socket_path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
-		int err = -errno;
+	/* Check, unlink and bind under a lock on the socket's directory: two
+	 * daemons started at once would otherwise both find no listener, and
+	 * the second would unlink the first's socket and bind its own. */
+	char dir[108];
+	snprintf(dir, sizeof(dir), "%s", d->socket_path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = 0;
+	int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		flock(dfd, LOCK_EX);
+	int err = bind_socket(d, fd, &sa);
+	if (dfd >= 0)
+		close(dfd); /* and with it the lock */
+	if (err) {
 		close(fd);
 		return err;
 	}
@@ -140,6 +172,8 @@ static int setup(struct daemon *d, const struct pgd_opts *o)
 		snprintf(d->socket_path, sizeof(d->socket_path), "%s", o->socket_path);
 	else if ((err = ctl_default_socket(d->socket_path, sizeof(d->socket_path))))
 		return err;
+	raise_fd_limit();
+	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if ((err = loop_init(&d->loop)))
 		return err;
 	if ((err = liveness_start(&d->alive)))
@@ -158,7 +192,7 @@ static int setup(struct daemon *d, const struct pgd_opts *o)
 	d->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (d->signal_fd < 0 || d->tick_fd < 0)
 		return -errno;
-	struct itimerspec its = {.it_interval = {0, TICK_NS}, .it_value = {0, TICK_NS}};
+	struct itimerspec its = {.it_interval = {0, PGD_TICK_NS}, .it_value = {0, PGD_TICK_NS}};
 	timerfd_settime(d->tick_fd, 0, &its, NULL);
 	if ((err = start_watcher(d, o)))
 		return err;
@@ -183,6 +217,8 @@ static void teardown(struct daemon *d)
 		close(d->listen_fd);
 		unlink(d->socket_path);
 	}
+	if (d->reserve_fd >= 0)
+		close(d->reserve_fd);
 	if (d->signal_fd >= 0)
 		close(d->signal_fd);
 	if (d->tick_fd >= 0)
@@ -196,6 +232,7 @@ int pgd_run(const struct pgd_opts *opts)
 	if (!d)
 		return -ENOMEM;
 	d->listen_fd = d->signal_fd = d->tick_fd = d->loop.epfd = d->alive.ro_fd = -1;
+	d->reserve_fd = -1;
 	int err = setup(d, opts);
 	if (!err) {
 		pgd_log("node %s listening on %s", d->node, d->socket_path);

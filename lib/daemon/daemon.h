@@ -47,9 +47,6 @@ struct member {
 struct writer_ref {
 	struct group *group;
 	uint32_t slot;
-	uint64_t held_pos;     /* the open claim seen at the last tick */
-	int64_t held_since;    /* since when (ns) */
-	bool cancelled;        /* we cancelled held_pos already */
 	struct writer_ref *next_in_session;
 };
 
@@ -69,6 +66,7 @@ struct session {
 	uint64_t serial; /* accept order: "the first handle a process opened" */
 	int64_t orphaned_at; /* closed without BYE, exit not yet seen (ns) */
 	bool said_bye;       /* pg_close: it will use nothing of ours again */
+	bool broken;         /* a reply could not be sent: to be dropped */
 	pid_t pid;
 	struct creds creds; /* uid, gid and supplementary groups */
 	struct proc *proc;
@@ -84,7 +82,6 @@ struct dead_writer {
 	uint32_t slot;
 	int pidfd; /* readable once the process has exited */
 	bool dead; /* the exit watcher already said so */
-	int64_t since; /* when its session ended (ns) */
 	struct dead_writer *next;
 };
 
@@ -94,11 +91,30 @@ struct pending_event {
 	struct pending_event *next;
 };
 
+/* Something the daemon waits on in a group, timed like a sender times the
+ * member it waits for: a clock that restarts whenever the thing moves. */
+struct stall_clock {
+	uint64_t what;  /* the position (or member slot) waited on */
+	uint64_t at;    /* and its cursor then */
+	int64_t since;  /* ns; 0 = not waiting */
+};
+
 struct group {
 	char name[256];
+	uint64_t serial; /* creation order: listings page by it */
 	struct ring ring;
+	struct ring_area events; /* the daemon's own writer area */
+	bool bad;                /* its shared memory was found corrupt */
+	/* Events held back by a member that does not read: evicted after
+	 * the stall limit, as a sender would. */
+	struct stall_clock event_wait;
+	/* Events held back because the tail kept moving under the daemon's
+	 * claim (someone writes it): the group is bad after the limit. */
+	int64_t busy_since;
+	/* Members waiting at a position nobody decides: cancelled after the
+	 * stall limit, so the group moves on. */
+	struct stall_clock stuck;
 	int data_fd;    /* read-write: the daemon's, and senders' */
-	int data_ro_fd; /* read-only reopening: receive-only members */
 	int cursor_fd;
 	uid_t uid;
 	gid_t gid;
@@ -118,10 +134,13 @@ struct daemon {
 	struct loop_src signal_src;
 	struct loop_src tick_src;
 	int listen_fd;
+	int reserve_fd; /* given back to accept a connection when out of fds */
+	bool said_full;
 	int signal_fd;
 	int tick_fd;
 	bool stop;
 	uint64_t next_serial;
+	uint64_t next_group_serial;
 	struct session *sessions;
 	struct proc *procs;
 	struct group *groups;
@@ -140,7 +159,13 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 void registry_remove(struct daemon *d, struct member *m, uint16_t kind);
 int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32_t *slot);
 void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind);
-/* Retry pending events and collect members that senders evicted. */
+/* A read-only file description of the group's data memfd, for a member
+ * that may not send (its mapping cannot be writable); the caller closes it. */
+int registry_data_ro_fd(struct group *g);
+/* Members of g that a sender evicted: out of the group (PG_LEFT). */
+void registry_collect_evicted(struct daemon *d, struct group *g);
+/* Retry pending events, cancel stuck positions, evict members that hold
+ * events back, collect members that senders evicted. */
 void registry_tick(struct daemon *d);
 void registry_destroy_all(struct daemon *d);
 

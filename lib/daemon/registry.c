@@ -2,7 +2,9 @@
 /*
  * The group registry: groups this node masters, their members, and the
  * membership events the daemon writes into each group's ring so that every
- * member sees them at the same point of the order as the messages.
+ * member sees them at the same point of the order as the messages. The
+ * daemon never waits on a ring: what it cannot do now it queues, times, and
+ * does on a later tick, or gives up on the group.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,12 @@
 #include "daemon.h"
 #include "log.h"
 #include "ring/wait.h"
+#include "timing.h"
+
+/* Attempts of the daemon's own claim while the tail moves under it: senders
+ * rarely make it lose more than a few times; more means someone writes the
+ * tail to stall us. */
+#define EVENT_CLAIM_TRIES 16u
 
 struct group *registry_find(struct daemon *d, const char *name)
 {
@@ -31,21 +39,74 @@ static void wake_all(struct group *g)
 	ring_futex_wake(&g->ring.chdr->wake_seq);
 }
 
+/* The group's shared memory says what no honest process could make it say:
+ * readers get -EBADMSG, and the daemon stops writing into it. */
+static void group_bad(struct group *g, const char *why)
+{
+	if (g->bad)
+		return;
+	pgd_log("group %s: shared memory is corrupt (%s); marked bad", g->name, why);
+	g->bad = true;
+	ring_set_state(&g->ring, RING_STATE_BAD);
+	wake_all(g);
+}
+
+static bool stall_over(const struct stall_clock *c, const struct group *g, int64_t now)
+{
+	return c->since && now - c->since >= (int64_t)g->ring.stall_ms * PG_MS;
+}
+
+/* Restart the clock unless it already times this very wait. */
+static void stall_track(struct stall_clock *c, uint64_t what, uint64_t at, int64_t now)
+{
+	if (!c->since || c->what != what || c->at != at) {
+		c->what = what;
+		c->at = at;
+		c->since = now;
+	}
+}
+
 /* Append one event record with the daemon's writer slot; the daemon may use
- * the reserve senders leave free. -EAGAIN when even that is full. */
+ * the reserve senders leave free. -EAGAIN when there is no room now. */
 static int append_event(struct daemon *d, struct group *g, uint16_t kind, int32_t pid,
 			uint64_t *pos)
 {
+	if (g->bad)
+		return -EBADMSG;
 	struct ring_claim c;
+	uint32_t blocker;
 	size_t n = strlen(d->node);
-	int err = ring_claim(&g->ring, RING_DAEMON_WRITER, (uint32_t)n, 0, &c, NULL);
-	if (err)
+	int64_t now = ring_now_ns();
+	int err = ring_claim(&g->ring, &g->events, (uint32_t)n, 0, EVENT_CLAIM_TRIES, &c,
+			     &blocker);
+	if (err == -EAGAIN && blocker == UINT32_MAX) {
+		if (!g->busy_since)
+			g->busy_since = now;
+		else if (now - g->busy_since >= (int64_t)g->ring.stall_ms * PG_MS)
+			group_bad(g, "the tail keeps moving under the node's claims");
+		return -EAGAIN;
+	}
+	g->busy_since = 0;
+	if (err == -EAGAIN) {
+		/* A member holds the room. One waiting at a position nobody
+		 * decided is not to blame: the stuck-position rule frees it. */
+		uint64_t cur = atomic_load(&g->ring.members[blocker].cursor);
+		if (ring_entry_open(&g->ring, cur))
+			g->event_wait.since = 0;
+		else
+			stall_track(&g->event_wait, blocker, cur, now);
+		return -EAGAIN;
+	}
+	g->event_wait.since = 0;
+	if (err) {
+		group_bad(g, "the node's own claim failed");
 		return err;
+	}
 	memcpy(c.payload, d->node, n);
 	ring_commit(&g->ring, &c, kind, 0, pid, 0);
 	ring_wake(&g->ring);
 	if (pos)
-		*pos = c.rec_pos;
+		*pos = c.pos;
 	return 0;
 }
 
@@ -65,6 +126,8 @@ static void flush_pending(struct daemon *d, struct group *g)
 /* Events keep their order: behind any already waiting for room. */
 static void post_event(struct daemon *d, struct group *g, uint16_t kind, int32_t pid)
 {
+	if (g->bad)
+		return;
 	flush_pending(d, g);
 	if (!g->pending && append_event(d, g, kind, pid, NULL) == 0)
 		return;
@@ -98,7 +161,7 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 		ring_bytes = RING_DEFAULT_BYTES;
 		max_msg = RING_DEFAULT_MAX_MSG;
 	} else if (!ring_bytes) {
-		ring_bytes = pow2_at_least(2 * ring_rec_bytes(max_msg) + RING_EVENT_RESERVE);
+		ring_bytes = pow2_at_least(2 * ring_rec_bytes(max_msg) + RING_PAGE);
 		if (ring_bytes < RING_DEFAULT_BYTES)
 			ring_bytes = RING_DEFAULT_BYTES;
 	} else if (!max_msg) {
@@ -114,7 +177,7 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	if (!g)
 		return -ENOMEM;
 	snprintf(g->name, sizeof(g->name), "%s", name);
-	g->data_fd = g->data_ro_fd = g->cursor_fd = -1;
+	g->data_fd = g->cursor_fd = -1;
 	g->pending_tail = &g->pending;
 	g->uid = s->creds.uid;
 	g->gid = s->creds.gid;
@@ -127,16 +190,8 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	if (err)
 		goto fail;
 	atomic_store(&g->ring.writers[RING_DAEMON_WRITER].pid, (int32_t)getpid());
-	atomic_store(&g->ring.writers[RING_DAEMON_WRITER].claim_pos, RING_NO_CLAIM);
-	/* A read-only file description of the same memfd, for members that
-	 * may not send: their mapping of the data area cannot be writable. */
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", g->data_fd);
-	g->data_ro_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (g->data_ro_fd < 0) {
-		err = -errno;
-		goto fail;
-	}
+	ring_area_init(&g->events, RING_DAEMON_WRITER);
+	g->serial = ++d->next_group_serial;
 	g->next = d->groups;
 	d->groups = g;
 	*out = g;
@@ -150,6 +205,17 @@ fail:
 		close(g->cursor_fd);
 	free(g);
 	return err;
+}
+
+int registry_data_ro_fd(struct group *g)
+{
+	/* Opened per hand-out and closed after, so a group costs the daemon
+	 * two fds, not three. fchmod 0400 on the memfd stops anyone without
+	 * CAP_DAC_OVERRIDE from reopening it for writing (ring_create). */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", g->data_fd);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 static void unlink_member(struct member *m)
@@ -170,6 +236,8 @@ static void unlink_member(struct member *m)
 
 int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out)
 {
+	if (g->bad)
+		return -EBADMSG;
 	struct member *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
@@ -180,7 +248,9 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 		return err;
 	}
 	/* The member's first record is its own JOINED event, so its place in
-	 * the order is exact. Without room for it the join fails cleanly. */
+	 * the order is exact. Without room for it the join fails cleanly,
+	 * and the caller tries again: room comes back within the stall
+	 * limit (registry_tick evicts whoever holds it). */
 	flush_pending(d, g);
 	err = g->pending ? -EAGAIN : append_event(d, g, RING_REC_JOINED, target->pid, &start);
 	if (err) {
@@ -215,6 +285,8 @@ void registry_remove(struct daemon *d, struct member *m, uint16_t kind)
 
 int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32_t *slot)
 {
+	if (g->bad)
+		return -EBADMSG;
 	for (struct writer_ref *w = s->writers; w; w = w->next_in_session)
 		if (w->group == g) {
 			*slot = w->slot;
@@ -229,37 +301,27 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 		return err == -ENOSPC ? -EUSERS : err;
 	}
 	w->group = g;
-	w->held_pos = RING_NO_CLAIM;
 	w->next_in_session = s->writers;
 	s->writers = w;
 	*slot = w->slot;
 	return 0;
 }
 
-/* Seal a dead writer's open claim once its process is surely gone. True
- * when the slot is done with (sealed, or its claim was not one). */
+/*
+ * A writer slot whose session ended. A live process (it closed its socket,
+ * or exec'd) may still send through its mapping, so the slot stays its own
+ * until it dies; its claims are cancelled like anyone's if members wait at
+ * them. Once it is surely dead, the position it won is cancelled at once
+ * and the slot freed. True when the slot is done with.
+ */
 static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
 {
 	struct pollfd p = {.fd = dw->pidfd, .events = POLLIN};
 	struct group *g = dw->group;
-	if (!dw->dead && poll(&p, 1, 0) <= 0) {
-		/* Alive without its session (it closed the socket, or
-		 * exec'd): it may still send through its mapping with this
-		 * slot, so the slot stays its own (its claims keep counting)
-		 * until it dies. Like any writer, it loses a claim held past
-		 * the stall limit. */
-		uint64_t pos = atomic_load(&g->ring.writers[dw->slot].claim_pos);
-		if (pos != RING_NO_CLAIM &&
-		    ring_now_ns() - dw->since > (int64_t)g->ring.stall_ms * 1000000 &&
-		    ring_cancel_writer(&g->ring, dw->slot, pos) == 0)
-			ring_wake(&g->ring);
+	if (!dw->dead && poll(&p, 1, 0) <= 0)
 		return false;
-	}
-	int err = ring_seal_writer(&g->ring, dw->slot);
-	if (err == -EAGAIN)
-		return false; /* another claim names the place: wait */
-	if (err)
-		pgd_log("group %s: writer slot %u holds a bogus claim", g->name, dw->slot);
+	if (ring_seal_writer(&g->ring, dw->slot) == -EAGAIN)
+		return false; /* it died around its claim: wait for the other writer */
 	ring_wake(&g->ring);
 	ring_writer_free(&g->ring, dw->slot);
 	return true;
@@ -280,10 +342,10 @@ static void free_dead_writers(struct daemon *d, struct group *only, bool try_sea
 }
 
 /*
- * A session's writer slots: with BYE (pg_close: the library aborted its
+ * A session's writer slots: with BYE (pg_close: the library withdrew its
  * claims and forgot the mapping) a slot is free at once; a dead process's
  * is sealed; a live process that only lost its connection keeps its slot
- * until it dies, since it may go on sending through its mapping.
+ * until it dies. `only` (a group being freed): just forget the slots.
  */
 static void drop_writers(struct daemon *d, struct session *s, struct group *only, bool dead)
 {
@@ -295,19 +357,23 @@ static void drop_writers(struct daemon *d, struct session *s, struct group *only
 		}
 		*p = w->next_in_session;
 		struct ring *r = &w->group->ring;
-		struct dead_writer *dw = NULL;
-		if (!only && (!s->said_bye ||
-			      atomic_load(&r->writers[w->slot].claim_pos) != RING_NO_CLAIM))
-			dw = calloc(1, sizeof(*dw));
+		bool watch = !only && (!s->said_bye || atomic_load(&r->writers[w->slot].claim_pos) !=
+								RING_NO_CLAIM);
+		struct dead_writer *dw = watch ? calloc(1, sizeof(*dw)) : NULL;
 		if (dw && (dw->pidfd = fcntl(s->proc->pidfd, F_DUPFD_CLOEXEC, 0)) >= 0) {
 			dw->dead = dead;
-			dw->since = ring_now_ns();
 			dw->group = w->group;
 			dw->slot = w->slot;
 			dw->next = d->dead_writers;
 			d->dead_writers = dw;
-		} else if (!only) {
+		} else if (watch) {
+			/* Cannot watch it: the slot stays taken for good rather
+			 * than let a second writer share an area a live one
+			 * may still write. */
 			free(dw);
+			pgd_log("group %s: writer slot %u kept: out of memory or fds",
+				w->group->name, w->slot);
+		} else if (!only) {
 			ring_writer_free(r, w->slot);
 		}
 		free(w);
@@ -347,7 +413,6 @@ static void group_free(struct daemon *d, struct group *g)
 	}
 	ring_unmap(&g->ring);
 	close(g->data_fd);
-	close(g->data_ro_fd);
 	close(g->cursor_fd);
 	free(g);
 }
@@ -357,8 +422,10 @@ static void group_down(struct daemon *d, struct group *g)
 {
 	/* A DOWN record where there is room, so readers get everything
 	 * before it in order; the state word covers a full ring. */
-	append_event(d, g, RING_REC_DOWN, 0, NULL);
-	ring_set_down(&g->ring);
+	if (!g->pending)
+		append_event(d, g, RING_REC_DOWN, 0, NULL);
+	if (!g->bad)
+		ring_set_state(&g->ring, RING_STATE_DOWN);
 	wake_all(g);
 }
 
@@ -371,61 +438,83 @@ int registry_delete(struct daemon *d, struct session *s, struct group *g)
 	return 0;
 }
 
-/* A live writer holding its claim past the stall limit: cancel it, so
- * readers move on (its commit will return -ECANCELED). */
-static void cancel_stuck_claims(struct daemon *d)
+/*
+ * Members waiting at a position nobody decided (a writer stopped, slow or
+ * dead inside its claim): after the stall limit the position is cancelled,
+ * its writer's commit fails, and the members move on. The writer held only
+ * its own area, so nothing else needs freeing. The lowest such position is
+ * timed; the next one, if any, is timed once members reach it.
+ */
+static void cancel_stuck(struct group *g, int64_t now)
 {
-	int64_t now = ring_now_ns();
-	for (struct session *s = d->sessions; s; s = s->next) {
-		for (struct writer_ref *w = s->writers; w; w = w->next_in_session) {
-			struct ring *r = &w->group->ring;
-			uint64_t pos = atomic_load(&r->writers[w->slot].claim_pos);
-			if (pos != w->held_pos) {
-				w->held_pos = pos;
-				w->held_since = now;
-				w->cancelled = false;
-				continue;
-			}
-			if (pos == RING_NO_CLAIM || w->cancelled ||
-			    now - w->held_since < (int64_t)r->stall_ms * 1000000)
-				continue;
-			int err = ring_cancel_writer(r, w->slot, pos);
-			if (err == -EAGAIN || err == -ESTALE)
-				continue;
-			w->cancelled = true;
-			if (err)
-				pgd_log("group %s: writer slot %u holds a bogus claim",
-					w->group->name, w->slot);
-			else
-				pgd_log("group %s: cancelled a claim pid %d held for %lld ms",
-					w->group->name, (int)s->pid,
-					(long long)((now - w->held_since) / 1000000));
-			ring_wake(r);
+	struct ring *r = &g->ring;
+	uint64_t lowest = UINT64_MAX;
+	for (struct member *m = g->members; m; m = m->next_in_group) {
+		uint64_t cur = atomic_load(&r->members[m->slot].cursor);
+		if (!m->evicted && cur < lowest && ring_entry_open(r, cur))
+			lowest = cur;
+	}
+	if (lowest == UINT64_MAX) {
+		g->stuck.since = 0;
+		return;
+	}
+	stall_track(&g->stuck, lowest, 0, now);
+	if (!stall_over(&g->stuck, g, now))
+		return;
+	int err = ring_cancel_at(r, lowest);
+	if (err == -EBUSY)
+		group_bad(g, "an order entry keeps changing under the node");
+	else if (err == 0)
+		pgd_log("group %s: cancelled position %llu, open for %lld ms", g->name,
+			(unsigned long long)lowest, (long long)((now - g->stuck.since) / PG_MS));
+	g->stuck.since = 0;
+	ring_wake(r);
+}
+
+/* The member that has held the daemon's events back past the stall limit
+ * is evicted, exactly as a sender would evict it. */
+static void evict_event_blocker(struct group *g, int64_t now)
+{
+	if (!g->pending || !stall_over(&g->event_wait, g, now))
+		return;
+	uint32_t slot = (uint32_t)g->event_wait.what;
+	g->event_wait.since = 0;
+	for (struct member *m = g->members; m; m = m->next_in_group)
+		if (m->slot == slot && !m->evicted)
+			ring_member_evict(&g->ring, m->slot, m->state_word);
+}
+
+void registry_collect_evicted(struct daemon *d, struct group *g)
+{
+	/* A sender that evicted a member may have died before telling us:
+	 * the slot's state says so anyway. */
+	for (struct member *m = g->members; m;) {
+		struct member *next = m->next_in_group;
+		uint32_t w = atomic_load(&g->ring.members[m->slot].state);
+		if (!m->evicted && RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
+		    RING_GEN_OF(w) == RING_GEN_OF(m->state_word)) {
+			pgd_log("group %s: member pid %d evicted for lagging", g->name,
+				(int)m->session->pid);
+			m->evicted = true;
+			g->n_members--;
+			post_event(d, g, RING_REC_LEFT, m->session->pid);
 		}
+		m = next;
 	}
 }
 
 void registry_tick(struct daemon *d)
 {
+	int64_t now = ring_now_ns();
 	free_dead_writers(d, NULL, true);
-	cancel_stuck_claims(d);
 	for (struct group *g = d->groups; g; g = g->next) {
+		if (g->bad)
+			continue;
+		cancel_stuck(g, now);
 		flush_pending(d, g);
-		/* A sender that evicted a member may have died before telling
-		 * us: the slot's state says so anyway. */
-		for (struct member *m = g->members; m;) {
-			struct member *next = m->next_in_group;
-			uint32_t w = atomic_load(&g->ring.members[m->slot].state);
-			if (!m->evicted && RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
-			    RING_GEN_OF(w) == RING_GEN_OF(m->state_word)) {
-				pgd_log("group %s: member pid %d evicted for lagging", g->name,
-					(int)m->session->pid);
-				m->evicted = true;
-				g->n_members--;
-				post_event(d, g, RING_REC_LEFT, m->session->pid);
-			}
-			m = next;
-		}
+		evict_event_blocker(g, now);
+		registry_collect_evicted(d, g);
+		flush_pending(d, g);
 	}
 }
 
@@ -433,7 +522,7 @@ void registry_destroy_all(struct daemon *d)
 {
 	while (d->groups) {
 		struct group *g = d->groups;
-		ring_set_down(&g->ring);
+		ring_set_state(&g->ring, RING_STATE_DOWN);
 		wake_all(g);
 		group_free(d, g);
 	}

@@ -6,6 +6,7 @@
  * reply and changes nothing.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "proto/ctl.h"
 #include "ring/wait.h"
+#include "timing.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers lack it */
@@ -94,13 +96,41 @@ static void proc_put(struct daemon *d, struct proc *p)
 
 static void on_session(struct loop *l, struct loop_src *src, uint32_t events);
 
-#define ORPHAN_GRACE_NS (100 * 1000 * 1000)
+
+/*
+ * Out of fds: the listening socket stays readable, and a level-triggered
+ * loop would spin on it while the client waits for ever. Give back the
+ * reserve fd, take the connection, tell it why, hang up, take the reserve
+ * again: the client gets a clear error at once.
+ */
+static void refuse_one(struct daemon *d, int err)
+{
+	if (d->reserve_fd >= 0)
+		close(d->reserve_fd);
+	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0) {
+		static struct ctl_out note;
+		ctl_begin(&note, CTL_REFUSED, 0, err);
+		ctl_end(&note);
+		ctl_send(fd, &note, NULL, 0);
+		close(fd);
+	}
+	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (!d->said_full) {
+		pgd_log("out of file descriptors: refusing new connections (%s)", strerror(-err));
+		d->said_full = true;
+	}
+}
 
 void session_accept(struct daemon *d)
 {
 	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			refuse_one(d, -errno);
 		return;
+	}
+	d->said_full = false;
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
@@ -177,10 +207,11 @@ static struct session *first_session_of(struct daemon *d, pid_t pid)
 	return NULL;
 }
 
+/* The session's membership of g that is still one (not evicted). */
 static struct member *membership(struct group *g, struct session *s)
 {
 	for (struct member *m = s->members; m; m = m->next_in_session)
-		if (m->group == g)
+		if (m->group == g && !m->evicted)
 			return m;
 	return NULL;
 }
@@ -195,7 +226,12 @@ static int reply(struct session *s, const struct ctl_in *req, int status, const 
 		ctl_end(&out_msg);
 		nfds = 0;
 	}
-	return ctl_send(s->fd, &out_msg, fds, nfds);
+	/* Failing to send means the client is gone or does not read its
+	 * socket (it is non-blocking: we never wait for a client). */
+	int err = ctl_send(s->fd, &out_msg, fds, nfds);
+	if (err)
+		s->broken = true;
+	return err;
 }
 
 static void begin_reply(const struct ctl_in *req)
@@ -277,10 +313,16 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 		return err;
 	if (write && (err = registry_writer(d, g, s, &slot)))
 		return err;
+	int data = write ? g->data_fd : registry_data_ro_fd(g);
+	if (data < 0)
+		return data;
 	begin_reply(req);
 	ctl_put_u32(&out_msg, CTL_T_WRITER, slot);
-	int fds[2] = {write ? g->data_fd : g->data_ro_fd, g->cursor_fd};
-	return reply(s, req, 0, fds, 2);
+	int fds[2] = {data, g->cursor_fd};
+	err = reply(s, req, 0, fds, 2);
+	if (!write)
+		close(data);
+	return err;
 }
 
 static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req)
@@ -298,11 +340,11 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 	/* Both the caller and the process that becomes a member may read. */
 	if ((err = may(s, g, RIGHT_READ)) || (err = may(target, g, RIGHT_READ)))
 		return err;
-	struct member *had = membership(g, target);
-	if (had && !had->evicted)
+	/* An evicted membership keeps its slot until its reader was told
+	 * (PG_EVICTED), so a new one takes another slot and queues behind it
+	 * in the library: the eviction is never lost. */
+	if (membership(g, target))
 		return -EALREADY;
-	if (had)
-		registry_remove(d, had, RING_REC_LEFT); /* free the evicted slot */
 	begin_reply(req);
 	put_members(d, g); /* the members before this join */
 	struct member *m;
@@ -318,11 +360,19 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 		}
 		return reply(s, req, 0, NULL, 0);
 	}
+	/* The caller itself (pid 0, or its own pid and this is its first
+	 * handle): the membership comes with the reply. */
 	ctl_put_u32(&out_msg, CTL_T_SLOT, m->slot);
 	ctl_put_u32(&out_msg, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
-	int fds[2] = {g->data_ro_fd, g->cursor_fd};
+	int ro = registry_data_ro_fd(g);
+	if (ro < 0) {
+		registry_remove(d, m, RING_REC_LEFT);
+		return ro;
+	}
+	int fds[2] = {ro, g->cursor_fd};
 	err = reply(s, req, 0, fds, 2);
+	close(ro);
 	if (err)
 		registry_remove(d, m, RING_REC_LEFT);
 	return err;
@@ -338,8 +388,12 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	ctl_put_u32(&note, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&note, CTL_T_CURSOR, m->start);
 	ctl_end(&note);
-	int fds[2] = {g->data_ro_fd, g->cursor_fd};
+	int ro = registry_data_ro_fd(g);
+	if (ro < 0)
+		return ro;
+	int fds[2] = {ro, g->cursor_fd};
 	int err = ctl_send(s->fd, &note, fds, 2);
+	close(ro);
 	if (err)
 		return err;
 	/* The target may be asleep in pg_recv on its other groups: wake them
@@ -359,13 +413,19 @@ static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *re
 	if (err)
 		return err;
 	struct member *m = NULL;
-	if (pid == 0) {
-		m = membership(g, s);
+	uint32_t slot;
+	if (pid == 0 && ctl_get_u32(req, CTL_T_SLOT, &slot) == 0) {
+		/* The library is done with this one slot: left, or told it
+		 * was evicted (then only the slot goes; PG_LEFT was written). */
+		for (struct member *x = s->members; x && !m; x = x->next_in_session)
+			if (x->group == g && x->slot == slot)
+				m = x;
 		if (m && m->evicted) {
-			/* Already out of the group: only its slot goes. */
 			registry_remove(d, m, RING_REC_LEFT);
 			return -ESRCH;
 		}
+	} else if (pid == 0) {
+		m = membership(g, s);
 	} else {
 		for (struct member *x = g->members; x && !m; x = x->next_in_group)
 			if (x->session->pid == (pid_t)pid && !x->evicted)
@@ -394,8 +454,14 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 			put_members(d, g);
 		return reply(s, req, 0, NULL, 0);
 	}
+	/* Groups are listed newest first; a long list comes in pages, each
+	 * ending with TRUNCATED = the serial to ask for next (groups older
+	 * than the last one sent). */
+	uint64_t below = UINT64_MAX;
+	if (ctl_get_u64(req, CTL_T_CURSOR, &below) == -EPROTO)
+		return -EINVAL;
 	for (struct group *g = d->groups; g; g = g->next) {
-		if (may(s, g, RIGHT_READ))
+		if (g->serial >= below || may(s, g, RIGHT_READ))
 			continue; /* listing is reading */
 		struct {
 			struct ctl_group_info info;
@@ -403,18 +469,21 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 		} v;
 		memset(&v, 0, sizeof(v));
 		v.info.ring_bytes = g->ring.capacity;
-		v.info.lag = ring_fill(&g->ring);
-		v.info.fill = v.info.lag > g->ring.capacity ? g->ring.capacity : v.info.lag;
+		v.info.lag = ring_lag(&g->ring);
+		v.info.fill = v.info.lag > g->ring.order_slots ? g->ring.order_slots : v.info.lag;
 		v.info.members = g->n_members;
 		v.info.mode = g->mode;
 		snprintf(v.info.master, sizeof(v.info.master), "%s", d->node);
 		size_t n = strlen(g->name);
 		memcpy(v.name, g->name, n);
-		if (!ctl_put(&out_msg, CTL_T_GROUP, &v, sizeof(v.info) + n)) {
-			out_msg.overflow = false;
-			ctl_put(&out_msg, CTL_T_TRUNCATED, NULL, 0);
+		/* Keep room for the TRUNCATED field that may have to follow. */
+		if (out_msg.len + 2 * sizeof(struct ctl_tlv) + sizeof(v.info) + n + 8 + 3 >
+		    CTL_MAX_BYTES) {
+			ctl_put_u64(&out_msg, CTL_T_TRUNCATED, below);
 			break;
 		}
+		ctl_put(&out_msg, CTL_T_GROUP, &v, sizeof(v.info) + n);
+		below = g->serial;
 	}
 	return reply(s, req, 0, NULL, 0);
 }
@@ -426,8 +495,8 @@ static void do_evict(struct daemon *d, const struct ctl_in *req)
 	if (get_group(d, req, &g) || ctl_get_u32(req, CTL_T_SLOT, &slot) ||
 	    ctl_get_u32(req, CTL_T_STATEWORD, &word))
 		return;
-	/* Trust the slot's state, not the message: registry_tick checks it. */
-	registry_tick(d);
+	/* Trust the slot's state, not the message: only that group's. */
+	registry_collect_evicted(d, g);
 }
 
 /* Handle one request; false when the session is gone. */
@@ -438,6 +507,9 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 	case CTL_HELLO:
 		begin_reply(req);
 		ctl_put_str(&out_msg, CTL_T_NODE, d->node);
+		/* Pids are as the daemon sees them: the library sends and
+		 * filters esend with this one, not with its own getpid(). */
+		ctl_put_u32(&out_msg, CTL_T_PID, (uint32_t)s->pid);
 		err = reply(s, req, 0, &d->alive.ro_fd, 1);
 		break;
 	case CTL_CREATE:
@@ -491,15 +563,14 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 	default:
 		err = -EOPNOTSUPP;
 	}
-	/* An error from a handler becomes the reply; an error sending the
-	 * reply means the client is gone or not reading: drop it. */
-	if (err == -EAGAIN || err == -EPIPE || err == -ECONNRESET || err == -ENOTCONN ||
-	    err == -EIO) {
+	/* An error from a handler becomes the reply; a reply that could not
+	 * be sent drops the client. */
+	if (err && !s->broken)
+		reply(s, req, err, NULL, 0);
+	if (s->broken) {
 		session_close(d, s, RING_REC_LEFT);
 		return false;
 	}
-	if (err)
-		reply(s, req, err, NULL, 0);
 	return true;
 }
 
@@ -533,7 +604,7 @@ void session_reap_orphans(struct daemon *d)
 		struct pollfd p = {.fd = s->proc->pidfd, .events = POLLIN};
 		if (poll(&p, 1, 0) > 0)
 			session_close(d, s, RING_REC_EXITED);
-		else if (now - s->orphaned_at > ORPHAN_GRACE_NS)
+		else if (now - s->orphaned_at > PGD_ORPHAN_GRACE_NS)
 			session_close(d, s, RING_REC_LEFT);
 	}
 }

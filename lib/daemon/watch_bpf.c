@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -42,6 +43,25 @@ struct bpf_watch {
 	 * offset; the kernel's start_boottime is not. */
 	int64_t boottime_offset_ns;
 };
+
+/* How deep our pid namespace is: one less than the pids NSpid lists. */
+static __u32 pidns_level(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	__u32 level = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "NSpid:", 6) != 0)
+			continue;
+		for (char *p = strtok(line + 6, " \t\n"); p; p = strtok(NULL, " \t\n"))
+			level++;
+		level = level ? level - 1 : 0;
+		break;
+	}
+	if (f)
+		fclose(f);
+	return level;
+}
 
 /* The boottime offset of our time namespace (0 outside one). */
 static int64_t boottime_offset(void)
@@ -208,9 +228,18 @@ int watch_bpf_new(struct loop *l, watch_exit_fn fn, void *arg, struct watch **ou
 	bw->ticks_per_s = sysconf(_SC_CLK_TCK);
 	bw->boottime_offset_ns = boottime_offset();
 	int err = 0;
-	bw->skel = exitwatch__open_and_load();
+	bw->skel = exitwatch__open();
 	if (!bw->skel)
 		err = bpf_err();
+	if (!err) {
+		/* Our pid namespace: the program reports pids as we see them. */
+		struct stat st;
+		bw->skel->rodata->ns_level = pidns_level();
+		if (stat("/proc/self/ns/pid", &st) == 0)
+			bw->skel->rodata->ns_inum = (__u32)st.st_ino;
+		if (exitwatch__load(bw->skel))
+			err = bpf_err();
+	}
 	if (!err && exitwatch__attach(bw->skel))
 		err = bpf_err();
 	if (!err) {

@@ -20,21 +20,24 @@
 #define CTL_MAX_FDS 2u
 
 enum ctl_type {
-	CTL_HELLO = 1,   /* -> node name */
+	CTL_HELLO = 1,   /* -> NODE, PID (the caller as the daemon sees it) */
 	CTL_CREATE = 2,  /* NAME [NODE RING MAXMSG STALL MODE] */
 	CTL_DELETE = 3,  /* NAME */
 	CTL_OPEN = 4,    /* NAME FLAGS(write) -> fds, WRITER */
 	CTL_JOIN = 5,    /* NAME PID -> MEMBER..., (self: SLOT STATEWORD CURSOR + fds) */
-	CTL_LEAVE = 6,   /* NAME PID */
+	CTL_LEAVE = 6,   /* NAME PID [SLOT: that membership of the caller's] */
 	CTL_MEMBERS = 7, /* NAME -> MEMBER... */
 	CTL_MONITOR = 8, /* NAME */
-	CTL_GROUPS = 9,  /* -> GROUP... */
+	CTL_GROUPS = 9,  /* [CURSOR: groups created before it] -> GROUP... [TRUNCATED] */
 	CTL_EVICT = 10,  /* NAME SLOT STATEWORD: a sender evicted a member; no reply */
 	CTL_BYE = 11,    /* pg_close: leave everything (PG_LEFT), then the reply */
 	/* Daemon -> client, unasked: another process joined this ctx to a
 	 * group (NAME SLOT STATEWORD CURSOR + fds). */
 	CTL_ASYNC_JOINED = 64,
-	CTL_TYPE_MAX = 64,
+	/* Daemon -> client, the only message on a connection it cannot
+	 * serve (out of fds): status says why; then it hangs up. */
+	CTL_REFUSED = 65,
+	CTL_TYPE_MAX = 65,
 };
 #define CTL_REPLY 0x80u /* or-ed into the type of a reply */
 
@@ -53,7 +56,7 @@ enum ctl_tag {
 	CTL_T_WRITER = 12, /* u32 */
 	CTL_T_MEMBER = 13, /* i32 pid + node name */
 	CTL_T_GROUP = 14,  /* struct ctl_group_info + group name */
-	CTL_T_TRUNCATED = 15, /* empty: the list did not fit */
+	CTL_T_TRUNCATED = 15, /* u64: more groups follow; ask again with CURSOR = this */
 	CTL_T_MAX = 15,
 };
 
@@ -78,8 +81,8 @@ static_assert(sizeof(struct ctl_tlv) == 4, "ctl_tlv is on the wire");
 /* One line of a groups listing. */
 struct ctl_group_info {
 	uint64_t ring_bytes;
-	uint64_t fill;   /* bytes the slowest member has not read */
-	uint64_t lag;    /* bytes between the slowest member and the tail */
+	uint64_t fill;   /* records the slowest member has not read (at most the order's size) */
+	uint64_t lag;    /* order positions between the slowest member and the tail */
 	uint32_t members;
 	uint32_t mode;
 	char master[64];

@@ -14,7 +14,10 @@
  */
 int ctl_default_socket(char *out, size_t cap);
 
-/* A connected control socket (close-on-exec), or -errno. */
+/* A connected control socket (close-on-exec), or -errno; -ETIMEDOUT when
+ * the listener's backlog stayed full for timeout_ms (it does not accept). */
+int ctl_connect_wait(const char *path, int timeout_ms);
+/* The same, waiting at most PG_RPC_TIMEOUT_MS. */
 int ctl_connect(const char *path);
 
 #endif /* PG_PROTO_PATH_H */

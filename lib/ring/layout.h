@@ -2,7 +2,14 @@
 /*
  * The shared-memory layout of one group ring. Two memfds per group:
  *
- *  - the DATA memfd: a header page, the writer slots, then the data area.
+ *  - the DATA memfd: a header page, the writer slots, the ORDER (one 8-byte
+ *    entry per position of the group's total order), then one AREA per
+ *    writer slot, where that writer alone puts its records. An order entry
+ *    refers to a record by (writer, offset); it is published with one
+ *    compare-and-swap and never written otherwise. So a writer stopped
+ *    inside its claim holds only its own area: the node cancels its entry,
+ *    readers skip it, the order moves on, and nothing the writer writes
+ *    when it wakes can reach a reader (docs/design.md, section 4).
  *    Mapped writable only by processes that may send (and the daemon);
  *    read-only by receive-only members.
  *  - the CURSOR memfd: a header (wake word, sleeper count) and one slot per
@@ -23,29 +30,34 @@
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
 #define RING_CURSOR_MAGIC 0x70677263u /* "pgrc" */
-#define RING_VERSION 1u
+#define RING_VERSION 2u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
-/* Records start on RING_ALIGN boundaries and never straddle the end of the
- * data area, so the space left before the end is always 0 or a whole header. */
+/* Records start on RING_ALIGN boundaries of their writer's area and never
+ * straddle its end. */
 #define RING_ALIGN 32u
-#define RING_WRITER_SLOTS 256u  /* senders (ctx x group) per node, plus the daemon;
-				   a slot number fits the high byte of flags */
+#define RING_WRITER_SLOTS 256u  /* most writer slots a group can have; a slot
+				   number fits the order entry's 8 bits */
 #define RING_MEMBER_SLOTS 1024u /* member handles per group per node */
 #define RING_DAEMON_WRITER 0u   /* writer slot the daemon itself appends with */
-/* Room only the daemon may fill, so a membership event finds a place even
- * when senders have filled the ring. */
-#define RING_EVENT_RESERVE 4096u
+/* Order entries only the daemon may fill, so a membership event finds a
+ * place even when senders have filled the order. */
+#define RING_EVENT_RESERVE 64u
 
 #define RING_MIN_BYTES (64u * 1024u)
 #define RING_MAX_BYTES (1u << 30)
 #define RING_DEFAULT_BYTES (1u << 20)
 #define RING_DEFAULT_MAX_MSG (64u * 1024u)
+/* All writer areas of a group together span at most this much (sparse
+ * memfd pages: only what writers touch is memory). Large rings get fewer
+ * writer slots, never fewer than RING_MIN_WRITERS. */
+#define RING_AREAS_BUDGET (1ull << 30)
+#define RING_MIN_WRITERS 16u
 
 /* Record kinds, in the record header. */
 enum ring_kind {
-	RING_REC_PAD = 1,   /* skip: end-of-area filler, aborted or sealed claim */
+	RING_REC_WRAP = 1,  /* writer-private: the rest of the area is unused */
 	RING_REC_MSG = 2,   /* a message */
 	RING_REC_JOINED = 3,
 	RING_REC_LEFT = 4,
@@ -53,85 +65,96 @@ enum ring_kind {
 	RING_REC_DOWN = 6,  /* the group was deleted; nothing follows */
 };
 
-/* Record flags. The high byte names the writer slot that wrote the record,
- * so the daemon can tell a dead writer's own records from another's when it
- * seals the dead writer's claim. */
+/* Record flags. */
 #define RING_F_ESEND 0x1u /* not for any handle of the sending process */
-#define RING_F_WRITER_SHIFT 8
-#define RING_F_WRITER(f) ((uint32_t)(f) >> RING_F_WRITER_SHIFT)
-#define RING_FLAGS(f, writer) ((uint16_t)(((f)&0xffu) | ((writer) << RING_F_WRITER_SHIFT)))
 
 /*
- * A record. `commit` is written last, with release semantics, and holds the
- * bitwise NOT of the record's absolute position: a reader expecting position
- * P accepts the record only when commit == ~P, so neither zeroed memory nor a
- * previous lap's record (position P - capacity) can pass for it.
- *
- * The node cancels a claim its writer holds too long, or seals a dead
- * writer's, by swapping commit to RING_CANCELLED(P) (~P with bit 4 flipped:
- * no ~position has it, since positions are 32-aligned). Readers skip a
- * cancelled record by its length, whatever else its header says; a writer
- * commits with a compare-and-swap, so its commit fails once cancelled.
+ * A record in a writer's area. The writer fills it before it publishes the
+ * order entry that refers to it; a reader checks that `order_pos` is the
+ * position it reads, so an entry can never pass off a stale record (or
+ * another position's) as its own.
  */
 struct ring_rec {
-	_Atomic uint64_t commit;
-	/* Payload bytes that follow the header. Atomic: the node may set it
-	 * while cancelling, racing the writer (cancel_unit). */
-	_Atomic uint32_t len;
-	uint16_t kind;     /* enum ring_kind */
-	uint16_t flags;    /* RING_F_* */
-	uint64_t seq;      /* the group's order; strictly increasing */
-	int32_t from_pid;  /* sender, or the member an event is about */
+	uint64_t order_pos; /* the order position this record was written for */
+	uint32_t len;       /* payload bytes that follow the header */
+	uint16_t kind;      /* enum ring_kind */
+	uint16_t flags;     /* RING_F_* */
+	int32_t from_pid;   /* sender (as the daemon sees it), or the member an event is about */
 	uint32_t from_node; /* 0 = the group's master node */
+	uint64_t reserved;  /* 0 */
 };
-#define RING_CANCELLED(pos) (~(uint64_t)(pos) ^ 0x10u)
-static_assert(offsetof(struct ring_rec, commit) == 0, "ring_rec layout");
+static_assert(offsetof(struct ring_rec, order_pos) == 0, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, len) == 8, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, kind) == 12, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, flags) == 14, "ring_rec layout");
-static_assert(offsetof(struct ring_rec, seq) == 16, "ring_rec layout");
-static_assert(offsetof(struct ring_rec, from_pid) == 24, "ring_rec layout");
-static_assert(offsetof(struct ring_rec, from_node) == 28, "ring_rec layout");
+static_assert(offsetof(struct ring_rec, from_pid) == 16, "ring_rec layout");
+static_assert(offsetof(struct ring_rec, from_node) == 20, "ring_rec layout");
 static_assert(sizeof(struct ring_rec) == RING_ALIGN, "ring_rec must be one alignment unit");
 
 /*
- * A writer slot: who holds a claim. A sender writes pid, claim_pos and
- * claim_len BEFORE its compare-and-swap on the tail, so a writer that dies
- * right after the claim leaves a hole whose owner and length are known.
+ * An order entry: 64 bits, changed only by compare-and-swap.
+ *   bits 0-1   state: EMPTY (never written), COMMITTED, CANCELLED
+ *   bits 2-9   writer slot of the record
+ *   bits 10-34 the record's offset in that writer's area, in RING_ALIGN units
+ *   bits 35-63 lap: position / order_slots, modulo 2^29
+ * A writer or the node decides the entry of position P by a CAS from a value
+ * of an older lap (or EMPTY) to P's lap; a value of P's lap is final. So a
+ * late writer whose entry was cancelled, or lapped, fails its CAS and
+ * writes nothing into the order.
+ */
+#define RING_E_EMPTY 0u
+#define RING_E_COMMITTED 1u
+#define RING_E_CANCELLED 2u
+#define RING_E_STATE(e) ((uint32_t)((e)&3u))
+#define RING_E_WRITER(e) ((uint32_t)(((e) >> 2) & 0xffu))
+#define RING_E_UNIT(e) ((uint64_t)(((e) >> 10) & 0x1ffffffu))
+#define RING_E_LAP_BITS 29
+#define RING_E_LAP(e) ((uint32_t)((e) >> 35))
+#define RING_E_MAKE(lap, unit, writer, st)                                                 \
+	(((uint64_t)((lap) & ((1u << RING_E_LAP_BITS) - 1)) << 35) |                       \
+	 ((uint64_t)((unit)&0x1ffffffu) << 10) | ((uint64_t)((writer)&0xffu) << 2) | (st))
+static_assert(RING_MAX_BYTES / RING_ALIGN <= 0x2000000u, "area offsets fit 25 bits");
+
+/*
+ * A writer slot. The daemon hands it out (pid, gen); the writer says which
+ * order position it is about to claim (claim_pos, before its CAS on the
+ * tail) and which it won (claim_won, after), so the node can cancel a dead
+ * writer's open entry at once. last_pos is the newest position it claimed:
+ * its area is free for another writer only when every member is past it.
  */
 struct ring_writer {
 	_Atomic int32_t pid;        /* 0 = slot free */
 	_Atomic uint32_t gen;       /* bumped each time the slot is handed out */
 	_Atomic uint64_t claim_pos; /* RING_NO_CLAIM when idle */
-	_Atomic uint64_t claim_len;
-	/* == claim_pos once the claiming CAS has won: only such a claim is
-	 * the writer's for sure, and only such a claim the node cancels. */
-	_Atomic uint64_t claim_won;
+	_Atomic uint64_t claim_won; /* == claim_pos once the claiming CAS has won */
+	_Atomic uint64_t last_pos;  /* RING_NO_CLAIM before its first claim */
 	uint8_t pad[RING_CACHELINE - 32];
 };
 #define RING_NO_CLAIM UINT64_MAX
 static_assert(sizeof(struct ring_writer) == RING_CACHELINE, "one writer per cache line");
 static_assert(offsetof(struct ring_writer, claim_pos) == 8, "ring_writer layout");
-static_assert(offsetof(struct ring_writer, claim_len) == 16, "ring_writer layout");
-static_assert(offsetof(struct ring_writer, claim_won) == 24, "ring_writer layout");
+static_assert(offsetof(struct ring_writer, claim_won) == 16, "ring_writer layout");
+static_assert(offsetof(struct ring_writer, last_pos) == 24, "ring_writer layout");
 
 enum ring_group_state {
 	RING_STATE_OPEN = 1,
 	RING_STATE_DOWN = 2, /* deleted (or the daemon shut down): senders get -ENOENT */
+	RING_STATE_BAD = 3,  /* the node found the shared memory corrupt: -EBADMSG */
 };
 
 /* The header of the DATA memfd. Hot fields each on a cache line of their own. */
 struct ring_data_hdr {
 	uint32_t magic;
 	uint32_t version;
-	uint32_t hdr_bytes;  /* offset of the data area */
+	uint32_t hdr_bytes;    /* offset of the order */
 	uint32_t max_msg;
-	uint64_t capacity;   /* bytes in the data area; a power of two */
-	uint32_t writer_slots;
+	uint64_t capacity;     /* bytes in each writer's area; a power of two */
+	uint32_t writer_slots; /* areas that follow the order */
 	uint32_t stall_ms;
-	uint8_t pad0[RING_CACHELINE - 32];
+	uint64_t order_slots;  /* entries in the order; a power of two */
+	uint8_t pad0[RING_CACHELINE - 40];
 
-	/* Next free absolute position. Claimed by compare-and-swap. */
+	/* Next free order position. Claimed by compare-and-swap. */
 	_Atomic uint64_t tail;
 	uint8_t pad1[RING_CACHELINE - 8];
 
@@ -144,26 +167,34 @@ struct ring_data_hdr {
 	uint8_t pad3[RING_CACHELINE - 4];
 };
 static_assert(offsetof(struct ring_data_hdr, capacity) == 16, "data hdr layout");
+static_assert(offsetof(struct ring_data_hdr, order_slots) == 32, "data hdr layout");
 static_assert(offsetof(struct ring_data_hdr, tail) == 64, "data hdr layout");
 static_assert(offsetof(struct ring_data_hdr, cached_min) == 128, "data hdr layout");
 static_assert(offsetof(struct ring_data_hdr, state) == 192, "data hdr layout");
 static_assert(sizeof(struct ring_data_hdr) == 256, "data hdr layout");
 
 #define RING_WRITERS_OFF RING_PAGE
-#define RING_DATA_OFF (RING_WRITERS_OFF + RING_WRITER_SLOTS * RING_CACHELINE)
-static_assert(RING_DATA_OFF % RING_PAGE == 0, "data area must be page aligned");
+#define RING_ORDER_OFF (RING_WRITERS_OFF + RING_WRITER_SLOTS * RING_CACHELINE)
+static_assert(RING_ORDER_OFF % RING_PAGE == 0, "the order must be page aligned");
+/* One order entry per RING_ALIGN bytes of area: the order holds as many
+ * records as one writer's area can. Whole pages, so the areas that follow
+ * are page aligned. */
+#define RING_ORDER_SLOTS(capacity) ((uint64_t)(capacity) / RING_ALIGN)
+static_assert(RING_ORDER_SLOTS(RING_MIN_BYTES) * 8 % RING_PAGE == 0, "order is whole pages");
+#define RING_AREAS_OFF(capacity) (RING_ORDER_OFF + RING_ORDER_SLOTS(capacity) * 8)
 
 enum ring_member_state {
 	RING_MEMBER_FREE = 0,
 	RING_MEMBER_ACTIVE = 1,
-	RING_MEMBER_EVICTED = 2, /* a sender gave up waiting on it */
+	RING_MEMBER_EVICTED = 2, /* a sender (or the node) gave up waiting on it */
 };
 
 /*
- * A member slot in the CURSOR memfd. `cursor` is the position of the next
- * record the member will read; all below it may be overwritten. `state` packs
- * the member state (low byte) with the slot's generation (upper 24 bits) so an
- * eviction aimed at a previous holder of the slot fails its compare-and-swap.
+ * A member slot in the CURSOR memfd. `cursor` is the order position of the
+ * next record the member will read; all below it may be overwritten. `state`
+ * packs the member state (low byte) with the slot's generation (upper 24
+ * bits) so an eviction aimed at a previous holder of the slot fails its
+ * compare-and-swap.
  */
 struct ring_member {
 	_Atomic uint64_t cursor;

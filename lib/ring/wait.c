@@ -62,19 +62,21 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
 {
 	struct ring_member *m = &r->members[slot];
 	uint32_t st = atomic_load(&m->state);
-	/* Wait for an eighth of the ring, not one record: a full ring would
-	 * otherwise cost a wake (and two context switches) per message. The
-	 * member cannot go past the tail, so never ask for more. */
-	uint64_t want = cursor + r->capacity / RING_ROOM_BATCH;
+	/* Wait for an eighth of what it has left to read, not one record: a
+	 * full ring would otherwise cost a wake (and two context switches)
+	 * per message. It cannot go past the tail, so never ask for more. */
 	uint64_t tail = atomic_load(&r->hdr->tail);
-	if (want > tail)
-		want = tail;
+	uint64_t backlog = tail > cursor ? tail - cursor : 0;
+	uint64_t want = cursor + (backlog / RING_ROOM_BATCH ? backlog / RING_ROOM_BATCH : 1);
 	/* Announce, then re-check: pairs with ring_release's seq_cst store of
 	 * the cursor followed by its loads of `waiters` and `wake_at`. */
 	atomic_fetch_add(&m->waiters, 1);
 	uint64_t at = atomic_load(&m->wake_at);
-	while (want < at && !atomic_compare_exchange_weak(&m->wake_at, &at, want))
-		;
+	/* A few tries: other producers lower it too, and the member's page is
+	 * writable by anyone; a lost race costs at most a wake too early. */
+	for (int i = 0; i < 8 && want < at; i++)
+		if (atomic_compare_exchange_weak(&m->wake_at, &at, want))
+			break;
 	int err = 0;
 	/* Moved since the caller looked: let it look again first. */
 	uint64_t now = atomic_load(&m->cursor);

@@ -18,13 +18,13 @@ int ring_futex_wake(_Atomic uint32_t *word);
 /* Monotonic clock in nanoseconds. */
 int64_t ring_now_ns(void);
 
-/* A parked producer waits for 1/RING_ROOM_BATCH of the ring to free up. */
+/* A parked producer waits for 1/RING_ROOM_BATCH of the member's backlog. */
 #define RING_ROOM_BATCH 8
 
 /*
- * Park until member `slot` of `r` has moved its cursor an eighth of the ring
- * past `cursor` (or to the tail), or its state changes, or `timeout_ns`
- * passes. 0 when woken or timed out, -EINTR.
+ * Park until member `slot` of `r` has read an eighth of its backlog past
+ * `cursor`, or its state changes, or `timeout_ns` passes. 0 when woken or
+ * timed out, -EINTR.
  */
 int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeout_ns);
 

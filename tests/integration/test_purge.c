@@ -306,8 +306,10 @@ static void *fill_thread(void *arg)
 }
 
 /* A member waiting at a stuck claim is not lagging: a sender blocked by
- * that claim never evicts it, the claim is cancelled, and once the writer
- * notices, the sender goes on. Nobody loses anything. */
+ * that claim never evicts it, the claim is cancelled, and the group runs
+ * on while the writer still sleeps inside it — all 200 messages, many
+ * rings' worth of the 64 KiB group, before the writer even wakes. Nobody
+ * loses anything. */
 static void test_stuck_claim_evicts_nobody(void)
 {
 	pg_ctx *mem;
@@ -316,63 +318,61 @@ static void test_stuck_claim_evicts_nobody(void)
 	struct filler f = {.group = g};
 	pthread_t t;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, fill_thread, &f), 0);
-	/* The member reads all it can for a while: a ring's worth at most,
-	 * since the cancelled claim's space is not reused yet. */
 	pg_message m;
 	int got = 0;
-	while (pg_recv(mem, &m, 800) == 0) {
-		CU_ASSERT_EQUAL_FATAL(m.kind, PG_MSG);
-		CU_ASSERT_EQUAL(((const char *)m.data)[0], (char)got);
-		got++;
-	}
-	CU_ASSERT(got > 0 && got < 200);
-	child_write(&w, "g", 1); /* the writer wakes and notices */
-	int rc = 0;
-	CU_ASSERT_EQUAL(child_read(&w, &rc, sizeof(rc), 5000), 0);
-	CU_ASSERT_EQUAL(rc, -ECANCELED);
-	CU_ASSERT_EQUAL(child_wait(&w), 0);
 	while (got < 200 && pg_recv(mem, &m, 3000) == 0) {
 		CU_ASSERT_EQUAL_FATAL(m.kind, PG_MSG); /* never PG_EVICTED */
 		CU_ASSERT_EQUAL(((const char *)m.data)[0], (char)got);
 		got++;
 	}
+	CU_ASSERT_EQUAL(got, 200);
+	child_write(&w, "g", 1); /* the writer wakes and notices */
+	int rc = 0;
+	CU_ASSERT_EQUAL(child_read(&w, &rc, sizeof(rc), 5000), 0);
+	CU_ASSERT_EQUAL(rc, -ECANCELED);
+	CU_ASSERT_EQUAL(child_wait(&w), 0);
+	CU_ASSERT_EQUAL(pg_recv(mem, &m, 200), -ETIMEDOUT); /* its record never shows */
 	pthread_join(t, NULL);
 	CU_ASSERT_EQUAL(f.err, 0);
 	CU_ASSERT_EQUAL(got, 200);
 	pg_close(mem);
 }
 
-/* A writer that scribbles an unaligned tail: every claim fails cleanly,
- * the daemon survives and serves other groups. */
+/* A writer that forges the tail far past every member: every claim fails
+ * cleanly, the node marks the group bad, survives and serves other groups. */
 static void test_forged_tail(void)
 {
 	const char *g = fresh_group("tail"), *ok = fresh_group("ok");
-	pg_ctx *ctx = open_ctx(), *other = open_ctx();
+	pg_ctx *ctx = open_ctx(), *other = open_ctx(), *third = open_ctx();
 	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024};
 	CU_ASSERT_EQUAL_FATAL(pg_create_opts(ctx, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(other, g, 0, NULL, NULL), 0);
 	void *buf;
-	/* First record of a fresh group: at position 0, so the ring's
-	 * header sits a fixed distance before it. */
+	/* The first sender of a fresh group has writer slot 1, and its first
+	 * record starts its area: the header sits a fixed distance before. */
 	CU_ASSERT_EQUAL_FATAL(pg_send_claim(ctx, g, 8, &buf), 0);
 	struct ring_data_hdr *h =
-		(struct ring_data_hdr *)((char *)buf - sizeof(struct ring_rec) - RING_DATA_OFF);
+		(struct ring_data_hdr *)((char *)buf - sizeof(struct ring_rec) -
+					 RING_AREAS_OFF(64 * 1024) - 1 * 64 * 1024);
 	CU_ASSERT_EQUAL_FATAL(h->magic, RING_DATA_MAGIC);
 	CU_ASSERT_EQUAL(pg_send_abort(ctx, buf), 0);
-	atomic_store(&h->tail, 64 * 1024 - 8);
+	atomic_store(&h->tail, 1ull << 40);
 	CU_ASSERT_EQUAL(pg_send(ctx, g, "x", 1), -EBADMSG);
-	CU_ASSERT(pg_join(other, g, 0, NULL, NULL) < 0); /* no JOINED can be placed */
-	CU_ASSERT_EQUAL(pg_create(other, ok), 0);
-	CU_ASSERT_EQUAL(pg_join(other, ok, 0, NULL, NULL), 0);
+	CU_ASSERT(pg_join(third, g, 0, NULL, NULL) < 0); /* no JOINED can be placed */
+	CU_ASSERT_EQUAL(pg_create(third, ok), 0);
+	CU_ASSERT_EQUAL(pg_join(third, ok, 0, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(pg_send(ctx, ok, "y", 1), 0);
 	pg_message m;
-	CU_ASSERT_EQUAL(pg_recv(other, &m, 1000), 0);
+	CU_ASSERT_EQUAL(pg_recv(third, &m, 1000), 0);
 	CU_ASSERT_EQUAL(m.len, 1);
+	pg_close(third);
 	pg_close(other);
 	pg_close(ctx);
 }
 
-/* A writer SIGSTOPped inside pg_send: cancelled after the stall limit,
- * the group moves on; when it is killed its space comes back. */
+/* A writer SIGSTOPped inside pg_send: cancelled after the stall limit, the
+ * group moves on while it stays stopped — ten rings' worth, every message
+ * in order — and once it is killed, still. */
 static void test_stopped_writer_in_send(void)
 {
 	pg_ctx *mem, *snd = open_ctx();
@@ -385,9 +385,16 @@ static void test_stopped_writer_in_send(void)
 	CU_ASSERT_EQUAL(pg_recv(mem, &m, 3000), 0);
 	CU_ASSERT(m.kind == PG_MSG && m.len == 5 && memcmp(m.data, "after", 5) == 0);
 	CU_ASSERT_EQUAL(members_of(mem, g, getpid()), 1);
+	char buf[900];
+	for (int i = 0; i < 10 * 64 * 1024 / 900; i++) {
+		memset(buf, i, sizeof(buf));
+		CU_ASSERT_EQUAL_FATAL(pg_send(snd, g, buf, sizeof(buf)), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_recv(mem, &m, 2000), 0);
+		CU_ASSERT_EQUAL_FATAL(m.len, sizeof(buf));
+		CU_ASSERT_EQUAL(((const char *)m.data)[899], (char)i);
+	}
 	child_kill(&w, SIGKILL);
 	CU_ASSERT_EQUAL(child_wait(&w), 128 + SIGKILL);
-	char buf[900] = {0};
 	for (int i = 0; i < 300; i++) {
 		CU_ASSERT_EQUAL_FATAL(pg_send(snd, g, buf, sizeof(buf)), 0);
 		CU_ASSERT_EQUAL_FATAL(pg_recv(mem, &m, 2000), 0);

@@ -167,8 +167,9 @@ static void test_clients_vanish(void)
 	pg_close(ctx);
 }
 
-/* A malicious writer: claims a record, then writes a header of its own. */
-static void corrupt_and_expect(void (*spoil)(struct ring_rec *h, uint64_t pos))
+/* A malicious writer: commits a record, then rewrites its header in its
+ * own area before the reader looks. */
+static void corrupt_and_expect(void (*spoil)(struct ring_rec *h))
 {
 	const char *g = fresh_group("corrupt"), *ok = fresh_group("fine");
 	pg_ctx *rd = open_ctx(), *wr = open_ctx();
@@ -180,10 +181,8 @@ static void corrupt_and_expect(void (*spoil)(struct ring_rec *h, uint64_t pos))
 	void *buf;
 	CU_ASSERT_EQUAL_FATAL(pg_send_claim(wr, g, 16, &buf), 0);
 	struct ring_rec *h = (struct ring_rec *)((char *)buf - sizeof(*h));
-	/* In a fresh group the claim follows the reader's JOINED record;
-	 * its position is what a forged commit word must name. */
-	uint64_t pos = (sizeof(struct ring_rec) + strlen(the_daemon.node) + 31) & ~31ull;
-	spoil(h, pos);
+	CU_ASSERT_EQUAL(pg_send_commit(wr, buf), 0);
+	spoil(h);
 	pg_message m;
 	CU_ASSERT_EQUAL(pg_recv(rd, &m, 1000), -EBADMSG);
 	/* The reader left the broken group and still reads the good one. */
@@ -201,40 +200,24 @@ static void corrupt_and_expect(void (*spoil)(struct ring_rec *h, uint64_t pos))
 	pg_close(rd);
 }
 
-static void commit_at(struct ring_rec *h, uint64_t pos)
-{
-	atomic_store_explicit(&h->commit, ~pos, memory_order_release);
-}
-
-static void spoil_kind(struct ring_rec *h, uint64_t pos)
+static void spoil_kind(struct ring_rec *h)
 {
 	h->kind = 99;
-	h->len = 4;
-	h->seq = 1000;
-	commit_at(h, pos);
 }
 
-static void spoil_len(struct ring_rec *h, uint64_t pos)
+static void spoil_len(struct ring_rec *h)
 {
-	h->kind = RING_REC_MSG;
-	h->len = 1u << 30; /* far past max_msg and the ring */
-	h->seq = 1000;
-	commit_at(h, pos);
+	h->len = 1u << 30; /* far past max_msg and the area */
 }
 
-static void spoil_bounds(struct ring_rec *h, uint64_t pos)
+static void spoil_bounds(struct ring_rec *h)
 {
-	h->kind = RING_REC_PAD;
-	h->len = 64 * 1024; /* a pad running past the end of the area */
-	commit_at(h, pos);
+	h->order_pos += 7; /* a record that says it belongs elsewhere */
 }
 
-static void spoil_seq(struct ring_rec *h, uint64_t pos)
+static void spoil_seq(struct ring_rec *h)
 {
-	h->kind = RING_REC_MSG;
-	h->len = 16;
-	h->seq = 0; /* not after the JOINED record's seq */
-	commit_at(h, pos);
+	h->kind = RING_REC_WRAP; /* a writer-private kind no reader accepts */
 }
 
 static void test_corrupt_kind(void)

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Memberships: taken from the daemon's grant, ended by a leave, an eviction
+ * (once the user was told), or the group going down. A mapping lives only
+ * as long as its membership, or the view pg_recv handed out from it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "client.h"
+
+int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int *fds)
+{
+	uint32_t slot, word;
+	uint64_t start;
+	int err = -EPROTO;
+	struct membership *m = NULL;
+	if (ctl_get_u32(msg, CTL_T_SLOT, &slot) || ctl_get_u32(msg, CTL_T_STATEWORD, &word) ||
+	    ctl_get_u64(msg, CTL_T_CURSOR, &start) || slot >= RING_MEMBER_SLOTS)
+		goto out;
+	err = -ENOMEM;
+	if (!(m = calloc(1, sizeof(*m))))
+		goto out;
+	if ((err = ring_map(&m->ring, fds[0], fds[1], false))) {
+		free(m);
+		goto out;
+	}
+	m->reader = (struct ring_reader){.pos = start, .slot = slot, .state_word = word};
+	/* Behind the memberships not yet told they ended: PG_EVICTED comes
+	 * before anything of a later membership. */
+	struct membership **p = &g->mem;
+	while (*p)
+		p = &(*p)->next;
+	*p = m;
+	(void)ctx;
+out:
+	close(fds[0]);
+	close(fds[1]);
+	return err;
+}
+
+bool member_current(const struct group_ref *g)
+{
+	const struct membership *m = g->mem;
+	if (!m)
+		return false;
+	uint32_t w = atomic_load_explicit(&m->ring.members[m->reader.slot].state,
+					  memory_order_relaxed);
+	return w == m->reader.state_word && !ring_is_down(&m->ring);
+}
+
+static void membership_free(struct membership *m)
+{
+	ring_unmap(&m->ring);
+	free(m);
+}
+
+void member_end(pg_ctx *ctx, struct group_ref *g)
+{
+	struct membership *m = g->mem;
+	if (!m)
+		return;
+	recv_disarm(m);
+	g->mem = m->next;
+	m->next = NULL;
+	if (ctx->held == m)
+		ctx->held_ref = NULL; /* freed by member_release_view */
+	else
+		membership_free(m);
+}
+
+void member_end_current(pg_ctx *ctx, struct group_ref *g)
+{
+	/* The one still ours; ended ones ahead of it wait to be told. */
+	struct membership **p = &g->mem;
+	while (*p) {
+		struct membership *m = *p;
+		uint32_t w = atomic_load(&m->ring.members[m->reader.slot].state);
+		if (w == m->reader.state_word) {
+			if (p == &g->mem) {
+				member_end(ctx, g);
+			} else {
+				recv_disarm(m);
+				*p = m->next;
+				membership_free(m);
+			}
+			return;
+		}
+		p = &m->next;
+	}
+}
+
+void member_leave_quiet(pg_ctx *ctx, struct group_ref *g)
+{
+	struct ctl_in r;
+	ctx_begin(ctx, CTL_LEAVE);
+	ctl_put_str(&ctx->out, CTL_T_NAME, g->name);
+	ctl_put_u32(&ctx->out, CTL_T_PID, 0);
+	/* This slot exactly: a later membership of ours may hold another. */
+	ctl_put_u32(&ctx->out, CTL_T_SLOT, g->mem->reader.slot);
+	ctx_call(ctx, &r, NULL, NULL);
+}
+
+void member_release_view(pg_ctx *ctx)
+{
+	struct membership *m = ctx->held;
+	if (!m)
+		return;
+	ctx->held = NULL;
+	if (!ctx->held_ref) {
+		membership_free(m); /* ended while its view was out */
+		return;
+	}
+	ring_release(&m->ring, &m->reader, ctx->held_next);
+	m->sent_unread = m->sent_unread_n = 0;
+}
+
+void member_free_all(pg_ctx *ctx, struct group_ref *g)
+{
+	while (g->mem)
+		member_end(ctx, g);
+}
