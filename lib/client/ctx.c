@@ -302,6 +302,15 @@ int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds)
 	uint32_t id = ctx->next_id;
 	uint8_t type = ctx->out.buf[offsetof(struct ctl_hdr, type)];
 	int err = ctx_notify(ctx);
+	if (err == -ENOTCONN) {
+		/* It may have said why before it hung up (CTL_REFUSED). */
+		int got[CTL_MAX_FDS];
+		unsigned n = CTL_MAX_FDS;
+		int why = receive(ctx, reply, got, &n, -1);
+		for (unsigned i = 0; why == 0 && i < n; i++)
+			close(got[i]);
+		return why < 0 && why != -EAGAIN && why != -ENOTCONN && why != -EPROTO ? why : err;
+	}
 	if (err)
 		return err;
 	int64_t deadline = ring_now_ns() + (int64_t)PG_RPC_TIMEOUT_MS * PG_MS;

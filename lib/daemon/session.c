@@ -103,23 +103,28 @@ static void on_session(struct loop *l, struct loop_src *src, uint32_t events);
  * reserve fd, take the connection, tell it why, hang up, take the reserve
  * again: the client gets a clear error at once.
  */
+/* Tell a connection we cannot serve why, then hang up. */
+static void refuse(struct daemon *d, int fd, int err)
+{
+	static struct ctl_out note;
+	ctl_begin(&note, CTL_REFUSED, 0, err);
+	ctl_end(&note);
+	ctl_send(fd, &note, NULL, 0);
+	close(fd);
+	if (!d->said_full) {
+		pgd_log("refusing new connections: %s", strerror(-err));
+		d->said_full = true;
+	}
+}
+
 static void refuse_one(struct daemon *d, int err)
 {
 	if (d->reserve_fd >= 0)
 		close(d->reserve_fd);
 	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd >= 0) {
-		static struct ctl_out note;
-		ctl_begin(&note, CTL_REFUSED, 0, err);
-		ctl_end(&note);
-		ctl_send(fd, &note, NULL, 0);
-		close(fd);
-	}
+	if (fd >= 0)
+		refuse(d, fd, err);
 	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (!d->said_full) {
-		pgd_log("out of file descriptors: refusing new connections (%s)", strerror(-err));
-		d->said_full = true;
-	}
 }
 
 void session_accept(struct daemon *d)
@@ -138,6 +143,10 @@ void session_accept(struct daemon *d)
 		return;
 	}
 	int pidfd = peer_pidfd(fd, cr.pid);
+	if (pidfd == -EMFILE || pidfd == -ENFILE) {
+		refuse(d, fd, pidfd); /* the connection took our last fd */
+		return;
+	}
 	if (pidfd < 0) {
 		close(fd);
 		return;
@@ -147,7 +156,7 @@ void session_accept(struct daemon *d)
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(pidfd);
-		close(fd);
+		refuse(d, fd, -ENOMEM);
 		return;
 	}
 	s->daemon = d;
