@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "pgroup.h"
+#include "size.h"
 
 struct cli {
 	const char *socket; /* --socket, or NULL for the default */
@@ -17,7 +18,6 @@ struct cli {
 /* Open a ctx; on the default socket, start a daemon first if none listens. */
 int cli_open(struct cli *c, pg_ctx **ctx);
 /* Parse "4096", "64k", "1M", "1G"; false if malformed. */
-bool cli_size(const char *s, size_t *out);
 /* A one-line error on stderr; returns 1 (the exit code). */
 int cli_fail(const char *what, int err);
 /* Write s as a JSON string. */

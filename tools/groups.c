@@ -46,13 +46,15 @@ static void print_group(struct cli *c, const struct ctl_group_info *info, const 
 		printf(",\"master\":");
 		cli_json_str(info->master, strlen(info->master));
 		printf(",\"members\":%u,\"ring_bytes\":%llu,\"fill\":%llu,\"lag\":%llu,"
-		       "\"mode\":\"%04o\"}",
+		       "\"mode\":\"%04o\",\"owner\":%u,\"memory\":%llu}",
 		       info->members, (unsigned long long)info->ring_bytes,
-		       (unsigned long long)info->fill, (unsigned long long)info->lag, info->mode);
+		       (unsigned long long)info->fill, (unsigned long long)info->lag, info->mode,
+		       info->owner, (unsigned long long)info->memory);
 	} else {
-		printf("%-24.*s %-16s %8u %10llu %10llu %10llu\n", nlen, name, info->master,
-		       info->members, (unsigned long long)info->ring_bytes,
-		       (unsigned long long)info->fill, (unsigned long long)info->lag);
+		printf("%-24.*s %-16s %8u %10llu %10llu %10llu %8u %10llu\n", nlen, name,
+		       info->master, info->members, (unsigned long long)info->ring_bytes,
+		       (unsigned long long)info->fill, (unsigned long long)info->lag, info->owner,
+		       (unsigned long long)info->memory);
 	}
 }
 
@@ -78,8 +80,8 @@ int cli_groups(struct cli *c)
 	if (c->json)
 		putchar('[');
 	else
-		printf("%-24s %-16s %8s %10s %10s %10s\n", "GROUP", "MASTER", "MEMBERS", "RING",
-		       "FILL", "LAG");
+		printf("%-24s %-16s %8s %10s %10s %10s %8s %10s\n", "GROUP", "MASTER", "MEMBERS",
+		       "RING", "FILL", "LAG", "OWNER", "MEMORY");
 	/* Page by page until the daemon says there is no more. */
 	for (uint64_t below = UINT64_MAX;;) {
 		struct ctl_in rep;

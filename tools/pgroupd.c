@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: MIT
 /* pgroupd: the node daemon. Flags in, pgd_run out. */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/daemon.h"
+#include "size.h"
 
 static void usage(FILE *f)
 {
 	fputs("usage: pgroupd [--node NAME] [--socket PATH] [--listen HOST:PORT]\n"
 	      "               [--peer HOST:PORT]... [--cookie-file FILE] [--no-bpf]\n"
-	      "The pgroup node daemon: stays in the foreground, logs to stderr.\n",
+	      "               [--max-groups N] [--max-ring-memory BYTES] [--max-handles N]\n"
+	      "               [--max-memberships N] [--max-node-memory BYTES]\n"
+	      "The pgroup node daemon: stays in the foreground, logs to stderr.\n"
+	      "Limits are per uid (root is never refused): groups it owns (default 1024),\n"
+	      "ring memory its groups and sending hold (4G), handles (4096), memberships\n"
+	      "(16384); and the ring memory of the whole node (default: half the RAM).\n",
 	      f);
 }
 
@@ -24,10 +31,16 @@ int main(int argc, char **argv)
 		{"peer", required_argument, NULL, 'p'},
 		{"cookie-file", required_argument, NULL, 'c'},
 		{"no-bpf", no_argument, NULL, 'B'},
+		{"max-groups", required_argument, NULL, 'G'},
+		{"max-ring-memory", required_argument, NULL, 'R'},
+		{"max-handles", required_argument, NULL, 'H'},
+		{"max-memberships", required_argument, NULL, 'M'},
+		{"max-node-memory", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct pgd_opts o = {0};
+	size_t v;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -39,6 +52,27 @@ int main(int argc, char **argv)
 			break;
 		case 'B':
 			o.no_bpf = true;
+			break;
+		case 'G':
+		case 'R':
+		case 'H':
+		case 'M':
+		case 'N':
+			if (!cli_size(optarg, &v) || v == 0 || ((c == 'G' || c == 'H' || c == 'M') &&
+							       v > UINT32_MAX)) {
+				fprintf(stderr, "pgroupd: bad limit '%s'\n", optarg);
+				return 2;
+			}
+			if (c == 'G')
+				o.limits.groups = (unsigned)v;
+			else if (c == 'R')
+				o.limits.ring_bytes = v;
+			else if (c == 'H')
+				o.limits.handles = (unsigned)v;
+			else if (c == 'M')
+				o.limits.memberships = (unsigned)v;
+			else
+				o.limits.node_ring_bytes = v;
 			break;
 		case 'l':
 		case 'p':

@@ -274,8 +274,17 @@ static int receive(pg_ctx *ctx, struct ctl_in *m, int *fds, unsigned *nfds, int6
 			return -ETIMEDOUT;
 		}
 	}
-	/* Never blocking in recvmsg itself: the poll above is the wait. */
+	/* Never blocking in recvmsg itself: the poll above is the wait. A
+	 * reset is reported before what was queued ahead of it: look again,
+	 * once, for a refusal that says why. */
+	unsigned want = *nfds;
 	ssize_t n = ctl_recv(ctx->sock, ctx->in, sizeof(ctx->in), fds, nfds, MSG_DONTWAIT);
+	if (n == -ECONNRESET) {
+		*nfds = want;
+		n = ctl_recv(ctx->sock, ctx->in, sizeof(ctx->in), fds, nfds, MSG_DONTWAIT);
+		if (n <= 0)
+			n = -ECONNRESET;
+	}
 	if (n == -EAGAIN)
 		return -EAGAIN;
 	if (n <= 0) {

@@ -44,6 +44,10 @@ const char *pg_strerror(int err)
 		return "ring full of messages this handle has not received: call pg_recv, then send again";
 	case -EMFILE:
 		return "node daemon is out of file descriptors";
+	case -EDQUOT:
+		return "over your limit on this node (groups, ring memory, handles or memberships)";
+	case -ENOSPC:
+		return "the node is full (its ring memory, or the group's member slots)";
 	case -EUSERS:
 		return "too many senders in this group";
 	case -EINTR:

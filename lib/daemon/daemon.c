@@ -173,6 +173,12 @@ static int setup(struct daemon *d, const struct pgd_opts *o)
 	else if ((err = ctl_default_socket(d->socket_path, sizeof(d->socket_path))))
 		return err;
 	raise_fd_limit();
+	quota_init(&d->quota, &o->limits);
+	pgd_log("limits per uid: %u groups, %llu MiB ring memory, %u handles, %u memberships; "
+		"node ring memory %llu MiB",
+		d->quota.lim.groups, (unsigned long long)(d->quota.lim.ring_bytes >> 20),
+		d->quota.lim.handles, d->quota.lim.memberships,
+		(unsigned long long)(d->quota.lim.node_ring_bytes >> 20));
 	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if ((err = loop_init(&d->loop)))
 		return err;
@@ -224,6 +230,7 @@ static void teardown(struct daemon *d)
 	if (d->tick_fd >= 0)
 		close(d->tick_fd);
 	loop_fini(&d->loop);
+	quota_fini(&d->quota);
 }
 
 int pgd_run(const struct pgd_opts *opts)

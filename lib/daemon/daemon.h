@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "liveness.h"
+#include "quota.h"
 #include "loop.h"
 #include "rights.h"
 #include "ring/ring.h"
@@ -20,6 +21,7 @@ struct pgd_opts {
 	const char *node;        /* NULL: the host name */
 	const char *socket_path; /* NULL: the contract's default */
 	bool no_bpf;
+	struct pgd_limits limits; /* 0 fields: the defaults (quota.h) */
 };
 
 /* Run until SIGTERM/SIGINT: 0 on a clean exit, or -errno. */
@@ -116,6 +118,13 @@ struct group {
 	struct stall_clock stuck;
 	int data_fd;    /* read-write: the daemon's, and senders' */
 	int cursor_fd;
+	uint64_t base_bytes; /* ring memory charged to the owner: order, events, cursors */
+	/* Who pays for each writer slot's area (its capacity), until the slot
+	 * is free and no member can read its records: then the area's pages
+	 * are given back to the system (punched) and the charge ends. */
+	uid_t area_uid[RING_WRITER_SLOTS];
+	bool area_charged[RING_WRITER_SLOTS];
+	unsigned areas_to_reclaim; /* charged slots freed since the last reclaim */
 	uid_t uid;
 	gid_t gid;
 	uint32_t mode;
@@ -147,6 +156,7 @@ struct daemon {
 	struct dead_writer *dead_writers;
 	struct watch *watch;
 	struct liveness alive;
+	struct quota quota;
 };
 
 /* registry.c: groups, members, events written into rings. */
@@ -164,6 +174,11 @@ void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind);
 int registry_data_ro_fd(struct group *g);
 /* Members of g that a sender evicted: out of the group (PG_LEFT). */
 void registry_collect_evicted(struct daemon *d, struct group *g);
+/* Free writer slots whose areas nobody can read any more: give their
+ * memory back and end their holders' charges. */
+void registry_reclaim_areas(struct daemon *d, struct group *g);
+/* Memory the group's memfds hold now (pages touched, not their size). */
+uint64_t registry_resident_bytes(const struct group *g);
 /* Retry pending events, cancel stuck positions, evict members that hold
  * events back, collect members that senders evicted. */
 void registry_tick(struct daemon *d);

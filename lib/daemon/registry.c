@@ -8,10 +8,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -173,9 +175,22 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	int err = ring_check_sizes(ring_bytes, max_msg);
 	if (err)
 		return err;
+	/* The owner pays for what the group holds whoever sends: the order,
+	 * the daemon's own area and the cursors; each sender pays for its area. */
+	uint64_t base = RING_AREAS_OFF(ring_bytes) + ring_bytes + RING_CURSOR_BYTES;
+	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_GROUPS, 1)))
+		return err;
+	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, base))) {
+		quota_give(&d->quota, s->creds.uid, QUOTA_GROUPS, 1);
+		return err;
+	}
 	struct group *g = calloc(1, sizeof(*g));
-	if (!g)
+	if (!g) {
+		quota_give(&d->quota, s->creds.uid, QUOTA_GROUPS, 1);
+		quota_give(&d->quota, s->creds.uid, QUOTA_RING_BYTES, base);
 		return -ENOMEM;
+	}
+	g->base_bytes = base;
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	g->data_fd = g->cursor_fd = -1;
 	g->pending_tail = &g->pending;
@@ -197,6 +212,8 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	*out = g;
 	return 0;
 fail:
+	quota_give(&d->quota, g->uid, QUOTA_GROUPS, 1);
+	quota_give(&d->quota, g->uid, QUOTA_RING_BYTES, base);
 	if (g->ring.hdr)
 		ring_unmap(&g->ring);
 	if (g->data_fd >= 0)
@@ -218,8 +235,9 @@ int registry_data_ro_fd(struct group *g)
 	return fd < 0 ? -errno : fd;
 }
 
-static void unlink_member(struct member *m)
+static void unlink_member(struct daemon *d, struct member *m)
 {
+	quota_give(&d->quota, m->session->creds.uid, QUOTA_MEMBERSHIPS, 1);
 	for (struct member **p = &m->group->members; *p; p = &(*p)->next_in_group)
 		if (*p == m) {
 			*p = m->next_in_group;
@@ -238,12 +256,18 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 {
 	if (g->bad)
 		return -EBADMSG;
+	int err = quota_take(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
+	if (err)
+		return err;
 	struct member *m = calloc(1, sizeof(*m));
-	if (!m)
+	if (!m) {
+		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		return -ENOMEM;
+	}
 	uint64_t start;
-	int err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &start);
+	err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &start);
 	if (err) {
+		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
 		return err;
 	}
@@ -255,6 +279,7 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 	err = g->pending ? -EAGAIN : append_event(d, g, RING_REC_JOINED, target->pid, &start);
 	if (err) {
 		ring_member_remove(&g->ring, m->slot);
+		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
 		return err == -EAGAIN ? -ENOBUFS : err;
 	}
@@ -279,7 +304,7 @@ void registry_remove(struct daemon *d, struct member *m, uint16_t kind)
 	ring_member_remove(&g->ring, m->slot);
 	if (!m->evicted)
 		post_event(d, g, kind, m->session->pid);
-	unlink_member(m);
+	unlink_member(d, m);
 	free(m);
 }
 
@@ -292,19 +317,32 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 			*slot = w->slot;
 			return 0;
 		}
+	registry_reclaim_areas(d, g);
+	int err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
+	if (err)
+		return err;
 	struct writer_ref *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	int err = ring_writer_alloc(&g->ring, s->pid, &w->slot);
-	if (err) {
+	if (!w || (err = ring_writer_alloc(&g->ring, s->pid, &w->slot))) {
+		quota_give(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
 		free(w);
-		return err == -ENOSPC ? -EUSERS : err;
+		return !w ? -ENOMEM : err == -ENOSPC ? -EUSERS : err;
 	}
+	g->area_uid[w->slot] = s->creds.uid;
+	g->area_charged[w->slot] = true;
 	w->group = g;
 	w->next_in_session = s->writers;
 	s->writers = w;
 	*slot = w->slot;
 	return 0;
+}
+
+/* The slot is free; its area (and its holder's charge) goes once nobody
+ * can read its records (registry_reclaim_areas). */
+static void writer_freed(struct group *g, uint32_t slot)
+{
+	ring_writer_free(&g->ring, slot);
+	if (g->area_charged[slot])
+		g->areas_to_reclaim++;
 }
 
 /*
@@ -323,7 +361,7 @@ static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
 	if (ring_seal_writer(&g->ring, dw->slot) == -EAGAIN)
 		return false; /* it died around its claim: wait for the other writer */
 	ring_wake(&g->ring);
-	ring_writer_free(&g->ring, dw->slot);
+	writer_freed(g, dw->slot);
 	return true;
 }
 
@@ -374,7 +412,7 @@ static void drop_writers(struct daemon *d, struct session *s, struct group *only
 			pgd_log("group %s: writer slot %u kept: out of memory or fds",
 				w->group->name, w->slot);
 		} else if (!only) {
-			ring_writer_free(r, w->slot);
+			writer_freed(w->group, w->slot);
 		}
 		free(w);
 	}
@@ -400,9 +438,14 @@ static void group_free(struct daemon *d, struct group *g)
 		}
 	while (g->members) {
 		struct member *m = g->members;
-		unlink_member(m);
+		unlink_member(d, m);
 		free(m);
 	}
+	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
+		if (g->area_charged[i])
+			quota_give(&d->quota, g->area_uid[i], QUOTA_RING_BYTES, g->ring.capacity);
+	quota_give(&d->quota, g->uid, QUOTA_GROUPS, 1);
+	quota_give(&d->quota, g->uid, QUOTA_RING_BYTES, g->base_bytes);
 	for (struct session *s = d->sessions; s; s = s->next)
 		drop_writers(d, s, g, false);
 	free_dead_writers(d, g, false);
@@ -503,6 +546,37 @@ void registry_collect_evicted(struct daemon *d, struct group *g)
 	}
 }
 
+void registry_reclaim_areas(struct daemon *d, struct group *g)
+{
+	struct ring *r = &g->ring;
+	if (!g->areas_to_reclaim)
+		return;
+	uint64_t min = ring_min_cursor(r, NULL);
+	for (uint32_t i = RING_DAEMON_WRITER + 1; i < r->writer_slots; i++) {
+		if (!g->area_charged[i] || atomic_load(&r->writers[i].pid) != 0)
+			continue;
+		uint64_t last = atomic_load(&r->writers[i].last_pos);
+		if (last != RING_NO_CLAIM && last >= min)
+			continue; /* a member may still read its records */
+		/* Its pages back to the system: what a sender filled does not
+		 * outlive its slot (ring_writer_alloc hands it out afresh). */
+		off_t at = (off_t)(RING_AREAS_OFF(r->capacity) + (uint64_t)i * r->capacity);
+		fallocate(g->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at,
+			  (off_t)r->capacity);
+		quota_give(&d->quota, g->area_uid[i], QUOTA_RING_BYTES, r->capacity);
+		g->area_charged[i] = false;
+		g->areas_to_reclaim--;
+	}
+}
+
+uint64_t registry_resident_bytes(const struct group *g)
+{
+	struct stat a, b;
+	if (fstat(g->data_fd, &a) || fstat(g->cursor_fd, &b))
+		return 0;
+	return ((uint64_t)a.st_blocks + (uint64_t)b.st_blocks) * 512;
+}
+
 void registry_tick(struct daemon *d)
 {
 	int64_t now = ring_now_ns();
@@ -515,6 +589,7 @@ void registry_tick(struct daemon *d)
 		evict_event_blocker(g, now);
 		registry_collect_evicted(d, g);
 		flush_pending(d, g);
+		registry_reclaim_areas(d, g);
 	}
 }
 

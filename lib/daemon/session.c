@@ -110,6 +110,11 @@ static void refuse(struct daemon *d, int fd, int err)
 	ctl_begin(&note, CTL_REFUSED, 0, err);
 	ctl_end(&note);
 	ctl_send(fd, &note, NULL, 0);
+	/* Read what it sent already (its HELLO): closing with unread data
+	 * would make its next receive fail with ECONNRESET, not our reason. */
+	char junk[64];
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
 	close(fd);
 	if (!d->said_full) {
 		pgd_log("refusing new connections: %s", strerror(-err));
@@ -159,6 +164,13 @@ void session_accept(struct daemon *d)
 		refuse(d, fd, -ENOMEM);
 		return;
 	}
+	int qerr = quota_take(&d->quota, cr.uid, QUOTA_HANDLES, 1);
+	if (qerr) {
+		free(s);
+		close(pidfd);
+		refuse(d, fd, qerr);
+		return;
+	}
 	s->daemon = d;
 	s->fd = fd;
 	s->pid = cr.pid;
@@ -168,6 +180,7 @@ void session_accept(struct daemon *d)
 	s->serial = ++d->next_serial;
 	s->proc = proc_get(d, cr.pid, pidfd);
 	if (!s->proc || loop_add(&d->loop, &s->src, fd, EPOLLIN | EPOLLRDHUP, on_session, s) < 0) {
+		quota_give(&d->quota, cr.uid, QUOTA_HANDLES, 1);
 		if (s->proc)
 			proc_put(d, s->proc);
 		else
@@ -195,6 +208,7 @@ void session_close(struct daemon *d, struct session *s, uint16_t kind)
 			break;
 		}
 	proc_put(d, s->proc);
+	quota_give(&d->quota, s->creds.uid, QUOTA_HANDLES, 1);
 	free(s);
 }
 
@@ -482,6 +496,8 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 		v.info.fill = v.info.lag > g->ring.order_slots ? g->ring.order_slots : v.info.lag;
 		v.info.members = g->n_members;
 		v.info.mode = g->mode;
+		v.info.owner = (uint32_t)g->uid;
+		v.info.memory = registry_resident_bytes(g);
 		snprintf(v.info.master, sizeof(v.info.master), "%s", d->node);
 		size_t n = strlen(g->name);
 		memcpy(v.name, g->name, n);

@@ -86,8 +86,11 @@ struct ctl_group_info {
 	uint32_t members;
 	uint32_t mode;
 	char master[64];
+	uint32_t owner;  /* the creator's uid: its quota pays for the group */
+	uint32_t pad;
+	uint64_t memory; /* bytes of memory the group's shared memory holds now */
 };
-static_assert(sizeof(struct ctl_group_info) == 96, "ctl_group_info is on the wire");
+static_assert(sizeof(struct ctl_group_info) == 112, "ctl_group_info is on the wire");
 
 /* A message under construction. */
 struct ctl_out {

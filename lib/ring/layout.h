@@ -99,8 +99,10 @@ static_assert(sizeof(struct ring_rec) == RING_ALIGN, "ring_rec must be one align
  *   bits 35-63 lap: position / order_slots, modulo 2^29
  * A writer or the node decides the entry of position P by a CAS from a value
  * of an older lap (or EMPTY) to P's lap; a value of P's lap is final. So a
- * late writer whose entry was cancelled, or lapped, fails its CAS and
- * writes nothing into the order.
+ * late writer whose entry was cancelled, or lapped and decided again, fails
+ * its CAS. One lapped but not yet decided again (no member was there to
+ * wait for it) may still write P's lap into the slot: readers of the new
+ * lap take that as "not yet", and the new lap's writer decides over it.
  */
 #define RING_E_EMPTY 0u
 #define RING_E_COMMITTED 1u

@@ -144,13 +144,15 @@ int ring_claim(struct ring *r, struct ring_area *a, uint32_t len, uint32_t reser
 		return -EMSGSIZE;
 	if (!r->writable || a->writer >= r->writer_slots)
 		return -EBADF;
-	if (blocker)
-		*blocker = UINT32_MAX;
+	if (reserve >= r->order_slots)
+		return -EINVAL;
 	uint64_t rec = ring_rec_bytes(len), skip = 0, limit = r->order_slots - reserve;
 	struct ring_writer *w = &r->writers[a->writer];
 	uint64_t t = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
 	int err = 0;
 	for (unsigned i = 0;; i++) {
+		if (blocker)
+			*blocker = UINT32_MAX;
 		if (i == tries)
 			return -EAGAIN; /* the tail kept moving: *blocker says nobody */
 		/* Room is checked before the CAS that claims: the bound used is

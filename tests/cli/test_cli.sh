@@ -11,8 +11,32 @@ dir=$(mktemp -d /tmp/pgroup-cli-XXXXXX)
 sock=$dir/d.sock
 fails=0
 pids=()
+# pgroupd processes of this test: a socket argument under $dir, or (the
+# one the CLI starts) PGROUP_SOCKET under $dir. Found by what they are
+# serving, never by name alone.
+daemons_under() {
+	local p
+	for p in /proc/[0-9]*; do
+		[ "$(cat "$p/comm" 2>/dev/null)" = pgroupd ] || continue
+		if { tr '\0' '\n' <"$p/cmdline" | grep -q "^$dir/"; } 2>/dev/null ||
+		   { tr '\0' '\n' <"$p/environ" | grep -q "^PGROUP_SOCKET=$dir/"; } 2>/dev/null; then
+			echo "${p#/proc/}"
+		fi
+	done
+}
+gone() { # pid: up to 5 s for it to exit
+	for _ in $(seq 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		# A zombie has exited; only its parent's wait is missing.
+		[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	# Whatever of ours is left (a failed check above): by pid.
+	for p in $(daemons_under); do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	rm -rf "$dir"
 }
@@ -72,8 +96,27 @@ export PGROUP_SOCKET=$dir/auto.sock
 export PATH=$(dirname "$PGROUPD"):$PATH
 check "autostart says so" bash -c "'$PGROUP' create g3 2>'$dir/auto.err' && grep -q 'started' '$dir/auto.err'"
 check "... and the group is there" bash -c "'$PGROUP' members g3 >/dev/null"
-# The daemon it started runs detached: stop it by its exact command line.
-pkill -f "^$PGROUPD$" 2>/dev/null
+# The daemon it started runs detached: stop it by the pid the CLI reported
+# ("... started PATH (pid N)"), once that pid is a pgroupd serving our
+# socket (not a recycled pid).
+auto_pid=$(sed -n 's/.*started .* (pid \([0-9][0-9]*\)).*/\1/p' "$dir/auto.err" | head -n 1)
+check "autostart reports the daemon's pid" test -n "$auto_pid"
+check "... which is the daemon serving our socket" \
+	bash -c "[ -n '$auto_pid' ] && [ \"\$(cat /proc/$auto_pid/comm 2>/dev/null)\" = pgroupd ] &&
+		 tr '\\0' '\\n' </proc/$auto_pid/environ | grep -qx 'PGROUP_SOCKET=$dir/auto.sock'"
+if [ -n "$auto_pid" ] && daemons_under | grep -qx "$auto_pid"; then
+	kill "$auto_pid"
+	check "... and it stops on SIGTERM" gone "$auto_pid"
+	check "... removing its socket" bash -c "! [ -e '$dir/auto.sock' ]"
+fi
+
+# Nothing this test started outlives it: stop the first daemon (and the
+# joiner), then count what still serves a socket under $dir.
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+wait 2>/dev/null
+pids=()
+left=$(daemons_under | wc -l)
+check "no pgroupd of this test is left ($left)" test "$left" = 0
 
 echo "$fails failed"
 [ "$fails" = 0 ]
