@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +48,16 @@ int count_fds(pid_t pid)
 	return n;
 }
 
-int daemon_start(struct daemon_proc *d, const char *node)
+/* Split `s` at spaces into argv[*i..max), a copy the child keeps. */
+static void add_words(char **argv, int *i, int max, const char *s)
+{
+	char *w = s ? strdup(s) : NULL;
+	for (char *t = w ? strtok(w, " ") : NULL; t && *i < max; t = strtok(NULL, " "))
+		argv[(*i)++] = t;
+}
+
+int daemon_start_with(struct daemon_proc *d, const char *node, const char *flags,
+		      unsigned nofile)
 {
 	static unsigned n;
 	const char *bin = getenv("PGROUPD");
@@ -58,25 +68,28 @@ int daemon_start(struct daemon_proc *d, const char *node)
 	snprintf(d->socket, sizeof(d->socket), "/tmp/pgroup-test-%d-%u.sock", (int)getpid(), n++);
 	snprintf(d->node, sizeof(d->node), "%s", node);
 	unlink(d->socket);
+	fflush(NULL);
 	d->pid = fork();
 	if (d->pid < 0)
 		return -errno;
 	if (d->pid == 0) {
+		/* A limit set here is the daemon's from its start (the test
+		 * process itself may not raise its own again). */
+		struct rlimit rl = {nofile, nofile};
+		if (nofile && setrlimit(RLIMIT_NOFILE, &rl))
+			_exit(126);
 		const char *wrap = getenv("PGROUPD_WRAPPER");
-		char *argv[32];
+		char *argv[48];
 		int i = 0;
-		char *w = wrap ? strdup(wrap) : NULL;
-		for (char *t = w ? strtok(w, " ") : NULL; t && i < 24; t = strtok(NULL, " "))
-			argv[i++] = t;
+		add_words(argv, &i, 24, wrap);
 		argv[i++] = (char *)bin;
 		argv[i++] = "--socket";
 		argv[i++] = d->socket;
 		argv[i++] = "--node";
 		argv[i++] = d->node;
 		/* PGROUPD_EXTRA: more daemon flags, e.g. --no-bpf. */
-		char *extra = getenv("PGROUPD_EXTRA") ? strdup(getenv("PGROUPD_EXTRA")) : NULL;
-		for (char *t = extra ? strtok(extra, " ") : NULL; t && i < 30; t = strtok(NULL, " "))
-			argv[i++] = t;
+		add_words(argv, &i, 38, getenv("PGROUPD_EXTRA"));
+		add_words(argv, &i, 46, flags);
 		argv[i] = NULL;
 		if (!getenv("PGROUP_TEST_VERBOSE")) {
 			/* Keep the daemon's log out of CUnit's output, but
@@ -93,12 +106,42 @@ int daemon_start(struct daemon_proc *d, const char *node)
 		if (accepts(d->socket))
 			return 0;
 		int st;
-		if (waitpid(d->pid, &st, WNOHANG) == d->pid)
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = 0;
 			return -ECHILD;
+		}
 		struct timespec ts = {0, 5 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
 	return -ETIMEDOUT;
+}
+
+int daemon_start(struct daemon_proc *d, const char *node)
+{
+	return daemon_start_with(d, node, NULL, 0);
+}
+
+int members_of(pg_ctx *ctx, const char *g, pid_t pid)
+{
+	pg_member *m;
+	size_t n;
+	int count = 0;
+	if (pg_members(ctx, g, &m, &n))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		count += m[i].pid == pid;
+	free(m);
+	return count;
+}
+
+int wait_members(pg_ctx *ctx, const char *g, pid_t pid, int want)
+{
+	int n = members_of(ctx, g, pid);
+	for (int i = 0; i < 300 && n != want; i++) {
+		usleep(10000);
+		n = members_of(ctx, g, pid);
+	}
+	return n;
 }
 
 int daemon_stop(struct daemon_proc *d)

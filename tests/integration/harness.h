@@ -22,6 +22,10 @@ struct daemon_proc {
 
 /* Start a daemon named `node` on a fresh socket; 0 once it accepts. */
 int daemon_start(struct daemon_proc *d, const char *node);
+/* The same with more flags (spaces between them) and, if not 0, a soft and
+ * hard fd limit of `nofile` from its start. */
+int daemon_start_with(struct daemon_proc *d, const char *node, const char *flags,
+		      unsigned nofile);
 /* SIGTERM it and reap; its exit status (0 = clean), or -1. */
 int daemon_stop(struct daemon_proc *d);
 
@@ -56,6 +60,11 @@ void child_kill(struct child *c, int sig);
 /* Full write/read on fds, used by children. */
 int write_all(int fd, const void *buf, size_t n);
 int read_all(int fd, void *buf, size_t n, int timeout_ms);
+
+/* How often `pid` is listed as a member of g (-1 on error); the same after
+ * waiting up to 3 s for that count to become `want`. */
+int members_of(pg_ctx *ctx, const char *g, pid_t pid);
+int wait_members(pg_ctx *ctx, const char *g, pid_t pid, int want);
 
 /* How many fds process `pid` holds now. */
 int count_fds(pid_t pid);

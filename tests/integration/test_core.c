@@ -74,28 +74,6 @@ static bool readable(int fd)
 	return poll(&p, 1, 0) == 1;
 }
 
-static int members_of(pg_ctx *ctx, const char *g, pid_t pid)
-{
-	pg_member *m;
-	size_t n;
-	int count = 0;
-	if (pg_members(ctx, g, &m, &n))
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		count += m[i].pid == pid;
-	free(m);
-	return count;
-}
-
-static int wait_members(pg_ctx *ctx, const char *g, pid_t pid, int want)
-{
-	int n = members_of(ctx, g, pid);
-	for (int i = 0; i < 300 && n != want; i++) {
-		usleep(10000);
-		n = members_of(ctx, g, pid);
-	}
-	return n;
-}
 
 /* A counter in memory shared with children: what a sender got accepted
  * stays known even when the sender has to be killed in a blocked send. */

@@ -143,73 +143,14 @@ static int suite_cleanup(void)
 	return suite_stop_daemon();
 }
 
-/*
- * daemon_start, with RLIMIT_NOFILE set to `nofile` (soft and hard) in the
- * daemon before it runs, when nofile is not 0. The same command line as
- * the harness's ($PGROUPD_WRAPPER, $PGROUPD_EXTRA).
- */
+/* daemon_start_with an fd limit, tracked so the suite kills it at the end
+ * even if a test stops early. */
 static int start_extra(struct daemon_proc *d, const char *node, rlim_t nofile)
 {
-	if (!nofile) {
-		int err = daemon_start(d, node);
-		if (d->pid > 0)
-			track(d->pid);
-		return err;
-	}
-	static unsigned n;
-	const char *bin = getenv("PGROUPD");
-	if (!bin)
-		return -ENOENT;
-	snprintf(d->socket, sizeof(d->socket), "/tmp/pgroup-test-lim-%d-%u.sock", (int)getpid(),
-		 n++);
-	snprintf(d->node, sizeof(d->node), "%s", node);
-	unlink(d->socket);
-	fflush(NULL);
-	d->pid = fork();
-	if (d->pid < 0)
-		return -errno;
-	if (d->pid == 0) {
-		struct rlimit rl = {nofile, nofile};
-		if (setrlimit(RLIMIT_NOFILE, &rl))
-			_exit(126);
-		const char *wrap = getenv("PGROUPD_WRAPPER");
-		char *argv[32];
-		int i = 0;
-		char *w = wrap ? strdup(wrap) : NULL;
-		for (char *t = w ? strtok(w, " ") : NULL; t && i < 24; t = strtok(NULL, " "))
-			argv[i++] = t;
-		argv[i++] = (char *)bin;
-		argv[i++] = "--socket";
-		argv[i++] = d->socket;
-		argv[i++] = "--node";
-		argv[i++] = d->node;
-		char *extra = getenv("PGROUPD_EXTRA") ? strdup(getenv("PGROUPD_EXTRA")) : NULL;
-		for (char *t = extra ? strtok(extra, " ") : NULL; t && i < 30; t = strtok(NULL, " "))
-			argv[i++] = t;
-		argv[i] = NULL;
-		if (!getenv("PGROUP_TEST_VERBOSE") && !wrap) {
-			int null = open("/dev/null", O_WRONLY);
-			dup2(null, 2);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	track(d->pid);
-	for (int i = 0; i < 2000; i++) {
-		int fd = ctl_connect(d->socket);
-		if (fd >= 0) {
-			close(fd);
-			return 0;
-		}
-		int st;
-		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
-			untrack(d->pid);
-			d->pid = 0;
-			return -ECHILD;
-		}
-		sleep_ms(5);
-	}
-	return -ETIMEDOUT;
+	int err = daemon_start_with(d, node, NULL, (unsigned)nofile);
+	if (d->pid > 0)
+		track(d->pid);
+	return err;
 }
 
 /* True while the process has not exited (it is our child). */

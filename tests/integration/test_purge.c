@@ -19,29 +19,6 @@
 #include "harness.h"
 #include "ring/layout.h"
 
-static int members_of(pg_ctx *ctx, const char *g, pid_t pid)
-{
-	pg_member *m;
-	size_t n;
-	int count = 0;
-	if (pg_members(ctx, g, &m, &n))
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		count += m[i].pid == pid;
-	free(m);
-	return count;
-}
-
-/* Wait until `pid` is listed `want` times (or 3 s pass); the count then. */
-static int wait_members(pg_ctx *ctx, const char *g, pid_t pid, int want)
-{
-	int n = members_of(ctx, g, pid);
-	for (int i = 0; i < 300 && n != want; i++) {
-		usleep(10000);
-		n = members_of(ctx, g, pid);
-	}
-	return n;
-}
 
 static int claim_and_stop(void *arg, int up, int down)
 {

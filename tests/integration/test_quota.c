@@ -26,19 +26,7 @@ static struct daemon_proc qd;
 /* A daemon of our own with these extra flags. */
 static int start_with(const char *flags)
 {
-	const char *old = getenv("PGROUPD_EXTRA");
-	char all[256];
-	snprintf(all, sizeof(all), "%s %s", old ? old : "", flags);
-	char *keep = old ? strdup(old) : NULL;
-	setenv("PGROUPD_EXTRA", all, 1);
-	int err = daemon_start(&qd, "quota");
-	if (keep) {
-		setenv("PGROUPD_EXTRA", keep, 1);
-		free(keep);
-	} else {
-		unsetenv("PGROUPD_EXTRA");
-	}
-	return err;
+	return daemon_start_with(&qd, "quota", flags, 0);
 }
 
 static int become(uid_t uid)
