@@ -102,6 +102,9 @@ struct group_ref *ctx_find(pg_ctx *ctx, const char *name);
 struct group_ref *ctx_ref(pg_ctx *ctx, const char *name); /* find or add */
 int ctx_check_name(const char *group);
 
+/* The ring's sizes from a daemon's reply: 0 or -EPROTO. */
+int ctx_geometry(const struct ctl_in *m, struct ring_geometry *g);
+
 /* member.c: memberships. */
 /* Take a membership the daemon granted (own join or someone else's); it
  * queues behind one that ended but was not told yet. */

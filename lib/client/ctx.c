@@ -47,6 +47,17 @@ int ctx_check(pg_ctx *ctx)
 	return 0;
 }
 
+int ctx_geometry(const struct ctl_in *m, struct ring_geometry *g)
+{
+	uint64_t cap, max_msg;
+	uint32_t stall;
+	if (ctl_get_u64(m, CTL_T_RING, &cap) || ctl_get_u64(m, CTL_T_MAXMSG, &max_msg) ||
+	    ctl_get_u32(m, CTL_T_STALL, &stall) || max_msg > UINT32_MAX)
+		return -EPROTO;
+	*g = (struct ring_geometry){.capacity = cap, .max_msg = (uint32_t)max_msg, .stall_ms = stall};
+	return 0;
+}
+
 int ctx_check_name(const char *group)
 {
 	if (!group)

@@ -14,15 +14,17 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 {
 	uint32_t slot, word;
 	uint64_t start;
+	struct ring_geometry geo;
 	int err = -EPROTO;
 	struct membership *m = NULL;
 	if (ctl_get_u32(msg, CTL_T_SLOT, &slot) || ctl_get_u32(msg, CTL_T_STATEWORD, &word) ||
-	    ctl_get_u64(msg, CTL_T_CURSOR, &start) || slot >= RING_MEMBER_SLOTS)
+	    ctl_get_u64(msg, CTL_T_CURSOR, &start) || slot >= RING_MEMBER_SLOTS ||
+	    ctx_geometry(msg, &geo))
 		goto out;
 	err = -ENOMEM;
 	if (!(m = calloc(1, sizeof(*m))))
 		goto out;
-	if ((err = ring_map(&m->ring, fds[0], fds[1], false))) {
+	if ((err = ring_map_as(&m->ring, fds[0], fds[1], false, &geo))) {
 		free(m);
 		goto out;
 	}

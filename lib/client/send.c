@@ -54,11 +54,13 @@ static int open_for_send(pg_ctx *ctx, struct group_ref **out, const char *group)
 	uint32_t writer = 0;
 	struct group_ref *g = NULL;
 	struct sender *s = NULL;
-	if (nfds != 2 || ctl_get_u32(&r, CTL_T_WRITER, &writer) || writer == RING_DAEMON_WRITER)
+	struct ring_geometry geo;
+	if (nfds != 2 || ctl_get_u32(&r, CTL_T_WRITER, &writer) || writer == RING_DAEMON_WRITER ||
+	    ctx_geometry(&r, &geo))
 		err = -EPROTO;
 	else if (!(g = ctx_ref(ctx, group)) || !(s = calloc(1, sizeof(*s))))
 		err = -ENOMEM;
-	else if (!(err = ring_map(&s->ring, fds[0], fds[1], true)) &&
+	else if (!(err = ring_map_as(&s->ring, fds[0], fds[1], true, &geo)) &&
 		 writer >= s->ring.writer_slots) {
 		ring_unmap(&s->ring);
 		err = -EPROTO;
@@ -175,7 +177,9 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 				return err;
 			continue;
 		}
-		if (blocker != held_by || cur != held_at || ring_entry_open(r, cur)) {
+		/* Only progress restarts the clock: a cursor that goes back
+		 * (forged: the member's page is writable) is not progress. */
+		if (blocker != held_by || cur > held_at || ring_entry_open(r, cur)) {
 			held_by = blocker;
 			held_at = cur;
 			since = now;

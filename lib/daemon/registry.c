@@ -58,10 +58,11 @@ static bool stall_over(const struct stall_clock *c, const struct group *g, int64
 	return c->since && now - c->since >= (int64_t)g->ring.stall_ms * PG_MS;
 }
 
-/* Restart the clock unless it already times this very wait. */
+/* Restart the clock unless it already times this very wait; only progress
+ * (a higher `at`) is a new wait, a cursor that went back is not. */
 static void stall_track(struct stall_clock *c, uint64_t what, uint64_t at, int64_t now)
 {
-	if (!c->since || c->what != what || c->at != at) {
+	if (!c->since || c->what != what || at > c->at) {
 		c->what = what;
 		c->at = at;
 		c->since = now;
@@ -527,6 +528,44 @@ static void evict_event_blocker(struct group *g, int64_t now)
 			ring_member_evict(&g->ring, m->slot, m->state_word);
 }
 
+/*
+ * The member slots are in memory every member can write (until members
+ * have pages of their own, docs/security.md §3), so the daemon audits them
+ * against its own list each tick: a slot someone made ACTIVE (a fake
+ * member holding senders back) is freed; a real member whose slot was
+ * overwritten is told it is out (PG_EVICTED) rather than silently cut off.
+ */
+static void audit_members(struct group *g)
+{
+	static uint8_t mine[RING_MEMBER_SLOTS];
+	struct ring *r = &g->ring;
+	uint32_t hi = atomic_load(&r->chdr->slot_hi);
+	if (hi > RING_MEMBER_SLOTS)
+		hi = RING_MEMBER_SLOTS;
+	memset(mine, 0, hi);
+	for (struct member *m = g->members; m; m = m->next_in_group) {
+		if (m->slot >= hi)
+			continue;
+		mine[m->slot] = 1;
+		uint32_t w = atomic_load(&r->members[m->slot].state);
+		uint32_t evicted = RING_MEMBER_WORD(RING_GEN_OF(m->state_word), RING_MEMBER_EVICTED);
+		if (!m->evicted && w != m->state_word && w != evicted) {
+			pgd_log("group %s: member pid %d's slot was overwritten", g->name,
+				(int)m->session->pid);
+			atomic_store(&r->members[m->slot].state, evicted);
+		}
+	}
+	for (uint32_t i = 0; i < hi; i++) {
+		if (mine[i])
+			continue;
+		uint32_t w = atomic_load(&r->members[i].state);
+		if (RING_STATE_OF(w) != RING_MEMBER_FREE) {
+			pgd_log("group %s: slot %u forged, freed", g->name, i);
+			ring_member_remove(r, i);
+		}
+	}
+}
+
 void registry_collect_evicted(struct daemon *d, struct group *g)
 {
 	/* A sender that evicted a member may have died before telling us:
@@ -584,6 +623,7 @@ void registry_tick(struct daemon *d)
 	for (struct group *g = d->groups; g; g = g->next) {
 		if (g->bad)
 			continue;
+		audit_members(g);
 		cancel_stuck(g, now);
 		flush_pending(d, g);
 		evict_event_blocker(g, now);

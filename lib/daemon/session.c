@@ -322,6 +322,15 @@ static int do_create(struct daemon *d, struct session *s, const struct ctl_in *r
 	return err;
 }
 
+/* The ring's sizes go with its fds: the library maps by what the daemon
+ * says, never by the header any sender can write. */
+static void put_geometry(struct ctl_out *o, const struct group *g)
+{
+	ctl_put_u64(o, CTL_T_RING, g->ring.capacity);
+	ctl_put_u64(o, CTL_T_MAXMSG, g->ring.max_msg);
+	ctl_put_u32(o, CTL_T_STALL, g->ring.stall_ms);
+}
+
 static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
 	struct group *g;
@@ -341,6 +350,7 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 		return data;
 	begin_reply(req);
 	ctl_put_u32(&out_msg, CTL_T_WRITER, slot);
+	put_geometry(&out_msg, g);
 	int fds[2] = {data, g->cursor_fd};
 	err = reply(s, req, 0, fds, 2);
 	if (!write)
@@ -388,6 +398,7 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 	ctl_put_u32(&out_msg, CTL_T_SLOT, m->slot);
 	ctl_put_u32(&out_msg, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
+	put_geometry(&out_msg, g);
 	int ro = registry_data_ro_fd(g);
 	if (ro < 0) {
 		registry_remove(d, m, RING_REC_LEFT);
@@ -410,6 +421,7 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	ctl_put_u32(&note, CTL_T_SLOT, m->slot);
 	ctl_put_u32(&note, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&note, CTL_T_CURSOR, m->start);
+	put_geometry(&note, g);
 	ctl_end(&note);
 	int ro = registry_data_ro_fd(g);
 	if (ro < 0)

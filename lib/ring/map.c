@@ -129,35 +129,22 @@ static int fd_bytes(int fd, uint64_t want)
 	return (uint64_t)st.st_size == want ? 0 : -EBADMSG;
 }
 
-int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
+int ring_map_as(struct ring *r, int data_fd, int cursor_fd, bool writable,
+		const struct ring_geometry *g)
 {
 	memset(r, 0, sizeof(*r));
+	if (ring_check_sizes(g->capacity, g->max_msg))
+		return -EBADMSG;
+	uint64_t cap = g->capacity, slots = RING_ORDER_SLOTS(cap);
+	uint32_t writers = ring_writer_slots(cap);
+	uint64_t bytes = data_bytes(cap, writers);
 	/* Sizes before any access: touching a page past the end of a short
 	 * memfd would be SIGBUS, not an error. */
-	struct stat st;
-	if (fstat(data_fd, &st) < 0)
-		return -errno;
-	if (st.st_size < (off_t)RING_ORDER_OFF)
-		return -EBADMSG;
-	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
-	if (h == MAP_FAILED)
-		return -errno;
-	/* Copy the sizes once; a writer may scribble on the header later. */
-	uint64_t cap = h->capacity, slots = h->order_slots;
-	uint32_t max_msg = h->max_msg, stall_ms = h->stall_ms, writers = h->writer_slots;
-	bool ok = h->magic == RING_DATA_MAGIC && h->version == RING_VERSION &&
-		  h->hdr_bytes == RING_ORDER_OFF;
-	munmap(h, RING_PAGE);
-	if (!ok || ring_check_sizes(cap, max_msg) || slots != RING_ORDER_SLOTS(cap) ||
-	    writers != ring_writer_slots(cap))
-		return -EBADMSG;
-	uint64_t bytes = data_bytes(cap, writers);
 	int err = fd_bytes(data_fd, bytes);
 	if (!err)
 		err = fd_bytes(cursor_fd, RING_CURSOR_BYTES);
 	if (err)
 		return err;
-
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 	/* MAP_NORESERVE: the areas are sparse; only what writers touch is
 	 * memory, and it is the memfd's, not ours. */
@@ -170,15 +157,8 @@ int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
 		munmap(d, bytes);
 		return err;
 	}
-	r->chdr = c;
-	if (r->chdr->magic != RING_CURSOR_MAGIC || r->chdr->version != RING_VERSION ||
-	    r->chdr->member_slots != RING_MEMBER_SLOTS) {
-		munmap(d, bytes);
-		munmap(c, RING_CURSOR_BYTES);
-		memset(r, 0, sizeof(*r));
-		return -EBADMSG;
-	}
 	r->hdr = d;
+	r->chdr = c;
 	r->writers = (struct ring_writer *)((uint8_t *)d + RING_WRITERS_OFF);
 	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF);
 	r->areas = (uint8_t *)d + RING_AREAS_OFF(cap);
@@ -186,15 +166,44 @@ int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
 	r->capacity = cap;
 	r->amask = cap - 1;
 	r->order_slots = slots;
+	r->order_shift = (unsigned)__builtin_ctzll(slots);
 	r->line_mask = slots / 8 - 1;
 	r->line_shift = (unsigned)__builtin_ctzll(slots / 8);
-	r->order_shift = (unsigned)__builtin_ctzll(slots);
 	r->writer_slots = writers;
-	r->max_msg = max_msg;
-	r->stall_ms = stall_ms;
+	r->max_msg = g->max_msg;
+	r->stall_ms = g->stall_ms;
 	r->data_map_bytes = bytes;
 	r->writable = writable;
 	return 0;
+}
+
+int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
+{
+	memset(r, 0, sizeof(*r));
+	struct stat st;
+	if (fstat(data_fd, &st) < 0)
+		return -errno;
+	if (st.st_size < (off_t)RING_ORDER_OFF || fd_bytes(cursor_fd, RING_CURSOR_BYTES))
+		return -EBADMSG;
+	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
+	if (h == MAP_FAILED)
+		return -errno;
+	struct ring_cursor_hdr *ch = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, cursor_fd, 0);
+	if (ch == MAP_FAILED) {
+		munmap(h, RING_PAGE);
+		return -errno;
+	}
+	struct ring_geometry g = {
+		.capacity = h->capacity, .max_msg = h->max_msg, .stall_ms = h->stall_ms};
+	bool ok = h->magic == RING_DATA_MAGIC && h->version == RING_VERSION &&
+		  h->hdr_bytes == RING_ORDER_OFF && ring_check_sizes(g.capacity, g.max_msg) == 0 &&
+		  h->order_slots == RING_ORDER_SLOTS(g.capacity) &&
+		  h->writer_slots == ring_writer_slots(g.capacity) &&
+		  ch->magic == RING_CURSOR_MAGIC && ch->version == RING_VERSION &&
+		  ch->member_slots == RING_MEMBER_SLOTS;
+	munmap(h, RING_PAGE);
+	munmap(ch, RING_PAGE);
+	return ok ? ring_map_as(r, data_fd, cursor_fd, writable, &g) : -EBADMSG;
 }
 
 void ring_unmap(struct ring *r)

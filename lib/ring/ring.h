@@ -92,7 +92,19 @@ uint32_t ring_writer_slots(uint64_t capacity);
 /* Daemon: make both memfds, sealed against resizing, mode 0400. */
 int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
 		int *data_fd, int *cursor_fd);
-/* Map and validate; `writable` maps the data memfd read-write. */
+/* A ring's sizes, as the daemon that made it says (never as its header
+ * says: any sender can write the header). */
+struct ring_geometry {
+	uint64_t capacity;
+	uint32_t max_msg;
+	uint32_t stall_ms;
+};
+/* Map with the geometry the daemon gave: the memfds' sizes are checked
+ * against it, nothing in shared memory is trusted. */
+int ring_map_as(struct ring *r, int data_fd, int cursor_fd, bool writable,
+		const struct ring_geometry *g);
+/* Map a ring whose header is trusted (the daemon's own, tests): the
+ * geometry is read from it and validated. */
 int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable);
 void ring_unmap(struct ring *r);
 /* Start a writer's bookkeeping of a freshly handed-out slot. */
