@@ -47,8 +47,8 @@ bool member_current(const struct group_ref *g)
 	const struct membership *m = g->mem;
 	if (!m)
 		return false;
-	uint32_t w = atomic_load_explicit(&m->ring.members[m->reader.slot].state,
-					  memory_order_relaxed);
+	uint32_t w =
+	    atomic_load_explicit(&m->ring.members[m->reader.slot].state, memory_order_relaxed);
 	return w == m->reader.state_word && !ring_is_down(&m->ring);
 }
 

@@ -21,7 +21,7 @@ void quota_init(struct quota *q, const struct pgd_limits *lim)
 	if (!q->lim.node_ring_bytes) {
 		long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
 		q->lim.node_ring_bytes =
-			pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 2 : 1ull << 32;
+		    pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 2 : 1ull << 32;
 	}
 	q->node_ring_used = 0;
 	q->uids = NULL;

@@ -19,10 +19,10 @@
 #define PGD_DEFAULT_MAX_MEMBERSHIPS 16384u
 
 struct pgd_limits {
-	unsigned groups;        /* groups a uid may own */
-	uint64_t ring_bytes;    /* ring memory a uid's groups and sending may hold */
-	unsigned handles;       /* open handles (pg_ctx) of a uid */
-	unsigned memberships;   /* memberships of a uid's processes */
+	unsigned groups;	  /* groups a uid may own */
+	uint64_t ring_bytes;	  /* ring memory a uid's groups and sending may hold */
+	unsigned handles;	  /* open handles (pg_ctx) of a uid */
+	unsigned memberships;	  /* memberships of a uid's processes */
 	uint64_t node_ring_bytes; /* ring memory of the whole node; 0 = half the RAM */
 };
 

@@ -80,9 +80,9 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	/* Only the header and the writer slots: the order and the areas are
 	 * zero (EMPTY) as the memfd comes, and stay untouched until used. */
 	struct ring_data_hdr *h =
-		mmap(NULL, RING_ORDER_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+	    mmap(NULL, RING_ORDER_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
 	struct ring_cursor_hdr *ch =
-		mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	    mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
 	if (h == MAP_FAILED || ch == MAP_FAILED) {
 		err = -errno;
 		if (h != MAP_FAILED)
@@ -194,7 +194,7 @@ int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
 		return -errno;
 	}
 	struct ring_geometry g = {
-		.capacity = h->capacity, .max_msg = h->max_msg, .stall_ms = h->stall_ms};
+	    .capacity = h->capacity, .max_msg = h->max_msg, .stall_ms = h->stall_ms};
 	bool ok = h->magic == RING_DATA_MAGIC && h->version == RING_VERSION &&
 		  h->hdr_bytes == RING_ORDER_OFF && ring_check_sizes(g.capacity, g.max_msg) == 0 &&
 		  h->order_slots == RING_ORDER_SLOTS(g.capacity) &&

@@ -129,10 +129,7 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 	return err;
 }
 
-void ring_set_state(struct ring *r, enum ring_group_state st)
-{
-	atomic_store(&r->hdr->state, st);
-}
+void ring_set_state(struct ring *r, enum ring_group_state st) { atomic_store(&r->hdr->state, st); }
 
 int ring_state_error(const struct ring *r)
 {
