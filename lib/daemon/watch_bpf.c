@@ -12,6 +12,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,9 +162,12 @@ static int bpf_add(struct watch *w, pid_t pid, int pidfd)
 	if (!e)
 		return -ENOMEM;
 	e->pid = pid;
-	/* The pidfd names our process: while it is alive, /proc/PID is it. */
+	/* The pidfd names our process: while it is alive, /proc/PID is it.
+	 * A readable pidfd says it has exited (asking by signal 0 would need
+	 * CAP_KILL for another uid's process). */
 	int err = start_ticks(pid, &e->start_ticks);
-	if (!err && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	if (!err && poll(&p, 1, 0) != 0)
 		err = -ESRCH;
 	__u32 key = (__u32)pid;
 	__u8 one = 1;
