@@ -179,7 +179,9 @@ static int cmd_join(struct cli *c, int argc, char **argv)
 		pg_close(ctx);
 		return cli_fail(argv[1], err);
 	}
-	/* No SA_RESTART: pg_recv returns -EINTR and we leave cleanly. */
+	/* No SA_RESTART: pg_recv returns -EINTR and we leave cleanly. A
+	 * signal that lands while pg_recv polls, not in its futex wait, is
+	 * not reported: the timeout bounds how long we miss it. */
 	struct sigaction sa = {.sa_handler = on_stop};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -187,9 +189,11 @@ static int cmd_join(struct cli *c, int argc, char **argv)
 	int rc = 0;
 	while (!stop) {
 		pg_message m;
-		err = pg_recv(ctx, &m, -1);
+		err = pg_recv(ctx, &m, 200);
 		if (err == -EINTR)
 			break;
+		if (err == -ETIMEDOUT)
+			continue;
 		if (err) {
 			rc = cli_fail(argv[1], err);
 			break;
