@@ -36,11 +36,6 @@ struct membership {
 	struct ring ring;
 	struct ring_reader reader;
 	bool fd_armed;   /* pg_fd waits on this group's wake word */
-	/* Records (and their bytes) this ctx sent to the group since this
-	 * membership last read anything: over a ring's worth, its own send
-	 * evicts it. */
-	uint64_t sent_unread;
-	uint64_t sent_unread_n;
 	/* A later membership of the same group (another process joined us
 	 * again while this one was evicted): taken once this one is told. */
 	struct membership *next;
@@ -74,6 +69,12 @@ struct pg_ctx {
 	struct membership *held;
 	struct group_ref *held_ref; /* NULL once that membership ended */
 	uint64_t held_next;
+	/* While pg_recv parks, it counts as a sleeper on its memberships'
+	 * pages: one that ends meanwhile is freed only after the park. */
+	bool parking;
+	struct membership *ended;
+	/* pg_close in a forked child: the shared pages are the parent's. */
+	bool closing_forked;
 	int64_t spin_ns;
 	int64_t busy_ns; /* of spin_ns, polled without yielding ($PGROUP_BUSY_US) */
 	int64_t last_drain_ns; /* last read of the control socket */
@@ -117,6 +118,8 @@ void member_end(pg_ctx *ctx, struct group_ref *g);
 void member_end_current(pg_ctx *ctx, struct group_ref *g);
 /* Tell the daemon we are done with our slot in g (leave, or "told"). */
 void member_leave_quiet(pg_ctx *ctx, struct group_ref *g);
+/* Free the memberships that ended while pg_recv was parked. */
+void member_free_ended(pg_ctx *ctx);
 /* pg_recv's previous view is done with: release it. */
 void member_release_view(pg_ctx *ctx);
 void member_free_all(pg_ctx *ctx, struct group_ref *g);

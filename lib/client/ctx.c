@@ -173,6 +173,7 @@ void pg_close(pg_ctx *ctx)
 	if (!ctx)
 		return;
 	bool forked = ctx_check(ctx) == -ECHILD;
+	ctx->closing_forked = forked;
 	if (ctx->have_uring) {
 		/* Closing the ring cancels its futex waits; then withdraw the
 		 * sleeps they announced. */
@@ -200,6 +201,7 @@ void pg_close(pg_ctx *ctx)
 		struct group_ref *g = ctx->groups;
 		ctx->groups = g->next;
 		member_free_all(ctx, g);
+		member_free_ended(ctx);
 		if (g->snd)
 			g->snd->claiming = false;
 		sender_drop(g);

@@ -63,13 +63,27 @@ void member_end(pg_ctx *ctx, struct group_ref *g)
 	struct membership *m = g->mem;
 	if (!m)
 		return;
-	recv_disarm(m);
+	if (!ctx->closing_forked)
+		recv_disarm(m);
 	g->mem = m->next;
 	m->next = NULL;
-	if (ctx->held == m)
+	if (ctx->held == m) {
 		ctx->held_ref = NULL; /* freed by member_release_view */
-	else
+	} else if (ctx->parking) {
+		m->next = ctx->ended; /* asleep on its page: freed after */
+		ctx->ended = m;
+	} else {
 		membership_free(m);
+	}
+}
+
+void member_free_ended(pg_ctx *ctx)
+{
+	while (ctx->ended) {
+		struct membership *m = ctx->ended;
+		ctx->ended = m->next;
+		membership_free(m);
+	}
 }
 
 void member_end_current(pg_ctx *ctx, struct group_ref *g)
@@ -83,6 +97,7 @@ void member_end_current(pg_ctx *ctx, struct group_ref *g)
 			if (p == &g->mem) {
 				member_end(ctx, g);
 			} else {
+				/* Queued, never read: not held, not slept on. */
 				recv_disarm(m);
 				*p = m->next;
 				membership_free(m);
@@ -115,7 +130,6 @@ void member_release_view(pg_ctx *ctx)
 		return;
 	}
 	ring_release(&m->ring, &m->reader, ctx->held_next);
-	m->sent_unread = m->sent_unread_n = 0;
 }
 
 void member_free_all(pg_ctx *ctx, struct group_ref *g)

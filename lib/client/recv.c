@@ -84,8 +84,9 @@ static int next_wanted(pg_ctx *ctx, struct group_ref *g, struct ring_view *v)
 {
 	struct membership *m = g->mem;
 	int r;
-	while ((r = ring_read(&m->ring, &m->reader, v)) == 1 && !wanted(ctx, g, v))
+	while ((r = ring_read(&m->ring, &m->reader, v)) == 1 && !wanted(ctx, g, v)) {
 		ring_release(&m->ring, &m->reader, v->next_pos);
+	}
 	return r;
 }
 
@@ -290,13 +291,18 @@ static int park(pg_ctx *ctx, pg_message *msg, int64_t timeout_ns)
 		return n < 0 && errno == EINTR ? -EINTR : 0;
 	}
 	ring_sleep_begin(&s);
-	/* Look once more after announcing: pairs with ring_wake's fence. */
+	/* Look once more after announcing: pairs with ring_wake's fence. A
+	 * membership that ends in this look keeps its mapping until the
+	 * sleep is withdrawn from its page. */
+	ctx->parking = true;
 	int r = poll_all(ctx, msg);
+	ctx->parking = false;
 	if (r == 0)
 		r = ring_sleep_wait(&s, timeout_ns);
 	else if (r > 0)
 		r = 1;
 	ring_sleep_end(&s);
+	member_free_ended(ctx);
 	if (r == -ETIMEDOUT)
 		r = 0;
 	return r;

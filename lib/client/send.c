@@ -121,12 +121,23 @@ static void report_eviction(pg_ctx *ctx, struct group_ref *g, uint32_t slot, uin
  * our pg_recv moves it. A member that sent over a ring's worth without
  * receiving evicts itself (the contract); one that reads is told to.
  */
-static int blocked_by_self(pg_ctx *ctx, struct group_ref *g, size_t len, uint32_t word)
+/* Our membership of g holding member slot `slot`, if one does: the head,
+ * or one queued behind a membership that ended. */
+static struct membership *own_membership(struct group_ref *g, uint32_t slot, uint32_t word)
 {
-	struct membership *m = g->mem;
-	const struct ring *r = &g->snd->ring;
-	if (m->sent_unread + ring_rec_bytes(len) <= r->capacity &&
-	    m->sent_unread_n < r->order_slots - RING_EVENT_RESERVE)
+	for (struct membership *m = g->mem; m; m = m->next)
+		if (m->reader.slot == slot && m->reader.state_word == word)
+			return m;
+	return NULL;
+}
+
+static int blocked_by_self(pg_ctx *ctx, struct group_ref *g, struct membership *m, size_t len,
+			   uint32_t word, uint64_t cursor)
+{
+	struct ring *r = &g->snd->ring;
+	/* What we sent that it has not read, this message included: over a
+	 * ring's bytes only by never receiving. */
+	if (ring_area_unread(r, &g->snd->area, cursor) + ring_rec_bytes(len) <= r->capacity)
 		return -EDEADLK;
 	if (ring_member_evict(&g->snd->ring, m->reader.slot, word))
 		report_eviction(ctx, g, m->reader.slot, word);
@@ -172,8 +183,9 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 		uint32_t word = atomic_load(&m->state);
 		uint64_t cur = atomic_load(&m->cursor);
 		int64_t now = ring_now_ns();
-		if (g->mem && g->mem->reader.slot == blocker && member_current(g)) {
-			if ((err = blocked_by_self(ctx, g, len, word)))
+		struct membership *own = own_membership(g, blocker, word);
+		if (own) {
+			if ((err = blocked_by_self(ctx, g, own, len, word, cur)))
 				return err;
 			continue;
 		}
@@ -194,15 +206,6 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 			left = PG_ROOM_SLICE_NS;
 		if (ring_wait_room(r, blocker, cur, left) == -EINTR)
 			return -EINTR;
-	}
-}
-
-/* What our own membership of the group owes: the bytes we put before it. */
-static void count_sent(struct group_ref *g, size_t len)
-{
-	if (g->mem) {
-		g->mem->sent_unread += ring_rec_bytes(len);
-		g->mem->sent_unread_n++;
 	}
 }
 
@@ -232,8 +235,6 @@ static int send_common(pg_ctx *ctx, const char *group, const void *data, size_t 
 		memcpy(c.payload, data, len);
 	err = ring_commit(&g->snd->ring, &c, RING_REC_MSG, flags, ctx->dpid, 0);
 	ring_wake(&g->snd->ring);
-	if (!err)
-		count_sent(g, len);
 	return err;
 }
 
@@ -296,8 +297,6 @@ static int end_claim(pg_ctx *ctx, void *buf, bool commit)
 	/* Readers parked at this position move on: to the record, or past
 	 * the withdrawn one. */
 	ring_wake(&s->ring);
-	if (commit && !err)
-		count_sent(g, s->claim.len);
 	return commit ? err : 0;
 }
 

@@ -125,6 +125,7 @@ struct group {
 	uid_t area_uid[RING_WRITER_SLOTS];
 	bool area_charged[RING_WRITER_SLOTS];
 	unsigned areas_to_reclaim; /* charged slots freed since the last reclaim */
+	int64_t join_blocked_at;   /* a JOINED found no room (ns): time its blocker */
 	uid_t uid;
 	gid_t gid;
 	uint32_t mode;

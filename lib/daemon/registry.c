@@ -282,6 +282,8 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 		ring_member_remove(&g->ring, m->slot);
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
+		if (err == -EAGAIN)
+			g->join_blocked_at = ring_now_ns(); /* time who holds the room */
 		return err == -EAGAIN ? -ENOBUFS : err;
 	}
 	m->group = g;
@@ -327,6 +329,13 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 		quota_give(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
 		free(w);
 		return !w ? -ENOMEM : err == -ENOSPC ? -EUSERS : err;
+	}
+	if (g->area_charged[w->slot]) {
+		/* Handed out again before the reclaim saw it drained (their
+		 * minimums differ by a moment): its last holder's charge ends. */
+		quota_give(&d->quota, g->area_uid[w->slot], QUOTA_RING_BYTES, g->ring.capacity);
+		if (g->areas_to_reclaim)
+			g->areas_to_reclaim--;
 	}
 	g->area_uid[w->slot] = s->creds.uid;
 	g->area_charged[w->slot] = true;
@@ -519,7 +528,9 @@ static void cancel_stuck(struct group *g, int64_t now)
  * is evicted, exactly as a sender would evict it. */
 static void evict_event_blocker(struct group *g, int64_t now)
 {
-	if (!g->pending || !stall_over(&g->event_wait, g, now))
+	/* Events wait, or a join found no room a moment ago (it retries). */
+	bool waiting = g->pending || now - g->join_blocked_at < PGD_TICK_NS * 4;
+	if (!waiting || !stall_over(&g->event_wait, g, now))
 		return;
 	uint32_t slot = (uint32_t)g->event_wait.what;
 	g->event_wait.since = 0;

@@ -115,6 +115,21 @@ static int area_release(struct ring *r, struct ring_area *a, uint64_t min)
 	return 0;
 }
 
+uint64_t ring_area_unread(struct ring *r, const struct ring_area *a, uint64_t from)
+{
+	uint64_t bytes = 0;
+	for (uint64_t at = a->head; at < a->tail;) {
+		const struct ring_rec *h = area_rec(r, a->writer, at);
+		uint64_t n = ring_rec_bytes(h->len);
+		if (n > a->tail - at || (at & r->amask) + n > r->capacity)
+			break; /* someone wrote into our area: count what we have */
+		if (h->kind != RING_REC_WRAP && h->order_pos >= from)
+			bytes += n;
+		at += n;
+	}
+	return bytes;
+}
+
 /* Room in our area for `rec` bytes at its tail (after a wrap if needed). */
 static bool area_fits(const struct ring *r, const struct ring_area *a, uint64_t rec,
 		      uint64_t *skip)
@@ -372,9 +387,22 @@ void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos)
 {
 	struct ring_member *me = &r->members[rd->slot];
 	rd->pos = pos;
-	/* seq_cst store, then the load of `waiters`: pairs with the producer's
-	 * increment of waiters and re-check of the cursor in ring_wait_room. */
-	atomic_store(&me->cursor, pos);
+	/* Only into our own slot: one freed and handed to another member
+	 * meanwhile (we were made to leave) must not get our old cursor. */
+	if (atomic_load_explicit(&me->state, memory_order_acquire) != rd->state_word)
+		return;
+	/* Cursors only grow: publish by a compare-and-swap that never lowers
+	 * one. Should the slot change hands between the check above and this,
+	 * its new holder joined at a tail at or past `pos`, so our late value
+	 * cannot move it. seq_cst, then the load of `waiters`: pairs with the
+	 * producer's increment of waiters and re-check in ring_wait_room. */
+	uint64_t cur = atomic_load_explicit(&me->cursor, memory_order_relaxed);
+	bool moved = false;
+	/* A few tries: only a writer scribbling on our slot makes it fail. */
+	for (int i = 0; i < 8 && cur < pos && !moved; i++)
+		moved = atomic_compare_exchange_weak(&me->cursor, &cur, pos);
+	if (!moved)
+		return; /* not ours to move: nothing of ours to wake for */
 	if (atomic_load(&me->waiters)) {
 		uint64_t at = atomic_load(&me->wake_at);
 		/* Wake at the threshold a producer asked for, then clear it

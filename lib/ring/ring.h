@@ -130,6 +130,9 @@ int ring_abort(struct ring *r, const struct ring_claim *c);
 /* After a commit: wake every sleeping receiver, if any sleeps. */
 void ring_wake(struct ring *r);
 
+/* Bytes of our own area's records at order positions from `from` on: what
+ * of ours a member at `from` has still to read. */
+uint64_t ring_area_unread(struct ring *r, const struct ring_area *a, uint64_t from);
 /* The lowest cursor of a live member, bounded by the tail; its slot in
  * *slowest, or UINT32_MAX when no member holds anything. */
 uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest);

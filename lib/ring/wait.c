@@ -74,7 +74,9 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
 	uint64_t at = atomic_load(&m->wake_at);
 	/* A few tries: other producers lower it too, and the member's page is
 	 * writable by anyone; a lost race costs at most a wake too early. */
-	for (int i = 0; i < 8 && want < at; i++)
+	/* A threshold the member already passed was met and woken: it is
+	 * ours to set, not to keep. */
+	for (int i = 0; i < 8 && (want < at || at <= cursor); i++)
 		if (atomic_compare_exchange_weak(&m->wake_at, &at, want))
 			break;
 	int err = 0;
