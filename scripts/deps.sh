@@ -4,7 +4,9 @@
 set -e
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
-PKGS="meson ninja-build pkg-config gcc liburing-dev libcunit1-dev valgrind gnuplot-nox clang bpftool libbpf-dev"
+# libclang-rt-dev: clang's runtimes (libclang_rt.fuzzer, the sanitizers) for
+# scripts/fuzz.sh; clang only recommends them. Unversioned, as clang is.
+PKGS="meson ninja-build pkg-config gcc liburing-dev libcunit1-dev valgrind gnuplot-nox clang libclang-rt-dev bpftool libbpf-dev"
 missing=
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

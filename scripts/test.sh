@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Install, build with -Werror, run the whole suite; then again under
 # AddressSanitizer + UndefinedBehaviorSanitizer. Prints each run's counts.
+# Last, the libFuzzer targets for $FUZZ_SECONDS each (scripts/fuzz.sh).
 set -u
 cd "$(dirname "$0")/.."
 scripts/deps.sh || exit 1
@@ -22,4 +23,5 @@ run build || status=1
 # halt_on_error: a sanitizer report fails the test; the daemon's leaks too.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run build-asan -Db_sanitize=address,undefined -Db_lundef=false || status=1
+scripts/fuzz.sh || status=1
 exit $status
