@@ -255,16 +255,39 @@ struct group_ref *ctx_ref(pg_ctx *ctx, const char *name)
 }
 
 /* An unasked message from the daemon. */
+/* Give back a membership we will not take (fire and forget: the reply, if
+ * any, is a stale one ctx_call skips). ctx->out is free: a call in progress
+ * has sent its request already. */
+static void give_back(pg_ctx *ctx, const char *name, const struct ctl_in *m)
+{
+	uint32_t slot;
+	if (ctl_get_u32(m, CTL_T_SLOT, &slot))
+		return;
+	ctx_begin(ctx, CTL_LEAVE);
+	ctl_put_str(&ctx->out, CTL_T_NAME, name);
+	ctl_put_u32(&ctx->out, CTL_T_PID, 0);
+	ctl_put_u32(&ctx->out, CTL_T_SLOT, slot);
+	ctx_notify(ctx);
+}
+
+/* An unasked message from the daemon, or a reply nobody waits for. */
 static void handle_async(pg_ctx *ctx, const struct ctl_in *m, int *fds, unsigned nfds)
 {
 	char name[PG_GROUP_MAX + 1];
-	if (m->hdr.type == CTL_ASYNC_JOINED && nfds == 2 &&
-	    ctl_get_str(m, CTL_T_NAME, name, sizeof(name)) == 0) {
+	bool named = ctl_get_str(m, CTL_T_NAME, name, sizeof(name)) == 0;
+	/* Another process joined us; or the late reply of our own join whose
+	 * call timed out: the daemon made us a member, so be one (a retry of
+	 * pg_join then says -EALREADY, truthfully). */
+	bool late_join = m->hdr.type == (CTL_JOIN | CTL_REPLY) && m->hdr.status == 0;
+	if ((m->hdr.type == CTL_ASYNC_JOINED || late_join) && nfds == 2 && named) {
 		struct group_ref *g = ctx_ref(ctx, name);
-		if (g) {
-			member_take(ctx, g, m, fds);
-			return;
-		}
+		if (g && member_take(ctx, g, m, fds) == 0)
+			return; /* fds consumed */
+		if (!g)
+			for (unsigned i = 0; i < nfds; i++)
+				close(fds[i]);
+		give_back(ctx, name, m);
+		return;
 	}
 	for (unsigned i = 0; i < nfds; i++)
 		close(fds[i]);

@@ -394,7 +394,9 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 		return reply(s, req, 0, NULL, 0);
 	}
 	/* The caller itself (pid 0, or its own pid and this is its first
-	 * handle): the membership comes with the reply. */
+	 * handle): the membership comes with the reply, named, so a caller
+	 * that gave up waiting can give it back. */
+	ctl_put_str(&out_msg, CTL_T_NAME, g->name);
 	ctl_put_u32(&out_msg, CTL_T_SLOT, m->slot);
 	ctl_put_u32(&out_msg, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
