@@ -313,6 +313,68 @@ static void test_autostart(void)
 	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* it cleaned up its socket */
 }
 
+/* A join whose daemon stops answering: -ETIMEDOUT after the RPC bound; once
+ * the daemon goes on, the library and the daemon agree (a member, that
+ * receives; a retry says -EALREADY). */
+static void test_join_times_out(void)
+{
+	struct daemon_proc d;
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, "slow"), 0);
+	pg_ctx *c, *s;
+	CU_ASSERT_EQUAL_FATAL(pg_open(&c, d.socket), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_open(&s, d.socket), 0);
+	CU_ASSERT_EQUAL(pg_create(c, "g"), 0);
+	kill(d.pid, SIGSTOP);
+	CU_ASSERT_EQUAL(pg_join(c, "g", 0, NULL, NULL), -ETIMEDOUT);
+	kill(d.pid, SIGCONT);
+	usleep(100000);
+	CU_ASSERT_EQUAL(pg_join(c, "g", 0, NULL, NULL), -EALREADY);
+	pg_member *l;
+	size_t n = 0;
+	CU_ASSERT_EQUAL(pg_members(c, "g", &l, &n), 0);
+	CU_ASSERT(n == 1 && l[0].pid == getpid());
+	free(l);
+	CU_ASSERT_EQUAL(pg_send(s, "g", "hi", 2), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(recv_msg(c, &m, 2000), 0);
+	CU_ASSERT(m.len == 2 && memcmp(m.data, "hi", 2) == 0);
+	pg_close(s);
+	pg_close(c);
+	CU_ASSERT_EQUAL(daemon_stop(&d), 0);
+}
+
+/* A view released after its membership was taken away (another process
+ * removed it) must not write its old cursor into the slot's next holder:
+ * the group stays usable. */
+static void test_stale_view_release(void)
+{
+	const char *g = fresh_group("stale");
+	pg_ctx *a = open_ctx(), *b = open_ctx(), *c = open_ctx(), *s = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(a, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(a, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(s, g, "m", 1), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(recv_msg(a, &m, 1000), 0); /* a view, held */
+	CU_ASSERT_EQUAL(pg_leave(b, g, getpid()), 0);
+	for (int i = 0; i < 5000; i++) /* no member: the order runs on */
+		CU_ASSERT_EQUAL_FATAL(pg_send(s, g, NULL, 0), 0);
+	CU_ASSERT_EQUAL(pg_join(c, g, 0, NULL, NULL), 0); /* the freed slot */
+	pg_recv(a, &m, 0); /* releases the old view */
+	int sent = 0, err;
+	while (sent < 100 && (err = pg_trysend(s, g, "x", 1)) == 0)
+		sent++;
+	CU_ASSERT_EQUAL(sent, 100);
+	int got = 0;
+	while (recv_msg(c, &m, 200) == 0)
+		got++;
+	CU_ASSERT_EQUAL(got, 100);
+	pg_close(s);
+	pg_close(c);
+	pg_close(b);
+	pg_close(a);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -327,5 +389,7 @@ int main(void)
 	CU_add_test(s, "daemon SIGTERM: group down, ENOTCONN", test_daemon_sigterm);
 	CU_add_test(s, "daemon SIGKILL: group down, ENOTCONN", test_daemon_sigkill);
 	CU_add_test(s, "PGROUP_AUTOSTART", test_autostart);
+	CU_add_test(s, "a join the daemon answers too late", test_join_times_out);
+	CU_add_test(s, "a view released after its membership went", test_stale_view_release);
 	return run_cunit();
 }
