@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "proto/ctl.h"
 
 #define ALIGN4(n) (((n) + 3u) & ~(size_t)3u)
@@ -31,17 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* 128 KiB: static, not on the stack. */
 static struct ctl_out out;
 
-static _Noreturn void fail(const char *what)
-{
-	fprintf(stderr, "fuzz_ctl: %s\n", what);
-	abort();
-}
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail(#cond);                                                               \
-	} while (0)
+#define CHECK(cond) FUZZ_CHECK("fuzz_ctl", cond)
 
 /* Whether [p, p + n) lies inside the message's body. */
 static bool in_body(const struct ctl_in *m, const void *p, size_t n)

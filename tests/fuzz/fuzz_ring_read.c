@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_check.h"
 #include "ring/ring.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -51,17 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_OPS 512u
 #define FINAL_READS 64u
 
-static _Noreturn void fail(const char *what)
-{
-	fprintf(stderr, "fuzz_ring_read: %s\n", what);
-	abort();
-}
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail(#cond);                                                               \
-	} while (0)
+#define CHECK(cond) FUZZ_CHECK("fuzz_ring_read", cond)
 
 static struct {
 	bool ready;
@@ -80,7 +71,7 @@ static void setup(void)
 {
 	if (ring_create(CAP, MAX_MSG, 100, "fuzz", &g.dfd, &g.cfd) ||
 	    ring_map(&g.w, g.dfd, g.cfd, true) || ring_map(&g.ro, g.dfd, g.cfd, false))
-		fail("cannot create the ring");
+		fuzz_fail("fuzz_ring_read", "cannot create the ring");
 	/* The daemon owns writer slot 0 without allocating it. */
 	atomic_store(&g.w.writers[RING_DAEMON_WRITER].pid, getpid());
 	g.wslot[0] = RING_DAEMON_WRITER;
@@ -89,9 +80,9 @@ static void setup(void)
 	    ring_writer_alloc(&g.w, getpid(), &g.wslot[2]) ||
 	    ring_member_add(&g.w, getpid(), &g.rd0.slot, &g.rd0.state_word, &cur) ||
 	    ring_member_add(&g.w, getpid(), &g.other0.slot, &g.other0.state_word, &cur))
-		fail("cannot add writers and members");
+		fuzz_fail("fuzz_ring_read", "cannot add writers and members");
 	if (g.wslot[2] >= AREAS || g.other0.slot >= MEMBERS)
-		fail("slots beyond what the fuzzer patches");
+		fuzz_fail("fuzz_ring_read", "slots beyond what the fuzzer patches");
 	g.rd0.pos = g.other0.pos = cur;
 	memcpy(g.data_snap, g.w.hdr, sizeof(g.data_snap));
 	memcpy(g.cur_snap, g.w.chdr, sizeof(g.cur_snap));
