@@ -398,9 +398,15 @@ void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos)
 	 * producer's increment of waiters and re-check in ring_wait_room. */
 	uint64_t cur = atomic_load_explicit(&me->cursor, memory_order_relaxed);
 	bool moved = false;
-	/* A few tries: only a writer scribbling on our slot makes it fail. */
-	for (int i = 0; i < 8 && cur < pos && !moved; i++)
+	/* A few tries: only a writer scribbling on our slot makes it fail. A
+	 * cursor past the tail is no cursor (someone wrote it): ours to set
+	 * back, so a forged one does not make producers overlook us for good.
+	 * The tail is loaded only then, off the common path. */
+	for (int i = 0; i < 8 && !moved; i++) {
+		if (cur >= pos && cur <= atomic_load_explicit(&r->hdr->tail, memory_order_relaxed))
+			break;
 		moved = atomic_compare_exchange_weak(&me->cursor, &cur, pos);
+	}
 	if (!moved)
 		return; /* not ours to move: nothing of ours to wake for */
 	if (atomic_load(&me->waiters)) {

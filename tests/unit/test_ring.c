@@ -2526,6 +2526,32 @@ static void test_corrupt_fuzz(void)
 
 /* A tail more than a whole order past the slowest member is no honest
  * writer's doing: claims refuse it rather than overwrite. */
+/* A member's cursor forged past the tail (another member wrote it) would make
+ * producers overlook it: its own next release sets it back. One at or below
+ * the tail it does not lower (that could be a slot's next holder). */
+static void test_forged_cursor(void)
+{
+	struct fx f;
+	struct ring_reader m;
+	struct ring_area w;
+	CU_ASSERT_EQUAL_FATAL(fx_open(&f, RING_MIN_BYTES, 1000), 0);
+	struct ring *r = &f.r;
+	CU_ASSERT_EQUAL_FATAL(reader_add(r, &m), 0);
+	CU_ASSERT_EQUAL_FATAL(writer_add(r, &w), 0);
+	for (unsigned i = 0; i < 4; i++)
+		CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, i, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(take(r, &m, 0, NULL), 1);
+	atomic_store(&r->members[m.slot].cursor, UINT64_MAX / 2);
+	CU_ASSERT_EQUAL(take(r, &m, 1, NULL), 1);
+	CU_ASSERT_EQUAL(published(r, &m), m.pos);
+	/* Within the tail: not ours to lower. */
+	uint64_t ahead = tail_of(r);
+	atomic_store(&r->members[m.slot].cursor, ahead);
+	CU_ASSERT_EQUAL(take(r, &m, 2, NULL), 1);
+	CU_ASSERT_EQUAL(published(r, &m), ahead);
+	fx_close(&f);
+}
+
 static void test_forged_tail(void)
 {
 	struct fx f;
@@ -2798,6 +2824,7 @@ static const struct test hostile_tests[] = {
 	{"corrupt", test_corrupt},
 	{"corrupt_fuzz", test_corrupt_fuzz},
 	{"forged_tail", test_forged_tail},
+	{"forged_cursor", test_forged_cursor},
 	{NULL, NULL},
 };
 
