@@ -90,9 +90,3 @@ void quota_give(struct quota *q, uid_t uid, enum quota_kind k, uint64_t n)
 	if (k == QUOTA_RING_BYTES)
 		q->node_ring_used = q->node_ring_used > n ? q->node_ring_used - n : 0;
 }
-
-uint64_t quota_used(const struct quota *q, uid_t uid, enum quota_kind k)
-{
-	const struct quota_use *u = find(q, uid);
-	return u ? u->used[k] : 0;
-}

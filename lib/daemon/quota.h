@@ -51,7 +51,5 @@ void quota_fini(struct quota *q);
  * (the node's ring memory), -ENOMEM. */
 int quota_take(struct quota *q, uid_t uid, enum quota_kind k, uint64_t n);
 void quota_give(struct quota *q, uid_t uid, enum quota_kind k, uint64_t n);
-/* What `uid` holds of kind `k`. */
-uint64_t quota_used(const struct quota *q, uid_t uid, enum quota_kind k);
 
 #endif /* PG_DAEMON_QUOTA_H */

@@ -111,7 +111,6 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 {
 	struct ring_writer *w = &r->writers[writer];
 	uint64_t won = atomic_load(&w->claim_won), pos = atomic_load(&w->claim_pos);
-	int err = 0;
 	if (won != RING_NO_CLAIM) {
 		ring_cancel_at(r, won); /* its CAS won: the position is its own */
 	} else if (pos != RING_NO_CLAIM && pos < atomic_load(&r->hdr->tail)) {
@@ -126,7 +125,7 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 	}
 	atomic_store(&w->claim_won, RING_NO_CLAIM);
 	atomic_store(&w->claim_pos, RING_NO_CLAIM);
-	return err;
+	return 0;
 }
 
 void ring_set_state(struct ring *r, enum ring_group_state st) { atomic_store(&r->hdr->state, st); }

@@ -333,15 +333,19 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 	/* At most a whole order of cancelled entries: they are in memory any
 	 * sender can write, so no unbounded walk. */
 	for (uint64_t n = 0; n < r->order_slots; n++) {
-		if (atomic_load_explicit(&me->state, memory_order_relaxed) != rd->state_word)
-			return -ECONNRESET;
 		uint64_t pos = rd->pos;
 		/* Acquire: pairs with the seq_cst CAS in decide (the writer's
 		 * commit, or a cancel). */
 		uint64_t e = atomic_load_explicit(entry(r, pos), memory_order_acquire);
 		int cmp = lap_cmp(e, lap_of(r, pos));
-		if (cmp < 0)
-			break; /* not decided yet */
+		if (cmp < 0) {
+			/* Not decided yet. Nothing to read is also when an
+			 * evicted member must learn it was: look at our state
+			 * here (a record found is checked after its copy). */
+			if (atomic_load_explicit(&me->state, memory_order_relaxed) != rd->state_word)
+				return -ECONNRESET;
+			break;
+		}
 		if (cmp > 0)
 			return read_fault(me, rd); /* the order went past us */
 		if (RING_E_STATE(e) == RING_E_CANCELLED) {
@@ -387,14 +391,10 @@ void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos)
 {
 	struct ring_member *me = &r->members[rd->slot];
 	rd->pos = pos;
-	/* Only into our own slot: one freed and handed to another member
-	 * meanwhile (we were made to leave) must not get our old cursor. */
-	if (atomic_load_explicit(&me->state, memory_order_acquire) != rd->state_word)
-		return;
 	/* Cursors only grow: publish by a compare-and-swap that never lowers
-	 * one. Should the slot change hands between the check above and this,
-	 * its new holder joined at a tail at or past `pos`, so our late value
-	 * cannot move it. seq_cst, then the load of `waiters`: pairs with the
+	 * one. Should our slot have changed hands (we were made to leave while
+	 * a view was out), its new holder joined at a tail at or past `pos`, so
+	 * our late value cannot move it. seq_cst, then the load of `waiters`: pairs with the
 	 * producer's increment of waiters and re-check in ring_wait_room. */
 	uint64_t cur = atomic_load_explicit(&me->cursor, memory_order_relaxed);
 	bool moved = false;

@@ -2524,8 +2524,6 @@ static void test_corrupt_fuzz(void)
 	in_child(corrupt_fuzz_body, "corrupt_fuzz");
 }
 
-/* A tail more than a whole order past the slowest member is no honest
- * writer's doing: claims refuse it rather than overwrite. */
 /* A member's cursor forged past the tail (another member wrote it) would make
  * producers overlook it: its own next release sets it back. One at or below
  * the tail it does not lower (that could be a slot's next holder). */
@@ -2552,6 +2550,8 @@ static void test_forged_cursor(void)
 	fx_close(&f);
 }
 
+/* A tail more than a whole order past the slowest member is no honest
+ * writer's doing: claims refuse it rather than overwrite. */
 static void test_forged_tail(void)
 {
 	struct fx f;
