@@ -144,16 +144,14 @@ void session_accept(struct daemon *d)
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
-		close(fd);
+		refuse(d, fd, -errno);
 		return;
 	}
 	int pidfd = peer_pidfd(fd, cr.pid);
-	if (pidfd == -EMFILE || pidfd == -ENFILE) {
-		refuse(d, fd, pidfd); /* the connection took our last fd */
-		return;
-	}
 	if (pidfd < 0) {
-		close(fd);
+		/* Out of fds (the connection took our last) or the peer gone:
+		 * whoever is there learns why, never a silent hang-up. */
+		refuse(d, fd, pidfd);
 		return;
 	}
 	int sndbuf = 2 * CTL_MAX_BYTES;
@@ -185,7 +183,7 @@ void session_accept(struct daemon *d)
 			proc_put(d, s->proc);
 		else
 			close(pidfd);
-		close(fd);
+		refuse(d, fd, -ENOMEM);
 		free(s);
 		return;
 	}
