@@ -139,7 +139,7 @@ int pg_join(pg_ctx *ctx, const char *group, pid_t pid, pg_member **old, size_t *
 	pg_member *list = NULL;
 	size_t n = 0;
 	err = member_list(&r, &list, &n);
-	if (nfds == 2) {
+	if (nfds == 3) {
 		/* Our own membership (pid 0, or our own pid when this ctx is
 		 * our first handle): map the ring at the place the daemon gave
 		 * us (our JOINED record). */

@@ -24,11 +24,20 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	err = -ENOMEM;
 	if (!(m = calloc(1, sizeof(*m))))
 		goto out;
-	if ((err = ring_map_as(&m->ring, fds[0], fds[1], false, &geo))) {
+	/* Our own page is the one thing of the group we may write. */
+	struct ring_mpage *page = ring_page_map(fds[2], true);
+	if (!page) {
+		err = -EPROTO;
 		free(m);
 		goto out;
 	}
-	m->reader = (struct ring_reader){.pos = start, .slot = slot, .state_word = word};
+	if ((err = ring_map_as(&m->ring, fds[0], fds[1], false, &geo))) {
+		ring_page_unmap(page);
+		free(m);
+		goto out;
+	}
+	m->reader = (struct ring_reader){
+	    .pos = start, .slot = slot, .state_word = word, .page = page};
 	/* Behind the memberships not yet told they ended: PG_EVICTED comes
 	 * before anything of a later membership. */
 	struct membership **p = &g->mem;
@@ -37,8 +46,8 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	*p = m;
 	(void)ctx;
 out:
-	close(fds[0]);
-	close(fds[1]);
+	for (unsigned i = 0; i < 3; i++)
+		close(fds[i]);
 	return err;
 }
 
@@ -54,6 +63,7 @@ bool member_current(const struct group_ref *g)
 
 static void membership_free(struct membership *m)
 {
+	ring_page_unmap(m->reader.page);
 	ring_unmap(&m->ring);
 	free(m);
 }

@@ -166,8 +166,10 @@ static unsigned collect(pg_ctx *ctx, struct ring_sleep *s)
 {
 	s->n = 0;
 	for (struct group_ref *g = ctx->groups; g && s->n < RING_WAIT_MAX; g = g->next)
-		if (g->mem)
-			s->rings[s->n++] = &g->mem->ring;
+		if (g->mem) {
+			s->rings[s->n] = &g->mem->ring;
+			s->pages[s->n++] = g->mem->reader.page;
+		}
 	return s->n;
 }
 
@@ -189,11 +191,11 @@ static void arm_fd(pg_ctx *ctx)
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ctx->uring);
 		if (!sqe)
 			break;
-		_Atomic uint32_t *word = &m->ring.chdr->wake_seq;
+		_Atomic uint32_t *word = &m->ring.hdr->wake_seq;
 		uint32_t seen = atomic_load(word);
 		/* Announce the sleep, then look: the fence pairs with the
-		 * seq_cst commit and load in ring_wake, as in ring_sleep_begin. */
-		atomic_fetch_add(&m->ring.chdr->sleepers, 1);
+		 * seq_cst commit and loads in ring_wake, as in ring_sleep_begin. */
+		atomic_fetch_add(&m->reader.page->sleeping, 1);
 		atomic_thread_fence(memory_order_seq_cst);
 		m->fd_armed = true;
 		io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe, FUTEX2_SIZE_U32, word, 0, seen);
@@ -243,7 +245,7 @@ static void reap_fd(pg_ctx *ctx)
 void recv_disarm(struct membership *m)
 {
 	if (m->fd_armed) {
-		atomic_fetch_sub(&m->ring.chdr->sleepers, 1);
+		atomic_fetch_sub(&m->reader.page->sleeping, 1);
 		m->fd_armed = false;
 	}
 }

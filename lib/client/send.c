@@ -106,14 +106,53 @@ static int sender(pg_ctx *ctx, const char *group, struct group_ref **out)
 	return 0;
 }
 
-/* Tell the daemon a member was evicted; it checks the slot itself. */
-static void report_eviction(pg_ctx *ctx, struct group_ref *g, uint32_t slot, uint32_t word)
+/* Ask the node to evict a member: only it writes the directory, and it
+ * checks for itself that the member stalled (or is the caller's own). 0
+ * when evicted, -EAGAIN when the node has not seen it stall long enough. */
+static int ask_eviction(pg_ctx *ctx, struct group_ref *g, uint32_t slot, uint32_t word)
 {
+	struct ctl_in r;
 	ctx_begin(ctx, CTL_EVICT);
 	ctl_put_str(&ctx->out, CTL_T_NAME, g->name);
 	ctl_put_u32(&ctx->out, CTL_T_SLOT, slot);
 	ctl_put_u32(&ctx->out, CTL_T_STATEWORD, word);
-	ctx_notify(ctx);
+	return ctx_call(ctx, &r, NULL, NULL);
+}
+
+struct page_fetch {
+	pg_ctx *ctx;
+	struct group_ref *g;
+};
+
+/* ring_page_fetch: a read-only fd of a member's page, from the daemon. */
+static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd)
+{
+	struct page_fetch *f = arg;
+	struct ctl_in r;
+	int fds[CTL_MAX_FDS];
+	unsigned nfds = CTL_MAX_FDS;
+	ctx_begin(f->ctx, CTL_MPAGE);
+	ctl_put_str(&f->ctx->out, CTL_T_NAME, f->g->name);
+	ctl_put_u32(&f->ctx->out, CTL_T_SLOT, slot);
+	ctl_put_u32(&f->ctx->out, CTL_T_STATEWORD, word);
+	int err = ctx_call(f->ctx, &r, fds, &nfds);
+	if (!err && nfds != 1)
+		err = -EPROTO;
+	for (unsigned i = err ? 0 : 1; i < nfds; i++)
+		close(fds[i]);
+	if (!err)
+		*fd = fds[0];
+	return err;
+}
+
+/* Members joined or left since we last looked: map the new ones' pages. */
+static int sync_pages(pg_ctx *ctx, struct group_ref *g)
+{
+	struct page_fetch f = {.ctx = ctx, .g = g};
+	int err = ring_pages_sync(&g->snd->ring, fetch_page, &f);
+	/* -EAGAIN: the set kept changing; we stay cautious and look again at
+	 * the next claim. -ESRCH: the member went meanwhile, likewise. */
+	return err == -EAGAIN || err == -ESRCH ? 0 : err;
 }
 
 /*
@@ -139,9 +178,8 @@ static int blocked_by_self(pg_ctx *ctx, struct group_ref *g, struct membership *
 	 * ring's bytes only by never receiving. */
 	if (ring_area_unread(r, &g->snd->area, cursor) + ring_rec_bytes(len) <= r->capacity)
 		return -EDEADLK;
-	if (ring_member_evict(&g->snd->ring, m->reader.slot, word))
-		report_eviction(ctx, g, m->reader.slot, word);
-	return 0;
+	int err = ask_eviction(ctx, g, m->reader.slot, word);
+	return err == -ESRCH ? 0 : err;
 }
 
 /*
@@ -163,7 +201,10 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 	int64_t since = 0;
 	for (;;) {
 		uint32_t blocker;
-		int err = ring_claim(r, &s->area, (uint32_t)len, RING_EVENT_RESERVE, CLAIM_TRIES, c,
+		int err;
+		if (ring_pages_stale(r) && (err = sync_pages(ctx, g)))
+			return err;
+		err = ring_claim(r, &s->area, (uint32_t)len, RING_EVENT_RESERVE, CLAIM_TRIES, c,
 				     &blocker);
 		if (err != -EAGAIN)
 			return err;
@@ -177,11 +218,12 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 			sched_yield(); /* the tail moved under us: try again */
 			continue;
 		}
-		struct ring_member *m = &r->members[blocker];
 		/* State first, then the cursor: a cursor read before the state
 		 * could be a previous holder's, and evict the next one. */
-		uint32_t word = atomic_load(&m->state);
-		uint64_t cur = atomic_load(&m->cursor);
+		uint32_t word = atomic_load(&r->members[blocker].state);
+		uint64_t cur = ring_member_cursor(r, blocker);
+		if (cur == UINT64_MAX)
+			continue; /* its page went: the next round maps anew */
 		int64_t now = ring_now_ns();
 		struct membership *own = own_membership(g, blocker, word);
 		if (own) {
@@ -190,7 +232,7 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 			continue;
 		}
 		/* Only progress restarts the clock: a cursor that goes back
-		 * (forged: the member's page is writable) is not progress. */
+		 * (the member writes its own page) is not progress. */
 		if (blocker != held_by || cur > held_at || ring_entry_open(r, cur)) {
 			held_by = blocker;
 			held_at = cur;
@@ -198,9 +240,12 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 		}
 		int64_t left = (int64_t)r->stall_ms * PG_MS - (now - since);
 		if (left <= 0) {
-			if (ring_member_evict(r, blocker, word))
-				report_eviction(ctx, g, blocker, word);
-			continue;
+			err = ask_eviction(ctx, g, blocker, word);
+			if (err == 0 || err == -ESRCH)
+				continue;
+			if (err != -EAGAIN)
+				return err;
+			left = PG_ROOM_SLICE_NS; /* the node saw it move: a slice more */
 		}
 		if (left > PG_ROOM_SLICE_NS)
 			left = PG_ROOM_SLICE_NS;

@@ -37,6 +37,12 @@ struct member {
 	uint32_t slot;
 	uint32_t state_word;
 	uint64_t start; /* position of its JOINED record: where it reads from */
+	int page_fd;    /* its member page, read-write: it gets a copy, producers
+			   read-only ones */
+	/* The highest cursor the node has seen it at, and when it first saw
+	 * it there: a sender's request to evict it is checked against this. */
+	uint64_t seen_cursor;
+	int64_t seen_at;
 	/* A sender evicted it: no longer a member (PG_LEFT was written), but
 	 * its slot stays reserved, so the reader can still learn it was
 	 * evicted, until its session leaves or ends. */
@@ -117,7 +123,7 @@ struct group {
 	 * stall limit, so the group moves on. */
 	struct stall_clock stuck;
 	int data_fd;    /* read-write: the daemon's, and senders' */
-	int cursor_fd;
+	int dir_fd;     /* read-write: the daemon's alone (others get read-only) */
 	uint64_t base_bytes; /* ring memory charged to the owner: order, events, cursors */
 	/* Who pays for each writer slot's area (its capacity), until the slot
 	 * is free and no member can read its records: then the area's pages
@@ -170,10 +176,16 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 void registry_remove(struct daemon *d, struct member *m, uint16_t kind);
 int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32_t *slot);
 void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind);
-/* A read-only file description of the group's data memfd, for a member
- * that may not send (its mapping cannot be writable); the caller closes it. */
-int registry_data_ro_fd(struct group *g);
-/* Members of g that a sender evicted: out of the group (PG_LEFT). */
+/* A read-only file description of one of the daemon's memfds (a group's
+ * data or directory, a member page), for a process that may not write it:
+ * its mapping cannot be made writable. The caller closes it. */
+int registry_ro_fd(int fd);
+/* Note how far member m has read (the tick does, for every member). */
+void registry_progress(struct group *g, struct member *m, int64_t now);
+/* Whether m has held its group up, as the node saw it, for the stall
+ * limit: a sender's request to evict it is granted only then. */
+bool registry_stalled(struct group *g, struct member *m, int64_t now);
+/* Members of g that were evicted: out of the group (PG_LEFT). */
 void registry_collect_evicted(struct daemon *d, struct group *g);
 /* Free writer slots whose areas nobody can read any more: give their
  * memory back and end their holders' charges. */

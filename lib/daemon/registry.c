@@ -37,8 +37,8 @@ struct group *registry_find(struct daemon *d, const char *name)
 /* Wake every receiver of the group, whatever it sleeps for. */
 static void wake_all(struct group *g)
 {
-	atomic_fetch_add(&g->ring.chdr->wake_seq, 1);
-	ring_futex_wake(&g->ring.chdr->wake_seq);
+	atomic_fetch_add(&g->ring.hdr->wake_seq, 1);
+	ring_futex_wake(&g->ring.hdr->wake_seq);
 }
 
 /* The group's shared memory says what no honest process could make it say:
@@ -93,7 +93,7 @@ static int append_event(struct daemon *d, struct group *g, uint16_t kind, int32_
 	if (err == -EAGAIN) {
 		/* A member holds the room. One waiting at a position nobody
 		 * decided is not to blame: the stuck-position rule frees it. */
-		uint64_t cur = atomic_load(&g->ring.members[blocker].cursor);
+		uint64_t cur = ring_member_cursor(&g->ring, blocker);
 		if (ring_entry_open(&g->ring, cur))
 			g->event_wait.since = 0;
 		else
@@ -178,7 +178,7 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 		return err;
 	/* The owner pays for what the group holds whoever sends: the order,
 	 * the daemon's own area and the cursors; each sender pays for its area. */
-	uint64_t base = RING_AREAS_OFF(ring_bytes) + ring_bytes + RING_CURSOR_BYTES;
+	uint64_t base = RING_AREAS_OFF(ring_bytes) + ring_bytes + RING_DIR_BYTES;
 	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_GROUPS, 1)))
 		return err;
 	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, base))) {
@@ -193,19 +193,18 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	}
 	g->base_bytes = base;
 	snprintf(g->name, sizeof(g->name), "%s", name);
-	g->data_fd = g->cursor_fd = -1;
+	g->data_fd = g->dir_fd = -1;
 	g->pending_tail = &g->pending;
 	g->uid = s->creds.uid;
 	g->gid = s->creds.gid;
 	g->mode = mode ? mode : 0600;
 	err = ring_create(ring_bytes, (uint32_t)max_msg, stall_ms ? stall_ms : 1000, name,
-			  &g->data_fd, &g->cursor_fd);
+			  &g->data_fd, &g->dir_fd);
 	if (err)
 		goto fail;
-	err = ring_map(&g->ring, g->data_fd, g->cursor_fd, true);
+	err = ring_map(&g->ring, g->data_fd, g->dir_fd, true);
 	if (err)
 		goto fail;
-	atomic_store(&g->ring.writers[RING_DAEMON_WRITER].pid, (int32_t)getpid());
 	ring_area_init(&g->events, RING_DAEMON_WRITER);
 	g->serial = ++d->next_group_serial;
 	g->next = d->groups;
@@ -219,26 +218,28 @@ fail:
 		ring_unmap(&g->ring);
 	if (g->data_fd >= 0)
 		close(g->data_fd);
-	if (g->cursor_fd >= 0)
-		close(g->cursor_fd);
+	if (g->dir_fd >= 0)
+		close(g->dir_fd);
 	free(g);
 	return err;
 }
 
-int registry_data_ro_fd(struct group *g)
+int registry_ro_fd(int fd)
 {
 	/* Opened per hand-out and closed after, so a group costs the daemon
-	 * two fds, not three. fchmod 0400 on the memfd stops anyone without
-	 * CAP_DAC_OVERRIDE from reopening it for writing (ring_create). */
+	 * two fds, not four. Mode 0400 on the memfd stops anyone without
+	 * CAP_DAC_OVERRIDE from reopening it for writing (ring_make_memfd). */
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", g->data_fd);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	return ro < 0 ? -errno : ro;
 }
 
 static void unlink_member(struct daemon *d, struct member *m)
 {
 	quota_give(&d->quota, m->session->creds.uid, QUOTA_MEMBERSHIPS, 1);
+	if (m->page_fd >= 0)
+		close(m->page_fd);
 	for (struct member **p = &m->group->members; *p; p = &(*p)->next_in_group)
 		if (*p == m) {
 			*p = m->next_in_group;
@@ -266,7 +267,8 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 		return -ENOMEM;
 	}
 	uint64_t start;
-	err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &start);
+	err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &start,
+			      &m->page_fd);
 	if (err) {
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
@@ -280,6 +282,7 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 	err = g->pending ? -EAGAIN : append_event(d, g, RING_REC_JOINED, target->pid, &start);
 	if (err) {
 		ring_member_remove(&g->ring, m->slot);
+		close(m->page_fd);
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
 		if (err == -EAGAIN)
@@ -289,6 +292,8 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 	m->group = g;
 	m->session = target;
 	m->start = start;
+	m->seen_cursor = start;
+	m->seen_at = ring_now_ns();
 	/* Append at the tail, so listings follow join order. */
 	struct member **p = &g->members;
 	while (*p)
@@ -466,7 +471,7 @@ static void group_free(struct daemon *d, struct group *g)
 	}
 	ring_unmap(&g->ring);
 	close(g->data_fd);
-	close(g->cursor_fd);
+	close(g->dir_fd);
 	free(g);
 }
 
@@ -503,7 +508,7 @@ static void cancel_stuck(struct group *g, int64_t now)
 	struct ring *r = &g->ring;
 	uint64_t lowest = UINT64_MAX;
 	for (struct member *m = g->members; m; m = m->next_in_group) {
-		uint64_t cur = atomic_load(&r->members[m->slot].cursor);
+		uint64_t cur = ring_member_cursor(r, m->slot);
 		if (!m->evicted && cur < lowest && ring_entry_open(r, cur))
 			lowest = cur;
 	}
@@ -539,42 +544,30 @@ static void evict_event_blocker(struct group *g, int64_t now)
 			ring_member_evict(&g->ring, m->slot, m->state_word);
 }
 
-/*
- * The member slots are in memory every member can write (until members
- * have pages of their own, docs/security.md §3), so the daemon audits them
- * against its own list each tick: a slot someone made ACTIVE (a fake
- * member holding senders back) is freed; a real member whose slot was
- * overwritten is told it is out (PG_EVICTED) rather than silently cut off.
- */
-static void audit_members(struct group *g)
+void registry_progress(struct group *g, struct member *m, int64_t now)
 {
-	static uint8_t mine[RING_MEMBER_SLOTS];
+	uint64_t c = ring_member_cursor(&g->ring, m->slot);
+	uint64_t tail = atomic_load(&g->ring.hdr->tail);
+	/* Only a cursor higher than any seen is progress, and none past the
+	 * tail (that is no cursor): a member writes its own page, and moving
+	 * it back and forth must not restart the clock. */
+	if (c <= tail && c > m->seen_cursor) {
+		m->seen_cursor = c;
+		m->seen_at = now;
+	}
+}
+
+bool registry_stalled(struct group *g, struct member *m, int64_t now)
+{
+	registry_progress(g, m, now);
 	struct ring *r = &g->ring;
-	uint32_t hi = atomic_load(&r->chdr->slot_hi);
-	if (hi > RING_MEMBER_SLOTS)
-		hi = RING_MEMBER_SLOTS;
-	memset(mine, 0, hi);
-	for (struct member *m = g->members; m; m = m->next_in_group) {
-		if (m->slot >= hi)
-			continue;
-		mine[m->slot] = 1;
-		uint32_t w = atomic_load(&r->members[m->slot].state);
-		uint32_t evicted = RING_MEMBER_WORD(RING_GEN_OF(m->state_word), RING_MEMBER_EVICTED);
-		if (!m->evicted && w != m->state_word && w != evicted) {
-			pgd_log("group %s: member pid %d's slot was overwritten", g->name,
-				(int)m->session->pid);
-			atomic_store(&r->members[m->slot].state, evicted);
-		}
-	}
-	for (uint32_t i = 0; i < hi; i++) {
-		if (mine[i])
-			continue;
-		uint32_t w = atomic_load(&r->members[i].state);
-		if (RING_STATE_OF(w) != RING_MEMBER_FREE) {
-			pgd_log("group %s: slot %u forged, freed", g->name, i);
-			ring_member_remove(r, i);
-		}
-	}
+	uint64_t c = ring_member_cursor(r, m->slot);
+	if (c >= atomic_load(&r->hdr->tail) || ring_entry_open(r, c))
+		return false; /* holds nothing, or waits for a writer, not lagging */
+	/* Sampled each tick: the node may have seen the last move up to a
+	 * tick late, so it allows one tick less than the limit. */
+	int64_t need = (int64_t)r->stall_ms * PG_MS - PGD_TICK_NS;
+	return now - m->seen_at >= need;
 }
 
 void registry_collect_evicted(struct daemon *d, struct group *g)
@@ -603,7 +596,7 @@ void registry_reclaim_areas(struct daemon *d, struct group *g)
 		return;
 	uint64_t min = ring_min_cursor(r, NULL);
 	for (uint32_t i = RING_DAEMON_WRITER + 1; i < r->writer_slots; i++) {
-		if (!g->area_charged[i] || atomic_load(&r->writers[i].pid) != 0)
+		if (!g->area_charged[i] || atomic_load(&r->writer_ids[i].used))
 			continue;
 		uint64_t last = atomic_load(&r->writers[i].last_pos);
 		if (last != RING_NO_CLAIM && last >= min)
@@ -622,7 +615,7 @@ void registry_reclaim_areas(struct daemon *d, struct group *g)
 uint64_t registry_resident_bytes(const struct group *g)
 {
 	struct stat a, b;
-	if (fstat(g->data_fd, &a) || fstat(g->cursor_fd, &b))
+	if (fstat(g->data_fd, &a) || fstat(g->dir_fd, &b))
 		return 0;
 	return ((uint64_t)a.st_blocks + (uint64_t)b.st_blocks) * 512;
 }
@@ -634,7 +627,8 @@ void registry_tick(struct daemon *d)
 	for (struct group *g = d->groups; g; g = g->next) {
 		if (g->bad)
 			continue;
-		audit_members(g);
+		for (struct member *m = g->members; m; m = m->next_in_group)
+			registry_progress(g, m, now);
 		cancel_stuck(g, now);
 		flush_pending(d, g);
 		evict_event_blocker(g, now);

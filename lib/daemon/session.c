@@ -343,17 +343,38 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 		return err;
 	if (write && (err = registry_writer(d, g, s, &slot)))
 		return err;
-	int data = write ? g->data_fd : registry_data_ro_fd(g);
+	int data = write ? g->data_fd : registry_ro_fd(g->data_fd);
 	if (data < 0)
 		return data;
+	int dir = registry_ro_fd(g->dir_fd);
+	if (dir < 0) {
+		if (!write)
+			close(data);
+		return dir;
+	}
 	begin_reply(req);
 	ctl_put_u32(&out_msg, CTL_T_WRITER, slot);
 	put_geometry(&out_msg, g);
-	int fds[2] = {data, g->cursor_fd};
+	int fds[2] = {data, dir};
 	err = reply(s, req, 0, fds, 2);
 	if (!write)
 		close(data);
+	close(dir);
 	return err;
+}
+
+/* What a member maps: the data and the directory read-only, its own page
+ * read-write. fds[0] and fds[1] are the caller's to close. */
+static int member_fds(struct group *g, struct member *m, int fds[3])
+{
+	if ((fds[0] = registry_ro_fd(g->data_fd)) < 0)
+		return fds[0];
+	if ((fds[1] = registry_ro_fd(g->dir_fd)) < 0) {
+		close(fds[0]);
+		return fds[1];
+	}
+	fds[2] = m->page_fd;
+	return 0;
 }
 
 static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req)
@@ -399,14 +420,14 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 	ctl_put_u32(&out_msg, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
 	put_geometry(&out_msg, g);
-	int ro = registry_data_ro_fd(g);
-	if (ro < 0) {
+	int fds[3];
+	if ((err = member_fds(g, m, fds))) {
 		registry_remove(d, m, RING_REC_LEFT);
-		return ro;
+		return err;
 	}
-	int fds[2] = {ro, g->cursor_fd};
-	err = reply(s, req, 0, fds, 2);
-	close(ro);
+	err = reply(s, req, 0, fds, 3);
+	close(fds[0]);
+	close(fds[1]);
 	if (err)
 		registry_remove(d, m, RING_REC_LEFT);
 	return err;
@@ -423,19 +444,20 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	ctl_put_u64(&note, CTL_T_CURSOR, m->start);
 	put_geometry(&note, g);
 	ctl_end(&note);
-	int ro = registry_data_ro_fd(g);
-	if (ro < 0)
-		return ro;
-	int fds[2] = {ro, g->cursor_fd};
-	int err = ctl_send(s->fd, &note, fds, 2);
-	close(ro);
+	int fds[3];
+	int err = member_fds(g, m, fds);
+	if (err)
+		return err;
+	err = ctl_send(s->fd, &note, fds, 3);
+	close(fds[0]);
+	close(fds[1]);
 	if (err)
 		return err;
 	/* The target may be asleep in pg_recv on its other groups: wake them
 	 * so it reads its socket. */
 	for (struct member *o = s->members; o; o = o->next_in_session) {
-		atomic_fetch_add(&o->group->ring.chdr->wake_seq, 1);
-		ring_futex_wake(&o->group->ring.chdr->wake_seq);
+		atomic_fetch_add(&o->group->ring.hdr->wake_seq, 1);
+		ring_futex_wake(&o->group->ring.hdr->wake_seq);
 	}
 	return 0;
 }
@@ -525,15 +547,64 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 	return reply(s, req, 0, NULL, 0);
 }
 
-static void do_evict(struct daemon *d, const struct ctl_in *req)
+/* The member of g in `slot` holding `word`, still a member; or NULL. */
+static struct member *member_at(struct group *g, const struct ctl_in *req)
+{
+	uint32_t slot, word;
+	if (ctl_get_u32(req, CTL_T_SLOT, &slot) || ctl_get_u32(req, CTL_T_STATEWORD, &word))
+		return NULL;
+	for (struct member *m = g->members; m; m = m->next_in_group)
+		if (m->slot == slot && m->state_word == word && !m->evicted)
+			return m;
+	return NULL;
+}
+
+/*
+ * A sender asks to evict the member that held it up. Only the node writes
+ * the directory, and it grants the request only when it saw the member
+ * stall itself (or the member is the caller's own: the self-block rule).
+ * So a sender can evict no member that keeps up.
+ */
+static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
 	struct group *g;
-	uint32_t slot, word;
-	if (get_group(d, req, &g) || ctl_get_u32(req, CTL_T_SLOT, &slot) ||
-	    ctl_get_u32(req, CTL_T_STATEWORD, &word))
-		return;
-	/* Trust the slot's state, not the message: only that group's. */
+	int err = get_group(d, req, &g);
+	if (err)
+		return err;
+	struct member *m = member_at(g, req);
+	if (!m)
+		return -ESRCH;
+	bool own = m->session->pid == s->pid;
+	if (!own && (err = may(s, g, RIGHT_WRITE)))
+		return err;
+	if (!own && !registry_stalled(g, m, ring_now_ns()))
+		return -EAGAIN;
+	ring_member_evict(&g->ring, m->slot, m->state_word);
 	registry_collect_evicted(d, g);
+	begin_reply(req);
+	return reply(s, req, 0, NULL, 0);
+}
+
+/* A producer maps the page of a member it found in the directory. */
+static int do_mpage(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	struct group *g;
+	int err = get_group(d, req, &g);
+	if (err)
+		return err;
+	/* Pages are for producers: only they wait on members' cursors. */
+	if ((err = may(s, g, RIGHT_WRITE)))
+		return err;
+	struct member *m = member_at(g, req);
+	if (!m)
+		return -ESTALE;
+	int fd = registry_ro_fd(m->page_fd);
+	if (fd < 0)
+		return fd;
+	begin_reply(req);
+	err = reply(s, req, 0, &fd, 1);
+	close(fd);
+	return err;
 }
 
 /* Handle one request; false when the session is gone. */
@@ -586,8 +657,11 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		err = do_list(d, s, req);
 		break;
 	case CTL_EVICT:
-		do_evict(d, req);
-		return true;
+		err = do_evict(d, s, req);
+		break;
+	case CTL_MPAGE:
+		err = do_mpage(d, s, req);
+		break;
 	case CTL_BYE:
 		/* Leave first, then reply: pg_close returns once its PG_LEFT
 		 * records are in the rings. */

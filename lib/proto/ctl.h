@@ -17,22 +17,28 @@
 #define CTL_MAGIC 0x7067u /* "pg" */
 #define CTL_VERSION 1u
 #define CTL_MAX_BYTES (128u * 1024u) /* largest datagram either side sends */
-#define CTL_MAX_FDS 2u
+#define CTL_MAX_FDS 3u
 
 enum ctl_type {
 	CTL_HELLO = 1,   /* -> NODE, PID (the caller as the daemon sees it) */
 	CTL_CREATE = 2,  /* NAME [NODE RING MAXMSG STALL MODE] */
 	CTL_DELETE = 3,  /* NAME */
 	CTL_OPEN = 4,    /* NAME FLAGS(write) -> fds, WRITER */
-	CTL_JOIN = 5,    /* NAME PID -> MEMBER..., (self: SLOT STATEWORD CURSOR + fds) */
+	CTL_JOIN = 5,    /* NAME PID -> MEMBER..., (self: SLOT STATEWORD CURSOR + 3 fds) */
 	CTL_LEAVE = 6,   /* NAME PID [SLOT: that membership of the caller's] */
 	CTL_MEMBERS = 7, /* NAME -> MEMBER... */
 	CTL_MONITOR = 8, /* NAME */
 	CTL_GROUPS = 9,  /* [CURSOR: groups created before it] -> GROUP... [TRUNCATED] */
-	CTL_EVICT = 10,  /* NAME SLOT STATEWORD: a sender evicted a member; no reply */
+	/* NAME SLOT STATEWORD: a sender asks the node to evict the member
+	 * that held it up past the stall limit (-EAGAIN: the node has not seen
+	 * it stall that long; -ESRCH: not that member any more). */
+	CTL_EVICT = 10,
 	CTL_BYE = 11,    /* pg_close: leave everything (PG_LEFT), then the reply */
+	/* NAME SLOT STATEWORD -> a read-only fd of that member's page, for a
+	 * process that may send (-ESTALE: the slot no longer holds it). */
+	CTL_MPAGE = 12,
 	/* Daemon -> client, unasked: another process joined this ctx to a
-	 * group (NAME SLOT STATEWORD CURSOR + fds). */
+	 * group (NAME SLOT STATEWORD CURSOR + 3 fds: data, directory, page). */
 	CTL_ASYNC_JOINED = 64,
 	/* Daemon -> client, the only message on a connection it cannot
 	 * serve (out of fds): status says why; then it hangs up. */

@@ -1,21 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The shared-memory layout of one group ring. Two memfds per group:
+ * The shared-memory layout of one group ring. Who may write what is
+ * enforced by the kernel, through the mode of the fd each process holds:
  *
- *  - the DATA memfd: a header page, the writer slots, the ORDER (one 8-byte
- *    entry per position of the group's total order), then one AREA per
- *    writer slot, where that writer alone puts its records. An order entry
- *    refers to a record by (writer, offset); it is published with one
- *    compare-and-swap and never written otherwise. So a writer stopped
- *    inside its claim holds only its own area: the node cancels its entry,
- *    readers skip it, the order moves on, and nothing the writer writes
- *    when it wakes can reach a reader (docs/design.md, section 4).
- *    Mapped writable only by processes that may send (and the daemon);
- *    read-only by receive-only members.
- *  - the CURSOR memfd: a header (wake word, sleeper count) and one slot per
- *    member (read cursor, state). Writable by every member and sender: a
- *    member publishes its own cursor and announces its own sleep there, a
- *    sender parks on cursors and evicts.
+ *  - the DATA memfd: a header page, the writers' claim slots, the
+ *    producers' wait slots, the ORDER (one 8-byte entry per position of the
+ *    group's total order), then one AREA per writer slot, where that writer
+ *    alone puts its records. An order entry refers to a record by (writer,
+ *    offset); it is published with one compare-and-swap and never written
+ *    otherwise. So a writer stopped inside its claim holds only its own
+ *    area: the node cancels its entry, readers skip it, the order moves on,
+ *    and nothing the writer writes when it wakes can reach a reader
+ *    (docs/design.md, section 4). Writable by processes that may send (and
+ *    the daemon); read-only for receive-only members.
+ *  - the DIRECTORY memfd: who the members are (slot state and generation)
+ *    and who the writers are (pid). Written by the daemon alone; read-only
+ *    for every other process, so nobody can forge a member, evict or free
+ *    one, or pass off a message as another process's.
+ *  - one MEMBER PAGE memfd per membership: its read cursor and its sleep
+ *    announcement. Writable only by that member (and the daemon); mapped
+ *    read-only by producers, who ask the daemon for the pages of members
+ *    they have not seen yet (the directory's `seq` says when to).
  *
  * Every offset below is pinned by static_assert: the layout is an ABI between
  * processes that may run different builds.
@@ -29,8 +34,8 @@
 #include <stdint.h>
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
-#define RING_CURSOR_MAGIC 0x70677263u /* "pgrc" */
-#define RING_VERSION 2u
+#define RING_DIR_MAGIC 0x70677263u  /* "pgrc" */
+#define RING_VERSION 3u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
@@ -118,15 +123,17 @@ static_assert(sizeof(struct ring_rec) == RING_ALIGN, "ring_rec must be one align
 static_assert(RING_MAX_BYTES / RING_ALIGN <= 0x2000000u, "area offsets fit 25 bits");
 
 /*
- * A writer slot. The daemon hands it out (pid, gen); the writer says which
- * order position it is about to claim (claim_pos, before its CAS on the
- * tail) and which it won (claim_won, after), so the node can cancel a dead
- * writer's open entry at once. last_pos is the newest position it claimed:
- * its area is free for another writer only when every member is past it.
+ * A writer's claim slot, in the DATA memfd: the writer says which order
+ * position it is about to claim (claim_pos, before its CAS on the tail) and
+ * which it won (claim_won, after), so the node can cancel a dead writer's
+ * open entry at once. last_pos is the newest position it claimed: its area
+ * is free for another writer only when every member is past it. Who holds
+ * the slot is in the directory (struct ring_writer_id), where no sender
+ * can change it.
  */
 struct ring_writer {
-	_Atomic int32_t pid;        /* 0 = slot free */
-	_Atomic uint32_t gen;       /* bumped each time the slot is handed out */
+	uint32_t reserved0;
+	uint32_t reserved1;
 	_Atomic uint64_t claim_pos; /* RING_NO_CLAIM when idle */
 	_Atomic uint64_t claim_won; /* == claim_pos once the claiming CAS has won */
 	_Atomic uint64_t last_pos;  /* RING_NO_CLAIM before its first claim */
@@ -137,6 +144,24 @@ static_assert(sizeof(struct ring_writer) == RING_CACHELINE, "one writer per cach
 static_assert(offsetof(struct ring_writer, claim_pos) == 8, "ring_writer layout");
 static_assert(offsetof(struct ring_writer, claim_won) == 16, "ring_writer layout");
 static_assert(offsetof(struct ring_writer, last_pos) == 24, "ring_writer layout");
+
+/*
+ * Where producers wait for room behind member slot i, in the DATA memfd
+ * (writable by producers, read-only for members): `waiters` counts the
+ * producers parked on the member's cursor word, `wake_at` is the lowest
+ * cursor one of them waits for, `parks` counts their parks. The member only
+ * reads them, and wakes its cursor word when it passes `wake_at`, once per
+ * park: a full ring costs one wake per batch, not per record.
+ */
+struct ring_mwait {
+	_Atomic uint32_t waiters;
+	_Atomic uint32_t parks;
+	_Atomic uint64_t wake_at;
+	uint8_t pad[RING_CACHELINE - 16];
+};
+static_assert(sizeof(struct ring_mwait) == RING_CACHELINE, "one wait slot per cache line");
+static_assert(offsetof(struct ring_mwait, parks) == 4, "ring_mwait layout");
+static_assert(offsetof(struct ring_mwait, wake_at) == 8, "ring_mwait layout");
 
 enum ring_group_state {
 	RING_STATE_OPEN = 1,
@@ -161,22 +186,31 @@ struct ring_data_hdr {
 	uint8_t pad1[RING_CACHELINE - 8];
 
 	/* A lower bound of every live member's cursor, cached by producers so
-	 * they rarely read members' lines. Only ever valid as a lower bound. */
+	 * they rarely read members' pages. Only ever valid as a lower bound. */
 	_Atomic uint64_t cached_min;
 	uint8_t pad2[RING_CACHELINE - 8];
 
 	_Atomic uint32_t state; /* enum ring_group_state */
 	uint8_t pad3[RING_CACHELINE - 4];
+
+	/* The futex word receivers sleep on; producers bump it and wake all
+	 * sleepers at once, and only when a member page says someone sleeps.
+	 * Here, not on a page members can write: a receive-only member can
+	 * neither hide a wake nor fake one. */
+	_Atomic uint32_t wake_seq;
+	uint8_t pad4[RING_CACHELINE - 4];
 };
 static_assert(offsetof(struct ring_data_hdr, capacity) == 16, "data hdr layout");
 static_assert(offsetof(struct ring_data_hdr, order_slots) == 32, "data hdr layout");
 static_assert(offsetof(struct ring_data_hdr, tail) == 64, "data hdr layout");
 static_assert(offsetof(struct ring_data_hdr, cached_min) == 128, "data hdr layout");
 static_assert(offsetof(struct ring_data_hdr, state) == 192, "data hdr layout");
-static_assert(sizeof(struct ring_data_hdr) == 256, "data hdr layout");
+static_assert(offsetof(struct ring_data_hdr, wake_seq) == 256, "data hdr layout");
+static_assert(sizeof(struct ring_data_hdr) == 320, "data hdr layout");
 
 #define RING_WRITERS_OFF RING_PAGE
-#define RING_ORDER_OFF (RING_WRITERS_OFF + RING_WRITER_SLOTS * RING_CACHELINE)
+#define RING_MWAIT_OFF (RING_WRITERS_OFF + RING_WRITER_SLOTS * RING_CACHELINE)
+#define RING_ORDER_OFF (RING_MWAIT_OFF + RING_MEMBER_SLOTS * RING_CACHELINE)
 static_assert(RING_ORDER_OFF % RING_PAGE == 0, "the order must be page aligned");
 /* One order entry per RING_ALIGN bytes of area: the order holds as many
  * records as one writer's area can. Whole pages, so the areas that follow
@@ -188,38 +222,39 @@ static_assert(RING_ORDER_SLOTS(RING_MIN_BYTES) * 8 % RING_PAGE == 0, "order is w
 enum ring_member_state {
 	RING_MEMBER_FREE = 0,
 	RING_MEMBER_ACTIVE = 1,
-	RING_MEMBER_EVICTED = 2, /* a sender (or the node) gave up waiting on it */
+	RING_MEMBER_EVICTED = 2, /* the node gave up waiting on it */
 };
 
 /*
- * A member slot in the CURSOR memfd. `cursor` is the order position of the
- * next record the member will read; all below it may be overwritten. `state`
- * packs the member state (low byte) with the slot's generation (upper 24
- * bits) so an eviction aimed at a previous holder of the slot fails its
- * compare-and-swap.
+ * A member slot in the DIRECTORY. `state` packs the member state (low
+ * byte) with the slot's generation (upper 24 bits): a member page is
+ * mapped for one generation, and an eviction aimed at a previous holder of
+ * the slot fails its compare-and-swap.
  */
 struct ring_member {
-	_Atomic uint64_t cursor;
 	_Atomic uint32_t state;
-	_Atomic uint32_t waiters; /* producers parked on this cursor's low word */
 	int32_t pid;
-	uint32_t pad0;
-	/* The lowest cursor a parked producer waits for: the member wakes it
-	 * only there, so a full ring costs one wake per batch, not per record. */
-	_Atomic uint64_t wake_at;
-	uint8_t pad[RING_CACHELINE - 32];
+	uint32_t pad[2];
 };
-static_assert(sizeof(struct ring_member) == RING_CACHELINE, "one member per cache line");
-static_assert(offsetof(struct ring_member, state) == 8, "ring_member layout");
-static_assert(offsetof(struct ring_member, waiters) == 12, "ring_member layout");
-static_assert(offsetof(struct ring_member, pid) == 16, "ring_member layout");
-static_assert(offsetof(struct ring_member, wake_at) == 24, "ring_member layout");
+static_assert(sizeof(struct ring_member) == 16, "ring_member layout");
+static_assert(offsetof(struct ring_member, pid) == 4, "ring_member layout");
 
 #define RING_STATE_OF(w) ((w)&0xffu)
 #define RING_GEN_OF(w) ((w) >> 8)
 #define RING_MEMBER_WORD(gen, st) ((uint32_t)((gen) << 8) | (uint32_t)(st))
 
-struct ring_cursor_hdr {
+/*
+ * Who holds writer slot i, in the DIRECTORY. `pid` stays after the slot is
+ * freed, until it is handed out again: a member may still read the last
+ * holder's records, and readers take a message's sender from here.
+ */
+struct ring_writer_id {
+	_Atomic int32_t pid;  /* the holder as the daemon sees it; 0 = never held */
+	_Atomic uint32_t used; /* 1 while held */
+};
+static_assert(sizeof(struct ring_writer_id) == 8, "ring_writer_id layout");
+
+struct ring_dir_hdr {
 	uint32_t magic;
 	uint32_t version;
 	uint32_t member_slots;
@@ -227,22 +262,43 @@ struct ring_cursor_hdr {
 	_Atomic uint32_t slot_hi;
 	uint8_t pad0[RING_CACHELINE - 16];
 
-	/* The futex word receivers sleep on; producers bump it and wake all
-	 * sleepers at once, and only when `sleepers` says someone sleeps. */
-	_Atomic uint32_t wake_seq;
+	/* Bumped after every change of the member set (a slot made ACTIVE or
+	 * FREE): a producer whose copy differs maps the new members' pages
+	 * before it trusts its minimum or skips a wake. */
+	_Atomic uint32_t seq;
 	uint8_t pad1[RING_CACHELINE - 4];
-
-	_Atomic uint32_t sleepers;
-	uint8_t pad2[RING_CACHELINE - 4];
 };
-static_assert(offsetof(struct ring_cursor_hdr, slot_hi) == 12, "cursor hdr layout");
-static_assert(offsetof(struct ring_cursor_hdr, wake_seq) == 64, "cursor hdr layout");
-static_assert(offsetof(struct ring_cursor_hdr, sleepers) == 128, "cursor hdr layout");
-static_assert(sizeof(struct ring_cursor_hdr) == 192, "cursor hdr layout");
+static_assert(offsetof(struct ring_dir_hdr, slot_hi) == 12, "dir hdr layout");
+static_assert(offsetof(struct ring_dir_hdr, seq) == 64, "dir hdr layout");
+static_assert(sizeof(struct ring_dir_hdr) == 128, "dir hdr layout");
 
+#define RING_WRITER_IDS_OFF 2048u
+static_assert(RING_WRITER_IDS_OFF + RING_WRITER_SLOTS * sizeof(struct ring_writer_id) <=
+		  RING_PAGE, "writer ids fit the directory's first page");
 #define RING_MEMBERS_OFF RING_PAGE
-#define RING_CURSOR_BYTES (RING_MEMBERS_OFF + RING_MEMBER_SLOTS * RING_CACHELINE)
-static_assert(RING_CURSOR_BYTES % RING_PAGE == 0, "cursor memfd is whole pages");
+#define RING_DIR_BYTES (RING_MEMBERS_OFF + RING_MEMBER_SLOTS * sizeof(struct ring_member))
+static_assert(RING_DIR_BYTES % RING_PAGE == 0, "directory memfd is whole pages");
+
+/*
+ * A member's own page: a memfd of one page whose writable fd only the
+ * member (and the daemon) holds. `cursor` is the order position of the
+ * next record the member will read; all below it may be overwritten.
+ * `sleeping` counts the member's announced sleeps (pg_recv parked, pg_fd
+ * armed); half a page away, so producers reading it on every commit do not
+ * take the line the member writes its cursor to (nor, by the adjacent-line
+ * prefetcher, its neighbour). Whatever the
+ * member writes here hurts only itself: a cursor that goes back is no
+ * progress (it is evicted like any laggard), one past the tail is no
+ * cursor (the ring laps it), a sleep it fakes costs producers a wake.
+ */
+struct ring_mpage {
+	_Atomic uint64_t cursor;
+	uint8_t pad0[RING_PAGE / 2 - 8];
+	_Atomic uint32_t sleeping;
+	uint8_t pad1[RING_PAGE / 2 - 4];
+};
+static_assert(offsetof(struct ring_mpage, sleeping) == RING_PAGE / 2, "member page layout");
+static_assert(sizeof(struct ring_mpage) == RING_PAGE, "a member page is one page");
 
 /*
  * The node's liveness page: one per daemon, handed read-only to every client

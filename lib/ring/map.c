@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -44,7 +45,7 @@ static uint64_t data_bytes(uint64_t capacity, uint32_t writers)
 	return RING_AREAS_OFF(capacity) + (uint64_t)writers * capacity;
 }
 
-static int make_memfd(const char *name, size_t bytes)
+int ring_make_memfd(const char *name, size_t bytes)
 {
 	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
@@ -61,7 +62,7 @@ static int make_memfd(const char *name, size_t bytes)
 }
 
 int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
-		int *data_fd, int *cursor_fd)
+		int *data_fd, int *dir_fd)
 {
 	char label[64];
 	int err = ring_check_sizes(capacity, max_msg);
@@ -69,10 +70,10 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 		return err;
 	uint32_t writers = ring_writer_slots(capacity);
 	snprintf(label, sizeof(label), "pgroup:%.40s", name);
-	int dfd = make_memfd(label, data_bytes(capacity, writers));
+	int dfd = ring_make_memfd(label, data_bytes(capacity, writers));
 	if (dfd < 0)
 		return dfd;
-	int cfd = make_memfd(label, RING_CURSOR_BYTES);
+	int cfd = ring_make_memfd(label, RING_DIR_BYTES);
 	if (cfd < 0) {
 		close(dfd);
 		return cfd;
@@ -81,8 +82,7 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	 * zero (EMPTY) as the memfd comes, and stay untouched until used. */
 	struct ring_data_hdr *h =
 	    mmap(NULL, RING_ORDER_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
-	struct ring_cursor_hdr *ch =
-	    mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	struct ring_dir_hdr *ch = mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
 	if (h == MAP_FAILED || ch == MAP_FAILED) {
 		err = -errno;
 		if (h != MAP_FAILED)
@@ -110,14 +110,17 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 		atomic_init(&w[i].claim_won, RING_NO_CLAIM);
 		atomic_init(&w[i].last_pos, RING_NO_CLAIM);
 	}
-	ch->magic = RING_CURSOR_MAGIC;
+	struct ring_mwait *mw = (struct ring_mwait *)((uint8_t *)h + RING_MWAIT_OFF);
+	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++)
+		atomic_init(&mw[i].wake_at, UINT64_MAX);
+	ch->magic = RING_DIR_MAGIC;
 	ch->version = RING_VERSION;
 	ch->member_slots = RING_MEMBER_SLOTS;
 	/* Nobody else maps these yet: the fds go out after this returns. */
 	munmap(h, RING_ORDER_OFF);
 	munmap(ch, RING_PAGE);
 	*data_fd = dfd;
-	*cursor_fd = cfd;
+	*dir_fd = cfd;
 	return 0;
 }
 
@@ -129,8 +132,8 @@ static int fd_bytes(int fd, uint64_t want)
 	return (uint64_t)st.st_size == want ? 0 : -EBADMSG;
 }
 
-int ring_map_as(struct ring *r, int data_fd, int cursor_fd, bool writable,
-		const struct ring_geometry *g)
+static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bool owner,
+		      const struct ring_geometry *g)
 {
 	memset(r, 0, sizeof(*r));
 	if (ring_check_sizes(g->capacity, g->max_msg))
@@ -142,27 +145,45 @@ int ring_map_as(struct ring *r, int data_fd, int cursor_fd, bool writable,
 	 * memfd would be SIGBUS, not an error. */
 	int err = fd_bytes(data_fd, bytes);
 	if (!err)
-		err = fd_bytes(cursor_fd, RING_CURSOR_BYTES);
+		err = fd_bytes(dir_fd, RING_DIR_BYTES);
 	if (err)
 		return err;
+	struct ring_pages *p = NULL;
+	if (writable && !(p = calloc(1, sizeof(*p))))
+		return -ENOMEM;
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 	/* MAP_NORESERVE: the areas are sparse; only what writers touch is
 	 * memory, and it is the memfd's, not ours. */
 	void *d = mmap(NULL, bytes, prot, MAP_SHARED | MAP_NORESERVE, data_fd, 0);
-	if (d == MAP_FAILED)
+	if (d == MAP_FAILED) {
+		free(p);
 		return -errno;
-	void *c = mmap(NULL, RING_CURSOR_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, cursor_fd, 0);
+	}
+	/* The directory is the daemon's: read-only for everyone else, and
+	 * the fd they hold is read-only too, so no mprotect can change it. */
+	void *c = mmap(NULL, RING_DIR_BYTES, PROT_READ | (owner ? PROT_WRITE : 0), MAP_SHARED,
+		       dir_fd, 0);
 	if (c == MAP_FAILED) {
 		err = -errno;
 		munmap(d, bytes);
+		free(p);
 		return err;
 	}
 	r->hdr = d;
-	r->chdr = c;
+	r->dir = c;
 	r->writers = (struct ring_writer *)((uint8_t *)d + RING_WRITERS_OFF);
+	r->mwait = (struct ring_mwait *)((uint8_t *)d + RING_MWAIT_OFF);
 	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF);
 	r->areas = (uint8_t *)d + RING_AREAS_OFF(cap);
-	r->members = (struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
+	r->members = (const struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
+	r->writer_ids = (const struct ring_writer_id *)((uint8_t *)c + RING_WRITER_IDS_OFF);
+	r->pages = p;
+	if (p && owner) {
+		/* The daemon makes every change of the member set itself. */
+		p->own = true;
+		p->synced = true;
+		p->seq = atomic_load(&r->dir->seq);
+	}
 	r->capacity = cap;
 	r->amask = cap - 1;
 	r->order_slots = slots;
@@ -174,21 +195,28 @@ int ring_map_as(struct ring *r, int data_fd, int cursor_fd, bool writable,
 	r->stall_ms = g->stall_ms;
 	r->data_map_bytes = bytes;
 	r->writable = writable;
+	r->owner = owner;
 	return 0;
 }
 
-int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
+int ring_map_as(struct ring *r, int data_fd, int dir_fd, bool writable,
+		const struct ring_geometry *g)
+{
+	return map_common(r, data_fd, dir_fd, writable, false, g);
+}
+
+int ring_map(struct ring *r, int data_fd, int dir_fd, bool writable)
 {
 	memset(r, 0, sizeof(*r));
 	struct stat st;
 	if (fstat(data_fd, &st) < 0)
 		return -errno;
-	if (st.st_size < (off_t)RING_ORDER_OFF || fd_bytes(cursor_fd, RING_CURSOR_BYTES))
+	if (st.st_size < (off_t)RING_ORDER_OFF || fd_bytes(dir_fd, RING_DIR_BYTES))
 		return -EBADMSG;
 	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
 	if (h == MAP_FAILED)
 		return -errno;
-	struct ring_cursor_hdr *ch = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, cursor_fd, 0);
+	struct ring_dir_hdr *ch = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, dir_fd, 0);
 	if (ch == MAP_FAILED) {
 		munmap(h, RING_PAGE);
 		return -errno;
@@ -198,21 +226,134 @@ int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable)
 	bool ok = h->magic == RING_DATA_MAGIC && h->version == RING_VERSION &&
 		  h->hdr_bytes == RING_ORDER_OFF && ring_check_sizes(g.capacity, g.max_msg) == 0 &&
 		  h->order_slots == RING_ORDER_SLOTS(g.capacity) &&
-		  h->writer_slots == ring_writer_slots(g.capacity) &&
-		  ch->magic == RING_CURSOR_MAGIC && ch->version == RING_VERSION &&
-		  ch->member_slots == RING_MEMBER_SLOTS;
+		  h->writer_slots == ring_writer_slots(g.capacity) && ch->magic == RING_DIR_MAGIC &&
+		  ch->version == RING_VERSION && ch->member_slots == RING_MEMBER_SLOTS;
 	munmap(h, RING_PAGE);
 	munmap(ch, RING_PAGE);
-	return ok ? ring_map_as(r, data_fd, cursor_fd, writable, &g) : -EBADMSG;
+	/* A trusted header is the daemon's (or a test's): writable means the
+	 * owner's mapping, directory and member pages included. */
+	return ok ? map_common(r, data_fd, dir_fd, writable, writable, &g) : -EBADMSG;
+}
+
+static void page_unmap(struct ring_pages *p, uint32_t slot)
+{
+	if (p->page[slot])
+		munmap(p->page[slot], RING_PAGE);
+	p->page[slot] = NULL;
+	p->word[slot] = 0;
+}
+
+void ring_pages_relist(struct ring *r)
+{
+	struct ring_pages *p = r->pages;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++)
+		if (p->page[i])
+			p->live[n++] = (uint16_t)i;
+	p->n_live = n;
+}
+
+int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd)
+{
+	struct ring_pages *p = r->pages;
+	if (!p || slot >= RING_MEMBER_SLOTS)
+		return -EINVAL;
+	int err = fd_bytes(fd, RING_PAGE);
+	if (err)
+		return err;
+	int prot = PROT_READ | (p->own ? PROT_WRITE : 0);
+	void *m = mmap(NULL, RING_PAGE, prot, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	page_unmap(p, slot);
+	p->page[slot] = m;
+	p->word[slot] = word;
+	return 0;
+}
+
+void ring_pages_detach(struct ring *r, uint32_t slot)
+{
+	if (r->pages && slot < RING_MEMBER_SLOTS)
+		page_unmap(r->pages, slot);
+}
+
+bool ring_pages_stale(const struct ring *r)
+{
+	const struct ring_pages *p = r->pages;
+	return p && (!p->synced || atomic_load_explicit(&r->dir->seq, memory_order_acquire) !=
+					   p->seq);
+}
+
+int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
+{
+	struct ring_pages *p = r->pages;
+	if (!p || p->own)
+		return 0;
+	/* A few rounds: the member set may change while we ask. Each round
+	 * is bounded by the slot count, not by anything in shared memory. */
+	for (int round = 0; round < 8; round++) {
+		/* Acquire: pairs with the release of seq after a member is
+		 * made ACTIVE or FREE (ring_member_add/remove). */
+		uint32_t seq = atomic_load_explicit(&r->dir->seq, memory_order_acquire);
+		uint32_t hi = atomic_load_explicit(&r->dir->slot_hi, memory_order_acquire);
+		if (hi > RING_MEMBER_SLOTS)
+			hi = RING_MEMBER_SLOTS;
+		int err = 0;
+		for (uint32_t i = 0; i < RING_MEMBER_SLOTS && !err; i++) {
+			uint32_t w = i < hi ? atomic_load(&r->members[i].state) : 0;
+			if (RING_STATE_OF(w) != RING_MEMBER_ACTIVE) {
+				page_unmap(p, i);
+				continue;
+			}
+			if (p->page[i] && p->word[i] == w)
+				continue;
+			int fd = -1;
+			err = fetch(arg, i, w, &fd);
+			if (!err) {
+				err = ring_pages_attach(r, i, w, fd);
+				close(fd);
+			}
+			if (err == -ESTALE)
+				err = 0; /* changed meanwhile: the next round sees it */
+		}
+		ring_pages_relist(r);
+		if (err)
+			return err;
+		if (atomic_load(&r->dir->seq) == seq) {
+			p->seq = seq;
+			p->synced = true;
+			return 0;
+		}
+	}
+	return -EAGAIN;
 }
 
 void ring_unmap(struct ring *r)
 {
+	if (r->pages) {
+		for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++)
+			page_unmap(r->pages, i);
+		free(r->pages);
+	}
 	if (r->hdr)
 		munmap(r->hdr, r->data_map_bytes);
-	if (r->chdr)
-		munmap(r->chdr, RING_CURSOR_BYTES);
+	if (r->dir)
+		munmap(r->dir, RING_DIR_BYTES);
 	memset(r, 0, sizeof(*r));
+}
+
+struct ring_mpage *ring_page_map(int fd, bool writable)
+{
+	if (fd_bytes(fd, RING_PAGE))
+		return NULL;
+	void *m = mmap(NULL, RING_PAGE, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+void ring_page_unmap(struct ring_mpage *page)
+{
+	if (page)
+		munmap(page, RING_PAGE);
 }
 
 void ring_area_init(struct ring_area *a, uint32_t writer)

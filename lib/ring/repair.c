@@ -8,18 +8,50 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <unistd.h>
 
 #include "wait.h"
 
-int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
-		    uint64_t *cursor)
+/* Only the owner's mapping writes the directory. */
+static inline struct ring_member *dir_member(struct ring *r, uint32_t slot)
 {
+	return (struct ring_member *)&r->members[slot];
+}
+
+static inline struct ring_writer_id *dir_writer(struct ring *r, uint32_t slot)
+{
+	return (struct ring_writer_id *)&r->writer_ids[slot];
+}
+
+/* The member set changed: producers map pages anew. Release: pairs with
+ * the acquire in ring_pages_sync and ring_pages_stale. */
+static void dir_changed(struct ring *r)
+{
+	uint32_t seq = atomic_fetch_add(&r->dir->seq, 1) + 1;
+	ring_pages_relist(r);
+	r->pages->seq = seq;
+}
+
+int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
+		    uint64_t *cursor, int *page_fd)
+{
+	if (!r->owner)
+		return -EPERM;
 	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++) {
-		struct ring_member *m = &r->members[i];
+		struct ring_member *m = dir_member(r, i);
 		uint32_t w = atomic_load(&m->state);
 		if (RING_STATE_OF(w) != RING_MEMBER_FREE)
 			continue;
 		uint32_t nw = RING_MEMBER_WORD(RING_GEN_OF(w) + 1, RING_MEMBER_ACTIVE);
+		int fd = ring_make_memfd("pgroup:member", RING_PAGE);
+		if (fd < 0)
+			return fd;
+		int err = ring_pages_attach(r, i, nw, fd);
+		if (err) {
+			close(fd);
+			return err;
+		}
+		struct ring_mpage *pg = r->pages->page[i];
 		/* Cursor at the tail, then ACTIVE, then the cursor again at a
 		 * tail read after ACTIVE, all seq_cst. A producer that missed
 		 * the slot read its tail (ring_min_cursor reads the tail
@@ -27,63 +59,75 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		 * read: every bound it cached is <= the cursor we end with.
 		 * Everything from that tail on is kept for the new member. */
 		uint64_t t = atomic_load(&r->hdr->tail);
-		atomic_store(&m->cursor, t);
+		atomic_store(&pg->cursor, t);
 		m->pid = pid;
-		/* `waiters` is left alone: a producer parked on the slot's
-		 * previous holder still counts itself out. */
-		atomic_store(&m->wake_at, UINT64_MAX);
+		/* The wait slot's `waiters` is left alone: a producer parked
+		 * on the slot's previous holder still counts itself out. */
+		atomic_store(&r->mwait[i].wake_at, UINT64_MAX);
 		/* Producers scan up to slot_hi: raise it before the slot goes
 		 * ACTIVE, so no scan can stop short of an active slot. */
-		if (atomic_load(&r->chdr->slot_hi) <= i)
-			atomic_store(&r->chdr->slot_hi, i + 1);
+		if (atomic_load(&r->dir->slot_hi) <= i)
+			atomic_store(&r->dir->slot_hi, i + 1);
 		atomic_store(&m->state, nw);
+		dir_changed(r);
 		t = atomic_load(&r->hdr->tail);
-		atomic_store(&m->cursor, t);
+		atomic_store(&pg->cursor, t);
 		*slot = i;
 		*state_word = nw;
 		*cursor = t;
+		*page_fd = fd;
 		return 0;
 	}
 	return -ENOSPC;
 }
 
-static void wake_room_waiters(struct ring_member *m)
+/* The slot may have been what a producer waited on: wake it through the
+ * member's page (the futex is the page's, whoever maps it). */
+static void wake_room_waiters(struct ring *r, uint32_t slot)
 {
-	if (atomic_load(&m->waiters))
-		ring_futex_wake((_Atomic uint32_t *)&m->cursor);
+	struct ring_mpage *pg = r->pages ? r->pages->page[slot] : NULL;
+	if (pg && atomic_load(&r->mwait[slot].waiters))
+		ring_futex_wake((_Atomic uint32_t *)&pg->cursor);
 }
 
 void ring_member_remove(struct ring *r, uint32_t slot)
 {
-	struct ring_member *m = &r->members[slot];
+	if (!r->owner || slot >= RING_MEMBER_SLOTS)
+		return;
+	struct ring_member *m = dir_member(r, slot);
 	uint32_t w = atomic_load(&m->state);
 	atomic_store(&m->state, RING_MEMBER_WORD(RING_GEN_OF(w), RING_MEMBER_FREE));
-	/* The slot may have been what a producer waited on. */
-	wake_room_waiters(m);
+	wake_room_waiters(r, slot);
+	ring_pages_detach(r, slot);
+	dir_changed(r);
 }
 
 bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word)
 {
-	if (slot >= RING_MEMBER_SLOTS || RING_STATE_OF(state_word) != RING_MEMBER_ACTIVE)
+	if (!r->owner || slot >= RING_MEMBER_SLOTS ||
+	    RING_STATE_OF(state_word) != RING_MEMBER_ACTIVE)
 		return false;
-	struct ring_member *m = &r->members[slot];
+	struct ring_member *m = dir_member(r, slot);
 	uint32_t nw = RING_MEMBER_WORD(RING_GEN_OF(state_word), RING_MEMBER_EVICTED);
 	if (!atomic_compare_exchange_strong(&m->state, &state_word, nw))
 		return false;
-	wake_room_waiters(m);
+	wake_room_waiters(r, slot);
 	/* The evicted reader may be asleep: wake it so it learns. */
-	atomic_fetch_add(&r->chdr->wake_seq, 1);
-	ring_futex_wake(&r->chdr->wake_seq);
+	atomic_fetch_add(&r->hdr->wake_seq, 1);
+	ring_futex_wake(&r->hdr->wake_seq);
 	return true;
 }
 
 int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 {
+	if (!r->owner)
+		return -EPERM;
 	uint64_t min = ring_min_cursor(r, NULL);
 	/* Slot 0 is the daemon's own. */
 	for (uint32_t i = RING_DAEMON_WRITER + 1; i < r->writer_slots; i++) {
 		struct ring_writer *w = &r->writers[i];
-		if (atomic_load(&w->pid) != 0)
+		struct ring_writer_id *id = dir_writer(r, i);
+		if (atomic_load(&id->used))
 			continue;
 		/* Its previous holder's records may still be read: the new
 		 * holder starts its area afresh, so wait until nobody can. */
@@ -93,8 +137,8 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 		atomic_store(&w->claim_pos, RING_NO_CLAIM);
 		atomic_store(&w->claim_won, RING_NO_CLAIM);
 		atomic_store(&w->last_pos, RING_NO_CLAIM);
-		atomic_fetch_add(&w->gen, 1);
-		atomic_store(&w->pid, pid);
+		atomic_store(&id->pid, pid);
+		atomic_store(&id->used, 1);
 		*slot = i;
 		return 0;
 	}
@@ -103,8 +147,10 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 
 void ring_writer_free(struct ring *r, uint32_t slot)
 {
-	if (slot < r->writer_slots)
-		atomic_store(&r->writers[slot].pid, 0);
+	/* The pid stays: members may still read the last holder's records,
+	 * and take their sender from it. */
+	if (r->owner && slot < r->writer_slots)
+		atomic_store(&dir_writer(r, slot)->used, 0);
 }
 
 int ring_seal_writer(struct ring *r, uint32_t writer)
@@ -117,7 +163,8 @@ int ring_seal_writer(struct ring *r, uint32_t writer)
 		/* It died around its CAS: if that lost, the position is
 		 * another writer's, which names it until it decides. */
 		for (uint32_t i = 0; i < r->writer_slots; i++)
-			if (i != writer && atomic_load(&r->writers[i].pid) != 0 &&
+			if (i != writer &&
+			    (i == RING_DAEMON_WRITER || atomic_load(&r->writer_ids[i].used)) &&
 			    atomic_load(&r->writers[i].claim_pos) == pos)
 				return -EAGAIN;
 		/* Nobody names it: decided already (nothing to do), or ours. */

@@ -53,30 +53,49 @@ uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
 	 * added after this tail load starts at a cursor >= it, and one added
 	 * before is seen by the slot loads (docs/design.md, "joining"). */
 	uint64_t tail = atomic_load(&r->hdr->tail), min = tail;
-	/* slot_hi is the daemon's, but the cursor page is writable by every
-	 * member: clamp it. Acquire pairs with the release in ring_member_add. */
-	uint32_t hi = atomic_load_explicit(&r->chdr->slot_hi, memory_order_acquire), who = UINT32_MAX;
+	uint64_t cached = atomic_load_explicit(&r->hdr->cached_min, memory_order_relaxed);
+	struct ring_pages *p = r->pages;
+	uint32_t who = UINT32_MAX;
+	bool missing = p == NULL;
+	/* The directory is the daemon's alone; clamp anyway, it costs
+	 * nothing. Acquire pairs with the release in ring_member_add. */
+	uint32_t hi = atomic_load_explicit(&r->dir->slot_hi, memory_order_acquire);
 	if (hi > RING_MEMBER_SLOTS)
 		hi = RING_MEMBER_SLOTS;
-	for (uint32_t i = 0; i < hi; i++) {
-		struct ring_member *m = &r->members[i];
-		if (RING_STATE_OF(atomic_load(&m->state)) != RING_MEMBER_ACTIVE)
+	for (uint32_t i = 0; p && i < hi; i++) {
+		uint32_t w = atomic_load(&r->members[i].state);
+		if (RING_STATE_OF(w) != RING_MEMBER_ACTIVE)
 			continue;
-		uint64_t c = atomic_load(&m->cursor);
+		struct ring_mpage *pg = p->page[i];
+		if (p->word[i] != w || !pg) {
+			missing = true; /* joined since we last asked: unknown */
+			continue;
+		}
+		uint64_t c = atomic_load(&pg->cursor);
 		if (c < min) {
 			min = c;
 			who = i;
 		}
 	}
+	if (missing) {
+		/* A member whose page we have not mapped is somewhere at or
+		 * above the cached bound: that is all we may assume. The caller
+		 * maps the new pages (ring_pages_sync) and asks again. */
+		if (cached < min) {
+			min = cached;
+			who = UINT32_MAX;
+		}
+	} else {
+		/* Raise the cached bound; a lower value already there stays
+		 * valid. A few tries: others raise it too, and it is a hint. */
+		for (int i = 0; i < 4 && cached < min; i++)
+			if (atomic_compare_exchange_weak_explicit(&r->hdr->cached_min, &cached, min,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+				break;
+	}
 	if (slowest)
 		*slowest = who;
-	/* Raise the cached bound; a lower value already there stays valid.
-	 * A few tries: others raise it too, and it is only a hint. */
-	uint64_t old = atomic_load_explicit(&r->hdr->cached_min, memory_order_relaxed);
-	for (int i = 0; i < 4 && old < min; i++)
-		if (atomic_compare_exchange_weak_explicit(&r->hdr->cached_min, &old, min,
-							  memory_order_relaxed, memory_order_relaxed))
-			break;
 	return min;
 }
 
@@ -176,11 +195,22 @@ int ring_claim(struct ring *r, struct ring_area *a, uint32_t len, uint32_t reser
 		if (!has_room(r, a, t, min, limit, rec, &skip, &err)) {
 			if (err)
 				return err;
-			min = ring_min_cursor(r, blocker);
+			uint32_t who;
+			min = ring_min_cursor(r, &who);
+			if (blocker)
+				*blocker = who;
 			/* No honest claim puts the tail more than the order's
-			 * size past the slowest member. */
-			if (t > min + r->order_slots)
+			 * size past the slowest member. Either the member wrote
+			 * its own page back (the order lapped its position: it
+			 * holds us up like any laggard, and is evicted like
+			 * one), or the tail was forged (the member's position
+			 * holds its own lap, or nothing yet). */
+			if (t > min + r->order_slots) {
+				uint64_t e = atomic_load_explicit(entry(r, min), memory_order_relaxed);
+				if (who != UINT32_MAX && lap_cmp(e, lap_of(r, min)) > 0)
+					return -EAGAIN;
 				return -EBADMSG;
+			}
 			if (!has_room(r, a, t, min, limit, rec, &skip, &err)) {
 				if (err)
 					return err;
@@ -300,14 +330,25 @@ int ring_cancel_at(struct ring *r, uint64_t pos)
 void ring_wake(struct ring *r)
 {
 	/* Every decision before this is a seq_cst compare-and-swap (decide),
-	 * so this seq_cst load of `sleepers` follows it in the single total
-	 * order: it pairs with the seq_cst increment and fence in
-	 * ring_sleep_begin before the receiver's re-check of its rings. One
-	 * side always sees the other, so no wake is lost. */
-	if (atomic_load(&r->chdr->sleepers) == 0)
-		return;
-	atomic_fetch_add_explicit(&r->chdr->wake_seq, 1, memory_order_seq_cst);
-	ring_futex_wake(&r->chdr->wake_seq);
+	 * so these seq_cst loads of the directory's seq and the members'
+	 * sleep words follow it in the single total order: they pair with
+	 * the seq_cst increment and fence in ring_sleep_begin before the
+	 * receiver's re-check of its rings. One side always sees the other,
+	 * so no wake is lost. A member set we are not sure of (it changed
+	 * since our pages were mapped) is woken unasked. */
+	struct ring_pages *p = r->pages;
+	if (p && p->synced && atomic_load(&r->dir->seq) == p->seq) {
+		uint32_t n = p->n_live, k = 0;
+		for (; k < n; k++) {
+			const struct ring_mpage *pg = p->page[p->live[k]];
+			if (pg && atomic_load(&pg->sleeping))
+				break;
+		}
+		if (k == n)
+			return;
+	}
+	atomic_fetch_add_explicit(&r->hdr->wake_seq, 1, memory_order_seq_cst);
+	ring_futex_wake(&r->hdr->wake_seq);
 }
 
 static bool kind_readable(uint16_t kind)
@@ -319,15 +360,14 @@ static bool kind_readable(uint16_t kind)
  * is all it means (the order may then have lapped us); else it is forged. */
 static int read_fault(const struct ring_member *me, const struct ring_reader *rd)
 {
-	if (atomic_load_explicit(&((struct ring_member *)me)->state, memory_order_acquire) !=
-	    rd->state_word)
+	if (atomic_load_explicit(&me->state, memory_order_acquire) != rd->state_word)
 		return -ECONNRESET;
 	return -EBADMSG;
 }
 
 int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 {
-	struct ring_member *me = &r->members[rd->slot];
+	const struct ring_member *me = &r->members[rd->slot];
 	uint64_t from = rd->pos;
 	int ret = 0;
 	/* At most a whole order of cancelled entries: they are in memory any
@@ -372,7 +412,13 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		v->flags = copy.flags;
 		v->len = copy.len;
 		v->seq = pos + 1;
-		v->from_pid = copy.from_pid;
+		/* The sender is who holds the writer slot, as the daemon wrote
+		 * it in the directory: never what the writer wrote. Events are
+		 * the daemon's own, about the member they name. */
+		v->from_pid = writer == RING_DAEMON_WRITER
+				  ? copy.from_pid
+				  : atomic_load_explicit(&r->writer_ids[writer].pid,
+							 memory_order_relaxed);
 		v->from_node = copy.from_node;
 		v->payload = (const uint8_t *)h + sizeof(struct ring_rec);
 		v->pos = pos;
@@ -389,33 +435,35 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 
 void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos)
 {
-	struct ring_member *me = &r->members[rd->slot];
+	_Atomic uint64_t *cursor = &rd->page->cursor;
 	rd->pos = pos;
 	/* Cursors only grow: publish by a compare-and-swap that never lowers
-	 * one. Should our slot have changed hands (we were made to leave while
-	 * a view was out), its new holder joined at a tail at or past `pos`, so
-	 * our late value cannot move it. seq_cst, then the load of `waiters`: pairs with the
-	 * producer's increment of waiters and re-check in ring_wait_room. */
-	uint64_t cur = atomic_load_explicit(&me->cursor, memory_order_relaxed);
+	 * ours. seq_cst, then the load of `waiters`: pairs with the producer's
+	 * increment of waiters and re-check in ring_wait_room. */
+	uint64_t cur = atomic_load_explicit(cursor, memory_order_relaxed);
 	bool moved = false;
-	/* A few tries: only a writer scribbling on our slot makes it fail. A
-	 * cursor past the tail is no cursor (someone wrote it): ours to set
-	 * back, so a forged one does not make producers overlook us for good.
-	 * The tail is loaded only then, off the common path. */
+	/* The page is ours alone, so the CAS fails only if we wrote it from
+	 * another thread. A cursor past the tail is no cursor (a stray write
+	 * of ours): set it back, or producers would overlook us for good. The
+	 * tail is loaded only then, off the common path. */
 	for (int i = 0; i < 8 && !moved; i++) {
 		if (cur >= pos && cur <= atomic_load_explicit(&r->hdr->tail, memory_order_relaxed))
 			break;
-		moved = atomic_compare_exchange_weak(&me->cursor, &cur, pos);
+		moved = atomic_compare_exchange_weak(cursor, &cur, pos);
 	}
 	if (!moved)
-		return; /* not ours to move: nothing of ours to wake for */
-	if (atomic_load(&me->waiters)) {
-		uint64_t at = atomic_load(&me->wake_at);
-		/* Wake at the threshold a producer asked for, then clear it
-		 * unless a producer lowered it meanwhile (it stays then). */
-		if (pos >= at) {
-			atomic_compare_exchange_strong(&me->wake_at, &at, UINT64_MAX);
-			ring_futex_wake((_Atomic uint32_t *)&me->cursor);
-		}
+		return;
+	struct ring_mwait *mw = &r->mwait[rd->slot];
+	if (!atomic_load(&mw->waiters))
+		return;
+	/* Wake at the threshold a producer asked for, once per park: the wait
+	 * slot is not ours to clear, and a producer that has not run yet
+	 * must not cost us a syscall per record. `parks` before `wake_at`:
+	 * the producer sets the threshold, then counts its park (seq_cst),
+	 * then looks at our cursor again (ring_wait_room). */
+	uint32_t parks = atomic_load(&mw->parks);
+	if (parks != rd->woke_parks && pos >= atomic_load(&mw->wake_at)) {
+		rd->woke_parks = parks;
+		ring_futex_wake((_Atomic uint32_t *)cursor);
 	}
 }

@@ -10,19 +10,38 @@
 #define PG_RING_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "layout.h"
 
-/* A process's mapping of one group's two memfds. Sizes are copied out of the
+/*
+ * The member pages a producer (or the daemon) has mapped: one per ACTIVE
+ * slot of the directory as it was at `seq`, and the dense list of them
+ * ring_wake scans for sleepers. Private to the process.
+ */
+struct ring_pages {
+	struct ring_mpage *page[RING_MEMBER_SLOTS];
+	uint32_t word[RING_MEMBER_SLOTS]; /* the slot's state word it was mapped for */
+	uint16_t live[RING_MEMBER_SLOTS]; /* slots with a page, for ring_wake */
+	uint32_t n_live;
+	uint32_t seq;   /* the directory's seq they match */
+	bool synced;    /* seq is meaningful */
+	bool own;       /* the daemon's: pages are mapped read-write */
+};
+
+/* A process's mapping of one group's memfds. Sizes are copied out of the
  * header once, after validation, and never re-read from shared memory. */
 struct ring {
 	struct ring_data_hdr *hdr;
 	struct ring_writer *writers;
+	struct ring_mwait *mwait;
 	_Atomic uint64_t *order;
 	uint8_t *areas;
-	struct ring_cursor_hdr *chdr;
-	struct ring_member *members;
+	struct ring_dir_hdr *dir;
+	const struct ring_member *members;    /* the directory's member slots */
+	const struct ring_writer_id *writer_ids;
+	struct ring_pages *pages; /* producers and the daemon; NULL for a member */
 	uint64_t capacity; /* bytes per writer area */
 	uint64_t amask;
 	uint64_t order_slots;
@@ -34,6 +53,7 @@ struct ring {
 	uint32_t stall_ms;
 	size_t data_map_bytes;
 	bool writable;
+	bool owner; /* the directory is mapped writable: the daemon's */
 };
 
 /*
@@ -71,11 +91,13 @@ struct ring_view {
 	uint64_t next_pos; /* where the following record is */
 };
 
-/* A member's reading state; `pos` is private, the slot's cursor public. */
+/* A member's reading state; `pos` is private, the page's cursor public. */
 struct ring_reader {
 	uint64_t pos;
 	uint32_t slot;
-	uint32_t state_word; /* RING_MEMBER_WORD(gen, ACTIVE) as handed out */
+	uint32_t state_word;     /* RING_MEMBER_WORD(gen, ACTIVE) as handed out */
+	uint32_t woke_parks;     /* the producers' park count we last woke for */
+	struct ring_mpage *page; /* our own page, mapped writable */
 };
 
 /* Bytes a record of `len` payload bytes occupies in an area. */
@@ -89,9 +111,12 @@ static inline uint64_t ring_rec_bytes(uint64_t len)
 int ring_check_sizes(uint64_t capacity, uint64_t max_msg);
 /* Writer slots a group of this capacity gets. */
 uint32_t ring_writer_slots(uint64_t capacity);
-/* Daemon: make both memfds, sealed against resizing, mode 0400. */
+/* A memfd of `bytes`, sealed against resizing, mode 0400 (so a read-only
+ * fd cannot be reopened writable through /proc): fd or -errno. */
+int ring_make_memfd(const char *name, size_t bytes);
+/* Daemon: make the data and directory memfds. */
 int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
-		int *data_fd, int *cursor_fd);
+		int *data_fd, int *dir_fd);
 /* A ring's sizes, as the daemon that made it says (never as its header
  * says: any sender can write the header). */
 struct ring_geometry {
@@ -101,12 +126,41 @@ struct ring_geometry {
 };
 /* Map with the geometry the daemon gave: the memfds' sizes are checked
  * against it, nothing in shared memory is trusted. */
-int ring_map_as(struct ring *r, int data_fd, int cursor_fd, bool writable,
+int ring_map_as(struct ring *r, int data_fd, int dir_fd, bool writable,
 		const struct ring_geometry *g);
 /* Map a ring whose header is trusted (the daemon's own, tests): the
- * geometry is read from it and validated. */
-int ring_map(struct ring *r, int data_fd, int cursor_fd, bool writable);
+ * geometry is read from it and validated. Writable = the owner's mapping:
+ * the directory writable, member pages made by ring_member_add. */
+int ring_map(struct ring *r, int data_fd, int dir_fd, bool writable);
 void ring_unmap(struct ring *r);
+
+/* A member page on its own (a member's, or a test's). NULL on error. */
+struct ring_mpage *ring_page_map(int fd, bool writable);
+void ring_page_unmap(struct ring_mpage *page);
+
+/*
+ * Producers' member pages. The directory's seq changes with the member set;
+ * while it differs from ours, ring_min_cursor assumes no more than the
+ * cached bound and ring_wake wakes unasked, and the producer calls
+ * ring_pages_sync, which asks `fetch` (the daemon) for each page it lacks:
+ * a read-only fd of slot's page for state word `word`, or -ESTALE when the
+ * slot no longer holds it.
+ */
+typedef int ring_page_fetch(void *arg, uint32_t slot, uint32_t word, int *fd);
+bool ring_pages_stale(const struct ring *r);
+int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg);
+/* Map slot's page (for `word`) from fd, in place of any before. */
+int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd);
+void ring_pages_detach(struct ring *r, uint32_t slot);
+/* Rebuild the list ring_wake scans from the pages mapped. */
+void ring_pages_relist(struct ring *r);
+/* The cursor of member `slot` as our page of it says; UINT64_MAX without. */
+static inline uint64_t ring_member_cursor(const struct ring *r, uint32_t slot)
+{
+	if (!r->pages || slot >= RING_MEMBER_SLOTS || !r->pages->page[slot])
+		return UINT64_MAX;
+	return atomic_load(&r->pages->page[slot]->cursor);
+}
 /* Start a writer's bookkeeping of a freshly handed-out slot. */
 void ring_area_init(struct ring_area *a, uint32_t writer);
 
@@ -152,8 +206,11 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v);
 void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos);
 
 /* repair.c: what only the daemon does to a ring. */
+/* Admit a member: a slot, its state word, where it reads from, and the
+ * read-write fd of its new page (the caller keeps it; it hands the member
+ * a copy and producers read-only ones). */
 int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
-		    uint64_t *cursor);
+		    uint64_t *cursor, int *page_fd);
 void ring_member_remove(struct ring *r, uint32_t slot);
 /* Evict the holder of `state_word` from `slot`; false if it moved on. */
 bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word);

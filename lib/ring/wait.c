@@ -60,8 +60,12 @@ int ring_futex_wake(_Atomic uint32_t *word)
 
 int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeout_ns)
 {
-	struct ring_member *m = &r->members[slot];
-	uint32_t st = atomic_load(&m->state);
+	struct ring_pages *p = r->pages;
+	if (!p || slot >= RING_MEMBER_SLOTS || !p->page[slot])
+		return 0; /* a member we have no page of: the caller maps it first */
+	struct ring_mwait *mw = &r->mwait[slot];
+	_Atomic uint64_t *word = &p->page[slot]->cursor;
+	uint32_t st = p->word[slot];
 	/* Wait for an eighth of what it has left to read, not one record: a
 	 * full ring would otherwise cost a wake (and two context switches)
 	 * per message. It cannot go past the tail, so never ask for more. */
@@ -70,36 +74,40 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
 	uint64_t want = cursor + (backlog / RING_ROOM_BATCH ? backlog / RING_ROOM_BATCH : 1);
 	/* Announce, then re-check: pairs with ring_release's seq_cst store of
 	 * the cursor followed by its loads of `waiters` and `wake_at`. */
-	atomic_fetch_add(&m->waiters, 1);
-	uint64_t at = atomic_load(&m->wake_at);
-	/* A few tries: other producers lower it too, and the member's page is
-	 * writable by anyone; a lost race costs at most a wake too early. */
-	/* A threshold the member already passed was met and woken: it is
-	 * ours to set, not to keep. */
+	atomic_fetch_add(&mw->waiters, 1);
+	uint64_t at = atomic_load(&mw->wake_at);
+	/* A few tries: other producers lower it too. A threshold the member
+	 * already passed was met and woken: it is ours to set, not to keep. */
 	for (int i = 0; i < 8 && (want < at || at <= cursor); i++)
-		if (atomic_compare_exchange_weak(&m->wake_at, &at, want))
+		if (atomic_compare_exchange_weak(&mw->wake_at, &at, want))
 			break;
+	/* A new park: the member wakes once for it (ring_release). */
+	atomic_fetch_add(&mw->parks, 1);
 	int err = 0;
 	/* Moved since the caller looked: let it look again first. */
-	uint64_t now = atomic_load(&m->cursor);
-	if (now == cursor && now < want && atomic_load(&m->state) == st)
-		err = ring_futex_wait((_Atomic uint32_t *)&m->cursor, (uint32_t)now, timeout_ns);
-	atomic_fetch_sub(&m->waiters, 1);
+	uint64_t now = atomic_load(word);
+	if (now == cursor && now < want && atomic_load(&r->members[slot].state) == st)
+		err = ring_futex_wait((_Atomic uint32_t *)word, (uint32_t)now, timeout_ns);
+	/* Met: clear the threshold we set (the member only reads it), unless
+	 * another producer lowered it meanwhile. */
+	at = want;
+	if (atomic_load(word) >= want)
+		atomic_compare_exchange_strong(&mw->wake_at, &at, UINT64_MAX);
+	atomic_fetch_sub(&mw->waiters, 1);
 	return err == -EINTR ? -EINTR : 0;
 }
 
 void ring_sleep_begin(struct ring_sleep *s)
 {
 	for (unsigned i = 0; i < s->n; i++) {
-		struct ring_cursor_hdr *ch = s->chdr[i] = s->rings[i]->chdr;
+		struct ring_data_hdr *h = s->hdr[i] = s->rings[i]->hdr;
 		/* Read the word before announcing: a wake after this load
 		 * changes it, so futex_waitv will not sleep through it. */
-		s->seen[i] = atomic_load(&ch->wake_seq);
-		atomic_fetch_add(&ch->sleepers, 1);
+		s->seen[i] = atomic_load(&h->wake_seq);
+		atomic_fetch_add(&s->pages[i]->sleeping, 1);
 	}
 	/* Our increments before the caller's re-check of its rings: pairs
-	 * with the fence in ring_wake between a commit and its load of
-	 * `sleepers`. */
+	 * with the seq_cst loads in ring_wake after a commit. */
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
@@ -108,11 +116,11 @@ int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)
 	if (s->n == 0)
 		return 0;
 	if (s->n == 1)
-		return ring_futex_wait(&s->chdr[0]->wake_seq, s->seen[0], timeout_ns);
+		return ring_futex_wait(&s->hdr[0]->wake_seq, s->seen[0], timeout_ns);
 	struct futex_waitv w[RING_WAIT_MAX];
 	for (unsigned i = 0; i < s->n; i++) {
 		w[i].val = s->seen[i];
-		w[i].uaddr = (uint64_t)(uintptr_t)&s->chdr[i]->wake_seq;
+		w[i].uaddr = (uint64_t)(uintptr_t)&s->hdr[i]->wake_seq;
 		w[i].flags = FUTEX_32;
 		w[i].__reserved = 0;
 	}
@@ -136,5 +144,5 @@ int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)
 void ring_sleep_end(struct ring_sleep *s)
 {
 	for (unsigned i = 0; i < s->n; i++)
-		atomic_fetch_sub(&s->chdr[i]->sleepers, 1);
+		atomic_fetch_sub(&s->pages[i]->sleeping, 1);
 }

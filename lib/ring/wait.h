@@ -24,7 +24,7 @@ int64_t ring_now_ns(void);
 /*
  * Park until member `slot` of `r` has read an eighth of its backlog past
  * `cursor`, or its state changes, or `timeout_ns` passes. 0 when woken or
- * timed out, -EINTR.
+ * timed out (or at once, when we have no page of that member), -EINTR.
  */
 int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeout_ns);
 
@@ -37,10 +37,12 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
  * parks, ring_sleep_end withdraws the announcement.
  */
 struct ring_sleep {
-	struct ring *rings[RING_WAIT_MAX]; /* filled by the caller */
+	/* Filled by the caller: each ring, and our member page in it. */
+	struct ring *rings[RING_WAIT_MAX];
+	struct ring_mpage *pages[RING_WAIT_MAX];
 	/* Taken by ring_sleep_begin: the caller may drop a ring (and clear
 	 * its struct) while asleep on it; the mapping itself stays. */
-	struct ring_cursor_hdr *chdr[RING_WAIT_MAX];
+	struct ring_data_hdr *hdr[RING_WAIT_MAX];
 	uint32_t seen[RING_WAIT_MAX];
 	unsigned n;
 };

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target: the ring's reader (and its writers) over shared memory a
- * hostile sender scribbles on. Any process that may send maps the data memfd
- * writable, and every member the cursor memfd: whatever such a process
+ * hostile process scribbles on. Any process that may send maps the data
+ * memfd writable, and every member its own page: whatever such a process
  * writes there, a reader must neither crash nor hand out a record that lies
  * outside the ring, and an honest writer must never write outside its area.
+ * The directory is the daemon's alone (the kernel sees to that): only the
+ * daemon's operations change it here.
  *
  * One real 64 KiB ring (RING_MIN_BYTES) per process, as the daemon makes it:
  * a writable mapping (the daemon, the honest writers, the hostile one) and a
@@ -14,8 +16,8 @@
  *
  * The input: one flags byte (bit 0: six bytes of a start position follow, a
  * ring that has carried that many records), then operations, each one byte
- * and its operands: patches of the header, writer slots, order, areas,
- * cursor header and member lines; forged order entries and record headers
+ * and its operands: patches of the header, writer slots, wait slots, order,
+ * areas and both members' pages; forged order entries and record headers
  * near the reader's position (hard for byte patches to hit by chance);
  * reads, releases, claims, commits, aborts; the daemon's repairs. Then the
  * reader reads what is left and two writers send once more.
@@ -63,7 +65,8 @@ static struct {
 	struct ring_reader rd0, other0; /* as ring_member_add left them */
 	uint32_t wslot[WRITERS];
 	uint8_t data_snap[RING_ORDER_OFF]; /* data header and writer slots */
-	uint8_t cur_snap[2 * RING_PAGE];   /* cursor header and members 0..63 */
+	uint8_t dir_snap[2 * RING_PAGE];   /* directory header and members 0..255 */
+	uint8_t page_snap[2][RING_PAGE];   /* both members' pages */
 	uint16_t dirty[AREAS];		   /* area pages written in this run */
 } g;
 
@@ -72,20 +75,26 @@ static void setup(void)
 	if (ring_create(CAP, MAX_MSG, 100, "fuzz", &g.dfd, &g.cfd) ||
 	    ring_map(&g.w, g.dfd, g.cfd, true) || ring_map(&g.ro, g.dfd, g.cfd, false))
 		fuzz_fail("fuzz_ring_read", "cannot create the ring");
-	/* The daemon owns writer slot 0 without allocating it. */
-	atomic_store(&g.w.writers[RING_DAEMON_WRITER].pid, getpid());
 	g.wslot[0] = RING_DAEMON_WRITER;
 	uint64_t cur;
+	int f0 = -1, f1 = -1;
 	if (ring_writer_alloc(&g.w, getpid(), &g.wslot[1]) ||
 	    ring_writer_alloc(&g.w, getpid(), &g.wslot[2]) ||
-	    ring_member_add(&g.w, getpid(), &g.rd0.slot, &g.rd0.state_word, &cur) ||
-	    ring_member_add(&g.w, getpid(), &g.other0.slot, &g.other0.state_word, &cur))
+	    ring_member_add(&g.w, getpid(), &g.rd0.slot, &g.rd0.state_word, &cur, &f0) ||
+	    ring_member_add(&g.w, getpid(), &g.other0.slot, &g.other0.state_word, &cur, &f1))
 		fuzz_fail("fuzz_ring_read", "cannot add writers and members");
+	/* The owner's mappings of the pages stand in for the members' own. */
+	close(f0);
+	close(f1);
+	g.rd0.page = g.w.pages->page[g.rd0.slot];
+	g.other0.page = g.w.pages->page[g.other0.slot];
 	if (g.wslot[2] >= AREAS || g.other0.slot >= MEMBERS)
 		fuzz_fail("fuzz_ring_read", "slots beyond what the fuzzer patches");
 	g.rd0.pos = g.other0.pos = cur;
 	memcpy(g.data_snap, g.w.hdr, sizeof(g.data_snap));
-	memcpy(g.cur_snap, g.w.chdr, sizeof(g.cur_snap));
+	memcpy(g.dir_snap, g.w.dir, sizeof(g.dir_snap));
+	memcpy(g.page_snap[0], g.rd0.page, RING_PAGE);
+	memcpy(g.page_snap[1], g.other0.page, RING_PAGE);
 	g.trace = getenv("FUZZ_RING_TRACE") != NULL;
 	g.ready = true;
 }
@@ -114,7 +123,9 @@ static void reset(void)
 				memset(area(&g.w, a) + (uint64_t)p * RING_PAGE, 0, RING_PAGE);
 		g.dirty[a] = 0;
 	}
-	memcpy(g.w.chdr, g.cur_snap, sizeof(g.cur_snap));
+	memcpy(g.w.dir, g.dir_snap, sizeof(g.dir_snap));
+	memcpy(g.rd0.page, g.page_snap[0], RING_PAGE);
+	memcpy(g.other0.page, g.page_snap[1], RING_PAGE);
 }
 
 static bool zero(const void *p, size_t n)
@@ -129,9 +140,11 @@ static void check_reset(void)
 {
 	CHECK(memcmp(g.w.hdr, g.data_snap, sizeof(g.data_snap)) == 0);
 	CHECK(zero((const uint8_t *)g.w.hdr + RING_ORDER_OFF, g.w.data_map_bytes - RING_ORDER_OFF));
-	CHECK(memcmp(g.w.chdr, g.cur_snap, sizeof(g.cur_snap)) == 0);
-	CHECK(zero((const uint8_t *)g.w.chdr + sizeof(g.cur_snap),
-		   RING_CURSOR_BYTES - sizeof(g.cur_snap)));
+	CHECK(memcmp(g.w.dir, g.dir_snap, sizeof(g.dir_snap)) == 0);
+	CHECK(zero((const uint8_t *)g.w.dir + sizeof(g.dir_snap),
+		   RING_DIR_BYTES - sizeof(g.dir_snap)));
+	CHECK(memcmp(g.rd0.page, g.page_snap[0], RING_PAGE) == 0);
+	CHECK(memcmp(g.other0.page, g.page_snap[1], RING_PAGE) == 0);
 }
 
 /* The input, consumed from the front. */
@@ -258,7 +271,7 @@ static void finish(struct writer *wr, bool abort_it)
 	int err = abort_it ? ring_abort(&g.w, &wr->c)
 			   : ring_commit(&g.w, &wr->c, RING_REC_MSG, 0, getpid(), 0);
 	CHECK(err == 0 || err == -ECANCELED);
-	/* As pg_send does; reads the (patchable) sleeper count. */
+	/* As pg_send does; reads the (patchable) sleep words. */
 	if (err == 0)
 		ring_wake(&g.w);
 	wr->open = false;
@@ -351,8 +364,8 @@ static void run(struct in *in)
 		take(in, &start, 6);
 		atomic_store(&g.w.hdr->tail, start);
 		atomic_store(&g.w.hdr->cached_min, start);
-		atomic_store(&g.w.members[rd.slot].cursor, start);
-		atomic_store(&g.w.members[other.slot].cursor, start);
+		atomic_store(&rd.page->cursor, start);
+		atomic_store(&other.page->cursor, start);
 		rd.pos = other.pos = start;
 	}
 	for (unsigned n = 0; n < MAX_OPS && in->p < in->end; n++) {
@@ -375,13 +388,15 @@ static void run(struct in *in)
 			break;
 		}
 		case 4:
-			patch(in, (uint8_t *)g.w.chdr, sizeof(struct ring_cursor_hdr), u8(in),
+			patch(in, (uint8_t *)g.w.mwait, MEMBERS * sizeof(struct ring_mwait), u8(in),
 			      UINT32_MAX);
 			break;
-		case 5:
-			patch(in, (uint8_t *)g.w.members, MEMBERS * sizeof(struct ring_member),
-			      u8(in), UINT32_MAX);
+		case 5: { /* a member writes its own page: either member */
+			/* One statement each: arguments are read in no set order. */
+			uint8_t *page = (uint8_t *)((u8(in) & 1) ? rd.page : other.page);
+			patch(in, page, 2 * RING_CACHELINE, u8(in), UINT32_MAX);
 			break;
+		}
 		case 6: { /* an order entry of the fuzzer's making */
 			uint64_t pos = near(&rd, u8(in));
 			uint8_t st = u8(in), writer = u8(in);

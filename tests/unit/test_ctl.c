@@ -607,8 +607,10 @@ static void test_send_recv(void)
 	CU_ASSERT_EQUAL(nfds, 0);
 
 	/* Too many fds to send. */
-	int three[3] = {f[0], f[1], f[0]};
-	CU_ASSERT_EQUAL(ctl_send(sv[0], &out, three, 3), -EINVAL);
+	int many[CTL_MAX_FDS + 1];
+	for (unsigned i = 0; i <= CTL_MAX_FDS; i++)
+		many[i] = f[i & 1];
+	CU_ASSERT_EQUAL(ctl_send(sv[0], &out, many, CTL_MAX_FDS + 1), -EINVAL);
 
 	/* The peer is gone: 0 from recv, -EPIPE (no SIGPIPE) from send. */
 	close(sv[0]);

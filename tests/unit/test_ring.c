@@ -66,8 +66,6 @@ static int fx_open(struct fx *f, uint64_t cap, uint32_t max_msg)
 		close(f->cfd);
 		return err;
 	}
-	/* The daemon owns writer slot 0 without allocating it. */
-	atomic_store(&f->r.writers[RING_DAEMON_WRITER].pid, getpid());
 	return 0;
 }
 
@@ -75,6 +73,15 @@ static int fx_open(struct fx *f, uint64_t cap, uint32_t max_msg)
 static int fx_map(struct fx *f, struct ring *m, bool writable)
 {
 	return ring_map(m, f->dfd, f->cfd, writable);
+}
+
+/* A sender's mapping, as a client gets it: geometry from the daemon, no
+ * member pages until it asks (ring_pages_sync). */
+static int fx_map_sender(struct fx *f, struct ring *m)
+{
+	struct ring_geometry g = {
+	    .capacity = f->r.capacity, .max_msg = f->r.max_msg, .stall_ms = f->r.stall_ms};
+	return ring_map_as(m, f->dfd, f->cfd, true, &g);
 }
 
 static void fx_close(struct fx *f)
@@ -88,9 +95,15 @@ static int reader_add(struct ring *r, struct ring_reader *rd)
 {
 	uint64_t cur;
 	memset(rd, 0, sizeof(*rd));
-	int err = ring_member_add(r, getpid(), &rd->slot, &rd->state_word, &cur);
+	int fd = -1;
+	int err = ring_member_add(r, getpid(), &rd->slot, &rd->state_word, &cur, &fd);
+	if (err)
+		return err;
+	/* The owner's mapping of the page stands in for the member's. */
+	close(fd);
+	rd->page = r->pages->page[rd->slot];
 	rd->pos = cur;
-	return err;
+	return 0;
 }
 
 /* A writer slot handed out by the daemon, and its holder's bookkeeping. */
@@ -103,9 +116,24 @@ static int writer_add(struct ring *r, struct ring_area *a)
 	return err;
 }
 
+/* A second mapping (a forked sender's) takes the members' pages the
+ * owner's mapping has, as a client would have fetched them (inherited
+ * across fork: the same pages at the same addresses). */
+static void adopt_pages(struct ring *dst, const struct ring *src)
+{
+	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++) {
+		if (!src->pages->page[i])
+			continue;
+		dst->pages->page[i] = src->pages->page[i];
+		dst->pages->word[i] = src->pages->word[i];
+	}
+	ring_pages_relist(dst);
+	dst->pages->seq = src->pages->seq;
+}
+
 static uint64_t published(struct ring *r, const struct ring_reader *rd)
 {
-	return atomic_load(&r->members[rd->slot].cursor);
+	return atomic_load(&rd->page->cursor);
 }
 
 static uint64_t tail_of(struct ring *r)
@@ -328,7 +356,7 @@ static void test_create_map(void)
 				(uint64_t)RING_WRITER_SLOTS * RING_MIN_BYTES;
 	CU_ASSERT(fstat(dfd, &st) == 0 && (uint64_t)st.st_size == dbytes);
 	CU_ASSERT_EQUAL(st.st_mode & 0777, 0400);
-	CU_ASSERT(fstat(cfd, &st) == 0 && st.st_size == RING_CURSOR_BYTES);
+	CU_ASSERT(fstat(cfd, &st) == 0 && st.st_size == RING_DIR_BYTES);
 	CU_ASSERT(fcntl(dfd, F_GETFD) & FD_CLOEXEC);
 	/* Sealed: nobody can resize the ring under its mappers. */
 	CU_ASSERT(ftruncate(dfd, RING_PAGE) < 0 && errno == EPERM);
@@ -352,15 +380,15 @@ static void test_create_map(void)
 	CU_ASSERT_EQUAL(atomic_load(&r.hdr->cached_min), 0);
 	CU_ASSERT_EQUAL(ring_state_error(&r), 0);
 	CU_ASSERT_FALSE(ring_is_down(&r));
-	CU_ASSERT_EQUAL(r.chdr->magic, RING_CURSOR_MAGIC);
-	CU_ASSERT_EQUAL(atomic_load(&r.chdr->slot_hi), 0);
+	CU_ASSERT_EQUAL(r.dir->magic, RING_DIR_MAGIC);
+	CU_ASSERT_EQUAL(atomic_load(&r.dir->slot_hi), 0);
 	CU_ASSERT_PTR_EQUAL(r.writers, (uint8_t *)r.hdr + RING_WRITERS_OFF);
 	CU_ASSERT_PTR_EQUAL(r.order, (uint8_t *)r.hdr + RING_ORDER_OFF);
 	CU_ASSERT_PTR_EQUAL(r.areas, (uint8_t *)r.hdr + RING_AREAS_OFF(RING_MIN_BYTES));
 	CU_ASSERT_EQUAL((uintptr_t)r.areas % RING_PAGE, 0);
 	unsigned bad = 0;
 	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
-		bad += atomic_load(&r.writers[i].pid) != 0 ||
+		bad += atomic_load(&r.writer_ids[i].used) != 0 ||
 		       atomic_load(&r.writers[i].claim_pos) != RING_NO_CLAIM ||
 		       atomic_load(&r.writers[i].claim_won) != RING_NO_CLAIM ||
 		       atomic_load(&r.writers[i].last_pos) != RING_NO_CLAIM;
@@ -418,7 +446,7 @@ static void test_map_validate(void)
 	struct ring m;
 	CU_ASSERT_EQUAL_FATAL(fx_open(&f, RING_MIN_BYTES, 1000), 0);
 	struct ring_data_hdr *h = f.r.hdr;
-	struct ring_cursor_hdr *ch = f.r.chdr;
+	struct ring_dir_hdr *ch = f.r.dir;
 
 	/* Each header field a mapper trusts, broken one at a time. */
 	struct {
@@ -477,7 +505,7 @@ static void test_map_validate(void)
 		CU_ASSERT_EQUAL(ring_map(&m, fd, f.cfd, false), -EBADMSG);
 		close(fd);
 	}
-	size_t csz[] = {RING_CURSOR_BYTES - RING_PAGE, RING_CURSOR_BYTES + RING_PAGE, RING_PAGE};
+	size_t csz[] = {RING_DIR_BYTES - RING_PAGE, RING_DIR_BYTES + RING_PAGE, RING_PAGE};
 	for (size_t i = 0; i < ARRAY_SIZE(csz); i++) {
 		int fd = memfd_like(f.cfd, csz[i]);
 		CU_ASSERT_FATAL(fd >= 0);
@@ -545,10 +573,11 @@ static void test_round_trip(void)
 	CU_ASSERT_EQUAL_FATAL(reader_add(r, &rd), 0);
 	CU_ASSERT_EQUAL(rd.pos, 0);
 	CU_ASSERT_EQUAL(RING_STATE_OF(rd.state_word), RING_MEMBER_ACTIVE);
-	CU_ASSERT_EQUAL(atomic_load(&r->chdr->slot_hi), rd.slot + 1);
+	CU_ASSERT_EQUAL(atomic_load(&r->dir->slot_hi), rd.slot + 1);
 	CU_ASSERT_EQUAL_FATAL(writer_add(r, &a), 0);
 	CU_ASSERT_NOT_EQUAL(a.writer, RING_DAEMON_WRITER);
-	CU_ASSERT_EQUAL(atomic_load(&r->writers[a.writer].pid), getpid());
+	CU_ASSERT_EQUAL(atomic_load(&r->writer_ids[a.writer].pid), getpid());
+	CU_ASSERT_EQUAL(atomic_load(&r->writer_ids[a.writer].used), 1);
 	ring_area_init(&d, RING_DAEMON_WRITER);
 
 	CU_ASSERT_EQUAL(ring_read(&ro, &rd, &v), 0);
@@ -587,7 +616,9 @@ static void test_round_trip(void)
 	CU_ASSERT_EQUAL(v.flags, RING_F_ESEND);
 	CU_ASSERT_EQUAL(v.len, 100);
 	CU_ASSERT_EQUAL(v.seq, 1);
-	CU_ASSERT_EQUAL(v.from_pid, 4242);
+	/* The sender is the slot's holder as the directory names it, not the
+	 * pid the writer put in its record. */
+	CU_ASSERT_EQUAL(v.from_pid, getpid());
 	CU_ASSERT_EQUAL(v.from_node, 9);
 	CU_ASSERT_EQUAL(v.pos, 0);
 	CU_ASSERT_EQUAL(v.next_pos, 1);
@@ -653,12 +684,13 @@ static void test_round_trip(void)
 	/* The reader read everything: the slot can go to a new holder, with
 	 * a new generation. */
 	ring_writer_free(r, a.writer);
-	CU_ASSERT_EQUAL(atomic_load(&r->writers[a.writer].pid), 0);
-	uint32_t gen = atomic_load(&r->writers[a.writer].gen);
+	CU_ASSERT_EQUAL(atomic_load(&r->writer_ids[a.writer].used), 0);
+	/* Its last holder stays named: members may still read its records. */
+	CU_ASSERT_EQUAL(atomic_load(&r->writer_ids[a.writer].pid), getpid());
 	struct ring_area a2;
 	CU_ASSERT_EQUAL(writer_add(r, &a2), 0);
 	CU_ASSERT_EQUAL(a2.writer, a.writer);
-	CU_ASSERT_EQUAL(atomic_load(&r->writers[a.writer].gen), gen + 1);
+	CU_ASSERT_EQUAL(atomic_load(&r->writer_ids[a.writer].used), 1);
 	CU_ASSERT_EQUAL(atomic_load(&r->writers[a.writer].last_pos), RING_NO_CLAIM);
 	ring_unmap(&ro);
 	fx_close(&f);
@@ -1488,7 +1520,7 @@ static void wait_room(struct ring *r, uint32_t blocker)
 	}
 	/* The member may move between the failed claim and this load; the
 	 * short timeout covers that window. */
-	uint64_t cur = atomic_load(&r->members[blocker].cursor);
+	uint64_t cur = ring_member_cursor(r, blocker);
 	ring_wait_room(r, blocker, cur, 10 * MS);
 }
 
@@ -1575,6 +1607,7 @@ static void *mt_reader_thread(void *p)
 		return NULL;
 	}
 	s->rings[0] = r;
+	s->pages[0] = rd->page;
 	s->n = 1;
 	uint64_t next = rd->pos;
 	int64_t last = ring_now_ns();
@@ -1728,11 +1761,15 @@ static void test_processes(void)
 			struct ring own;
 			if (ring_map(&own, mt.dfd, mt.cfd, true))
 				_exit(2);
+			adopt_pages(&own, &mt.r);
 			int err = produce(&own, mt.writer[i], i, NMSG, true, NULL);
 			ring_unmap(&own);
 			_exit(err ? 1 : 0);
 		}
 		mt.pid[i] = pid;
+		/* The daemon names a slot's holder by the pid it sees; here the
+		 * slot was taken before the fork. */
+		atomic_store((_Atomic int32_t *)&mt.r.writer_ids[mt.writer[i]].pid, pid);
 	}
 	/* Readers start after every pid is known: they check from_pid. */
 	start_readers(&mt, rt, ra);
@@ -1886,7 +1923,7 @@ static void test_join_race(void)
 			m->start = m->next = m->rd.pos;
 			/* Distinct slots, none given back: slot_hi grows. */
 			bad_join += m->rd.slot != nmem ||
-				    atomic_load(&r->chdr->slot_hi) != nmem + 1 ||
+				    atomic_load(&r->dir->slot_hi) != nmem + 1 ||
 				    m->start > tail_of(r) ||
 				    atomic_load(&r->hdr->cached_min) > m->start;
 			nmem++;
@@ -1910,7 +1947,7 @@ static void test_join_race(void)
 	CU_ASSERT_EQUAL(bad_join, 0);
 	CU_ASSERT_EQUAL(hung, 0);
 	CU_ASSERT_EQUAL(nmem, JR_MEMBERS);
-	CU_ASSERT_EQUAL(atomic_load(&r->chdr->slot_hi), JR_MEMBERS);
+	CU_ASSERT_EQUAL(atomic_load(&r->dir->slot_hi), JR_MEMBERS);
 	for (unsigned i = 0; i < nmem; i++)
 		CU_ASSERT_EQUAL(mem[i].next, total);
 	/* Joins really were spread: the last one missed some of the traffic. */
@@ -1922,14 +1959,18 @@ static void test_join_race(void)
 	 * The same race, sharpened: a member joins and leaves again and
 	 * again, while producers with nothing else holding them back raise
 	 * cached_min as fast as they can. Right after a join, the bound can
-	 * never be above the new member's cursor.
+	 * never be above the new member's cursor. The producers map the ring
+	 * as senders do: a member they have no page of is one they must not
+	 * raise the bound past; one they missed altogether is the race.
 	 */
 	CU_ASSERT_EQUAL_FATAL(fx_open(&f, RING_MIN_BYTES, MT_MAXMSG), 0);
 	r = &f.r;
 	struct jr2 j2[2];
+	static struct ring snd[2];
 	stop = 0;
 	for (unsigned i = 0; i < 2; i++) {
-		j2[i] = (struct jr2){.r = r, .stop = &stop};
+		CU_ASSERT_EQUAL_FATAL(fx_map_sender(&f, &snd[i]), 0);
+		j2[i] = (struct jr2){.r = &snd[i], .stop = &stop};
 		CU_ASSERT_EQUAL_FATAL(writer_add(r, &j2[i].a), 0);
 		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, jr2_producer, &j2[i]), 0);
 	}
@@ -1955,6 +1996,8 @@ static void test_join_race(void)
 	atomic_store(&stop, 1);
 	join_ok(t[0]);
 	join_ok(t[1]);
+	ring_unmap(&snd[0]);
+	ring_unmap(&snd[1]);
 	if (above)
 		fprintf(stderr, "\n  after %lu joins: cached_min %" PRIu64 " above a new member's "
 			"cursor ", adds, worst);
@@ -1998,9 +2041,9 @@ static void test_evict(void)
 	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, LEN, sent, NULL, NULL), -EAGAIN);
 	CU_ASSERT_EQUAL(ring_read(&ro, &a, &v), 1);
 
-	uint32_t wake = atomic_load(&r->chdr->wake_seq);
+	uint32_t wake = atomic_load(&r->hdr->wake_seq);
 	CU_ASSERT_TRUE(ring_member_evict(r, a.slot, a.state_word));
-	CU_ASSERT_NOT_EQUAL(atomic_load(&r->chdr->wake_seq), wake);
+	CU_ASSERT_NOT_EQUAL(atomic_load(&r->hdr->wake_seq), wake);
 	CU_ASSERT_EQUAL(atomic_load(&r->members[a.slot].state),
 			RING_MEMBER_WORD(RING_GEN_OF(a.state_word), RING_MEMBER_EVICTED));
 	CU_ASSERT_FALSE(ring_member_evict(r, a.slot, a.state_word));
@@ -2099,10 +2142,9 @@ static void test_writer_reuse(void)
 	CU_ASSERT_EQUAL_FATAL(ring_read(r, &m, &v), 1);
 	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), -ENOSPC);
 	ring_release(r, &m, v.next_pos);
-	uint32_t gen = atomic_load(&r->writers[a.writer].gen);
 	CU_ASSERT_EQUAL_FATAL(ring_writer_alloc(r, getpid(), &slot), 0);
 	CU_ASSERT_EQUAL(slot, a.writer);
-	CU_ASSERT_EQUAL(atomic_load(&r->writers[slot].gen), gen + 1);
+	CU_ASSERT_EQUAL(atomic_load(&r->writer_ids[slot].used), 1);
 	CU_ASSERT_EQUAL(atomic_load(&r->writers[slot].last_pos), RING_NO_CLAIM);
 	CU_ASSERT_EQUAL(atomic_load(&r->writers[slot].claim_pos), RING_NO_CLAIM);
 	CU_ASSERT_EQUAL(atomic_load(&r->writers[slot].claim_won), RING_NO_CLAIM);
@@ -2402,7 +2444,7 @@ static void corrupt_body(void)
 	CU_ASSERT_EQUAL(read_at(r, &rd, p, &v), -ECONNRESET);
 
 	/* A producer trusts slot_hi no further than the slot table. */
-	atomic_store(&r->chdr->slot_hi, UINT32_MAX);
+	atomic_store(&r->dir->slot_hi, UINT32_MAX);
 	uint32_t slowest;
 	CU_ASSERT_EQUAL(ring_min_cursor(r, &slowest), tail_of(r));
 	fx_close(&f);
@@ -2539,12 +2581,12 @@ static void test_forged_cursor(void)
 	for (unsigned i = 0; i < 4; i++)
 		CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, i, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(take(r, &m, 0, NULL), 1);
-	atomic_store(&r->members[m.slot].cursor, UINT64_MAX / 2);
+	atomic_store(&m.page->cursor, UINT64_MAX / 2);
 	CU_ASSERT_EQUAL(take(r, &m, 1, NULL), 1);
 	CU_ASSERT_EQUAL(published(r, &m), m.pos);
 	/* Within the tail: not ours to lower. */
 	uint64_t ahead = tail_of(r);
-	atomic_store(&r->members[m.slot].cursor, ahead);
+	atomic_store(&m.page->cursor, ahead);
 	CU_ASSERT_EQUAL(take(r, &m, 2, NULL), 1);
 	CU_ASSERT_EQUAL(published(r, &m), ahead);
 	fx_close(&f);
@@ -2552,6 +2594,14 @@ static void test_forged_cursor(void)
 
 /* A tail more than a whole order past the slowest member is no honest
  * writer's doing: claims refuse it rather than overwrite. */
+/* Put record `key` and read it back: what one member keeping up does. */
+static int take_after_put(struct ring *r, struct ring_area *w, struct ring_reader *m,
+			  unsigned key)
+{
+	int err = put(r, w, RING_EVENT_RESERVE, 10, key, NULL, NULL);
+	return err ? err : take(r, m, key, NULL);
+}
+
 static void test_forged_tail(void)
 {
 	struct fx f;
@@ -2592,6 +2642,24 @@ static void test_forged_tail(void)
 	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 3, NULL, NULL), 0);
 	for (unsigned i = 1; i < 4; i++)
 		CU_ASSERT_EQUAL(take(r, &m, i, NULL), 1);
+
+	/* The other way round: a member that writes its own cursor a lap
+	 * back (its page is its own) is a laggard, not a forged ring. Every
+	 * claim says -EAGAIN and names it, so senders time it and the node
+	 * evicts it; nothing calls the group corrupt. */
+	for (unsigned i = 4; i < slots + 8; i++)
+		CU_ASSERT_EQUAL_FATAL(take_after_put(r, &w, &m, i), 1);
+	atomic_store(&m.page->cursor, 2);
+	/* The cached bound still allows a claim: the liar is overrun, which
+	 * hurts only it (its next read finds the order lapped it). */
+	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 0, NULL, NULL), 0);
+	/* Where the bound gives no room, the claim looks at the members. */
+	atomic_store(&r->hdr->cached_min, 2);
+	CU_ASSERT_EQUAL(ring_claim(r, &w, 10, RING_EVENT_RESERVE, TRIES, &c, &blocker), -EAGAIN);
+	CU_ASSERT_EQUAL(blocker, m.slot);
+	CU_ASSERT_EQUAL(ring_claim(r, &d, 10, 0, TRIES, &c, &blocker), -EAGAIN);
+	CU_ASSERT_EQUAL(blocker, m.slot);
+	CU_ASSERT_EQUAL(ring_state_error(r), 0);
 	fx_close(&f);
 }
 
@@ -2600,6 +2668,7 @@ static void test_forged_tail(void)
 
 struct sleeper {
 	struct ring *rings[2];
+	struct ring_mpage *pages[2]; /* the sleeper's member page in each */
 	unsigned nrings;
 	struct ring_reader *rd;
 	int64_t timeout;
@@ -2618,7 +2687,10 @@ static void *sleeper_main(void *p)
 		return NULL;
 	}
 	for (unsigned i = 0; i < sl->nrings; i++)
+	{
 		s->rings[i] = sl->rings[i];
+		s->pages[i] = sl->pages[i];
+	}
 	s->n = sl->nrings;
 	ring_sleep_begin(s);
 	/* The re-check after announcing: nothing there yet. */
@@ -2655,32 +2727,33 @@ static void test_sleep_wake(void)
 	CU_ASSERT_EQUAL_FATAL(reader_add(r, &rd), 0);
 	CU_ASSERT_EQUAL_FATAL(writer_add(r, &w), 0);
 	s.rings[0] = r;
+	s.pages[0] = rd.page;
 
 	/* No sleeper: a commit does not touch the wake word. */
-	uint32_t seq0 = atomic_load(&r->chdr->wake_seq);
+	uint32_t seq0 = atomic_load(&r->hdr->wake_seq);
 	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 0, NULL, NULL), 0);
 	ring_wake(r);
-	CU_ASSERT_EQUAL(atomic_load(&r->chdr->wake_seq), seq0);
+	CU_ASSERT_EQUAL(atomic_load(&r->hdr->wake_seq), seq0);
 	CU_ASSERT_EQUAL(take(r, &rd, 0, NULL), 1);
 
 	/* Nobody commits: the wait ends by its timeout. */
 	ring_sleep_begin(&s);
-	CU_ASSERT_EQUAL(atomic_load(&r->chdr->sleepers), 1);
+	CU_ASSERT_EQUAL(atomic_load(&rd.page->sleeping), 1);
 	CU_ASSERT_EQUAL(ring_sleep_wait(&s, 10 * MS), -ETIMEDOUT);
 	ring_sleep_end(&s);
-	CU_ASSERT_EQUAL(atomic_load(&r->chdr->sleepers), 0);
+	CU_ASSERT_EQUAL(atomic_load(&rd.page->sleeping), 0);
 
 	/* A commit between the announcement and the wait is not lost. */
 	ring_sleep_begin(&s);
 	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 1, NULL, NULL), 0);
 	ring_wake(r);
-	CU_ASSERT_NOT_EQUAL(atomic_load(&r->chdr->wake_seq), seq0);
+	CU_ASSERT_NOT_EQUAL(atomic_load(&r->hdr->wake_seq), seq0);
 	CU_ASSERT_EQUAL(ring_sleep_wait(&s, 10000 * MS), 0);
 	ring_sleep_end(&s);
 	CU_ASSERT_EQUAL(take(r, &rd, 1, NULL), 1);
 
 	/* A parked reader in another thread is woken by a commit. */
-	struct sleeper sl = {.rings = {r}, .nrings = 1, .rd = &rd, .timeout = 10000 * MS};
+	struct sleeper sl = {.rings = {r}, .pages = {rd.page}, .nrings = 1, .rd = &rd, .timeout = 10000 * MS};
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, sleeper_main, &sl), 0);
 	wait_flag(&sl.parked);
 	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 2, NULL, NULL), 0);
@@ -2688,11 +2761,11 @@ static void test_sleep_wake(void)
 	join_ok(t);
 	CU_ASSERT_EQUAL(sl.wait_ret, 0);
 	CU_ASSERT_EQUAL(sl.read_ret, 1);
-	CU_ASSERT_EQUAL(atomic_load(&r->chdr->sleepers), 0);
+	CU_ASSERT_EQUAL(atomic_load(&rd.page->sleeping), 0);
 	CU_ASSERT_EQUAL(take(r, &rd, 2, NULL), 1);
 
 	/* And by its own eviction, which it then learns from ring_read. */
-	struct sleeper ev = {.rings = {r}, .nrings = 1, .rd = &rd, .timeout = 10000 * MS};
+	struct sleeper ev = {.rings = {r}, .pages = {rd.page}, .nrings = 1, .rd = &rd, .timeout = 10000 * MS};
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, sleeper_main, &ev), 0);
 	wait_flag(&ev.parked);
 	CU_ASSERT_TRUE(ring_member_evict(r, rd.slot, rd.state_word));
@@ -2719,6 +2792,8 @@ static void test_sleep_many(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	s->rings[0] = &f1.r;
 	s->rings[1] = &f2.r;
+	s->pages[0] = r1.page;
+	s->pages[1] = r2.page;
 	s->n = 2;
 	ring_sleep_begin(s);
 	CU_ASSERT_EQUAL(ring_sleep_wait(s, 10 * MS), -ETIMEDOUT);
@@ -2727,7 +2802,8 @@ static void test_sleep_many(void)
 
 	/* The sleeper reads ring 1 after waking; the commit goes to ring 2,
 	 * so only the wake itself can have ended its wait. */
-	struct sleeper sl = {.rings = {&f1.r, &f2.r}, .nrings = 2, .rd = &r1,
+	struct sleeper sl = {.rings = {&f1.r, &f2.r}, .pages = {r1.page, r2.page}, .nrings = 2,
+			     .rd = &r1,
 			     .timeout = 10000 * MS};
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, sleeper_main, &sl), 0);
 	wait_flag(&sl.parked);
@@ -2737,8 +2813,8 @@ static void test_sleep_many(void)
 	CU_ASSERT_EQUAL(sl.wait_ret, 0);
 	CU_ASSERT_EQUAL(sl.read_ret, 0);
 	CU_ASSERT_EQUAL(take(&f2.r, &r2, 0, NULL), 1);
-	CU_ASSERT_EQUAL(atomic_load(&f1.r.chdr->sleepers), 0);
-	CU_ASSERT_EQUAL(atomic_load(&f2.r.chdr->sleepers), 0);
+	CU_ASSERT_EQUAL(atomic_load(&r1.page->sleeping), 0);
+	CU_ASSERT_EQUAL(atomic_load(&r2.page->sleeping), 0);
 	fx_close(&f1);
 	fx_close(&f2);
 }
@@ -2756,7 +2832,7 @@ static void test_wait_room(void)
 	CU_ASSERT_EQUAL_FATAL(writer_add(r, &w), 0);
 	for (unsigned i = 0; i < 64; i++)
 		CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 0, i, NULL, NULL), 0);
-	struct ring_member *mm = &r->members[m.slot];
+	struct ring_mwait *mm = &r->mwait[m.slot];
 	CU_ASSERT_EQUAL(atomic_load(&mm->wake_at), UINT64_MAX);
 	/* Nobody reads: the wait times out, still 0. */
 	CU_ASSERT_EQUAL(ring_wait_room(r, m.slot, 0, 1 * MS), 0);
