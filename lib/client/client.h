@@ -36,6 +36,9 @@ struct membership {
 	struct ring ring;
 	struct ring_reader reader;
 	bool fd_armed;   /* pg_fd waits on this group's wake word */
+	/* Whom to ask for writers' areas as records of new writers come. */
+	pg_ctx *ctx;
+	struct group_ref *ref;
 	/* A later membership of the same group (another process joined us
 	 * again while this one was evicted): taken once this one is told. */
 	struct membership *next;
@@ -110,6 +113,9 @@ int ctx_geometry(const struct ctl_in *m, struct ring_geometry *g);
 /* Take a membership the daemon granted (own join or someone else's); it
  * queues behind one that ended but was not told yet. */
 int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *m, int *fds);
+/* A writer's area the daemon sent (CTL_ASYNC_AREA): every membership of
+ * `group` maps it. */
+void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int fd);
 /* Whether g's current membership is still ours (not evicted or removed). */
 bool member_current(const struct group_ref *g);
 /* End g's current membership (the next queued one takes its place). */

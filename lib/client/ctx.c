@@ -279,6 +279,11 @@ static void handle_async(pg_ctx *ctx, const struct ctl_in *m, int *fds, unsigned
 	 * call timed out: the daemon made us a member, so be one (a retry of
 	 * pg_join then says -EALREADY, truthfully). */
 	bool late_join = m->hdr.type == (CTL_JOIN | CTL_REPLY) && m->hdr.status == 0;
+	if (m->hdr.type == CTL_ASYNC_AREA && nfds == 1 && named) {
+		member_area(ctx, name, m, fds[0]);
+		close(fds[0]);
+		return;
+	}
 	if ((m->hdr.type == CTL_ASYNC_JOINED || late_join) && nfds == 3 && named) {
 		struct group_ref *g = ctx_ref(ctx, name);
 		if (g && member_take(ctx, g, m, fds) == 0)

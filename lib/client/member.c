@@ -10,6 +10,48 @@
 
 #include "client.h"
 
+void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int fd)
+{
+	uint32_t writer, gen;
+	struct group_ref *g = ctx_find(ctx, group);
+	if (!g || ctl_get_u32(msg, CTL_T_WRITER, &writer) || ctl_get_u32(msg, CTL_T_GEN, &gen))
+		return;
+	/* Every membership of the group maps it, queued ones too. */
+	for (struct membership *m = g->mem; m; m = m->next)
+		if (writer < m->ring.writer_slots && m->ring.area_gen[writer] != gen)
+			ring_area_attach(&m->ring, writer, gen, fd, false);
+}
+
+/* ring's fetch_area for a membership. The daemon sent every area before
+ * any record could be in it: read what it sent; ask only if it is not
+ * there (it never should be, but asking costs nothing when it is). */
+static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd)
+{
+	struct membership *m = arg;
+	pg_ctx *ctx = m->ctx;
+	ctx_drain(ctx);
+	if (m->ring.area_gen[writer] == gen) {
+		/* Mapped by the drain: hand the ring a copy to map again. */
+		*fd = -1;
+		return -EALREADY;
+	}
+	struct ctl_in r;
+	int fds[CTL_MAX_FDS];
+	unsigned nfds = CTL_MAX_FDS;
+	ctx_begin(ctx, CTL_AREA);
+	ctl_put_str(&ctx->out, CTL_T_NAME, m->ref->name);
+	ctl_put_u32(&ctx->out, CTL_T_WRITER, writer);
+	ctl_put_u32(&ctx->out, CTL_T_GEN, gen);
+	int err = ctx_call(ctx, &r, fds, &nfds);
+	if (!err && nfds != 1)
+		err = -EPROTO;
+	for (unsigned i = err ? 0 : 1; i < nfds; i++)
+		close(fds[i]);
+	if (!err)
+		*fd = fds[0];
+	return err;
+}
+
 int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int *fds)
 {
 	uint32_t slot, word;
@@ -38,13 +80,16 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	}
 	m->reader = (struct ring_reader){
 	    .pos = start, .slot = slot, .state_word = word, .page = page};
+	m->ctx = ctx;
+	m->ref = g;
+	m->ring.fetch_area = fetch_area;
+	m->ring.fetch_arg = m;
 	/* Behind the memberships not yet told they ended: PG_EVICTED comes
 	 * before anything of a later membership. */
 	struct membership **p = &g->mem;
 	while (*p)
 		p = &(*p)->next;
 	*p = m;
-	(void)ctx;
 out:
 	for (unsigned i = 0; i < 3; i++)
 		close(fds[i]);

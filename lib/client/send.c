@@ -55,15 +55,22 @@ static int open_for_send(pg_ctx *ctx, struct group_ref **out, const char *group)
 	struct group_ref *g = NULL;
 	struct sender *s = NULL;
 	struct ring_geometry geo;
-	if (nfds != 2 || ctl_get_u32(&r, CTL_T_WRITER, &writer) || writer == RING_DAEMON_WRITER ||
+	if (nfds != 3 || ctl_get_u32(&r, CTL_T_WRITER, &writer) || writer == RING_DAEMON_WRITER ||
 	    ctx_geometry(&r, &geo))
 		err = -EPROTO;
 	else if (!(g = ctx_ref(ctx, group)) || !(s = calloc(1, sizeof(*s))))
 		err = -ENOMEM;
-	else if (!(err = ring_map_as(&s->ring, fds[0], fds[1], true, &geo)) &&
-		 writer >= s->ring.writer_slots) {
-		ring_unmap(&s->ring);
-		err = -EPROTO;
+	else if (!(err = ring_map_as(&s->ring, fds[0], fds[1], true, &geo))) {
+		/* Our own area, writable: the one place our records go. Its
+		 * generation is the daemon's, in the directory. */
+		if (writer >= s->ring.writer_slots)
+			err = -EPROTO;
+		else
+			err = ring_area_attach(&s->ring, writer,
+					       atomic_load(&s->ring.writer_ids[writer].gen), fds[2],
+					       true);
+		if (err)
+			ring_unmap(&s->ring);
 	}
 	for (unsigned i = 0; i < nfds; i++)
 		close(fds[i]);

@@ -206,5 +206,7 @@ void session_proc_exited(struct daemon *d, pid_t pid);
 void session_reap_orphans(struct daemon *d);
 /* Tell a session it was made a member by someone else. */
 int session_notify_joined(struct daemon *d, struct session *s, struct member *m);
+/* Send writer's area of g to every session holding a membership of g. */
+void session_push_area(struct daemon *d, struct group *g, uint32_t writer);
 
 #endif /* PG_DAEMON_H */

@@ -177,8 +177,8 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	if (err)
 		return err;
 	/* The owner pays for what the group holds whoever sends: the order,
-	 * the daemon's own area and the cursors; each sender pays for its area. */
-	uint64_t base = RING_AREAS_OFF(ring_bytes) + ring_bytes + RING_DIR_BYTES;
+	 * the daemon's own area and the directory; each sender pays for its area. */
+	uint64_t base = RING_DATA_BYTES(ring_bytes) + ring_bytes + RING_DIR_BYTES;
 	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_GROUPS, 1)))
 		return err;
 	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, base))) {
@@ -203,6 +203,8 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	if (err)
 		goto fail;
 	err = ring_map(&g->ring, g->data_fd, g->dir_fd, true);
+	if (!err)
+		err = ring_area_create(&g->ring, RING_DAEMON_WRITER); /* the node's events */
 	if (err)
 		goto fail;
 	ring_area_init(&g->events, RING_DAEMON_WRITER);
@@ -565,8 +567,11 @@ bool registry_stalled(struct group *g, struct member *m, int64_t now)
 	if (c >= atomic_load(&r->hdr->tail) || ring_entry_open(r, c))
 		return false; /* holds nothing, or waits for a writer, not lagging */
 	/* Sampled each tick: the node may have seen the last move up to a
-	 * tick late, so it allows one tick less than the limit. */
-	int64_t need = (int64_t)r->stall_ms * PG_MS - PGD_TICK_NS;
+	 * tick late, so it allows one tick less than the limit; never less
+	 * than half of it (a limit below a tick). */
+	int64_t limit = (int64_t)r->stall_ms * PG_MS, need = limit - PGD_TICK_NS;
+	if (need < limit / 2)
+		need = limit / 2;
 	return now - m->seen_at >= need;
 }
 
@@ -601,11 +606,9 @@ void registry_reclaim_areas(struct daemon *d, struct group *g)
 		uint64_t last = atomic_load(&r->writers[i].last_pos);
 		if (last != RING_NO_CLAIM && last >= min)
 			continue; /* a member may still read its records */
-		/* Its pages back to the system: what a sender filled does not
-		 * outlive its slot (ring_writer_alloc hands it out afresh). */
-		off_t at = (off_t)(RING_AREAS_OFF(r->capacity) + (uint64_t)i * r->capacity);
-		fallocate(g->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at,
-			  (off_t)r->capacity);
+		/* Its memory back to the system: what a sender filled does not
+		 * outlive its slot (ring_writer_alloc makes a fresh area). */
+		ring_area_drop(r, i);
 		quota_give(&d->quota, g->area_uid[i], QUOTA_RING_BYTES, r->capacity);
 		g->area_charged[i] = false;
 		g->areas_to_reclaim--;
@@ -617,7 +620,12 @@ uint64_t registry_resident_bytes(const struct group *g)
 	struct stat a, b;
 	if (fstat(g->data_fd, &a) || fstat(g->dir_fd, &b))
 		return 0;
-	return ((uint64_t)a.st_blocks + (uint64_t)b.st_blocks) * 512;
+	uint64_t blocks = (uint64_t)a.st_blocks + (uint64_t)b.st_blocks;
+	for (uint32_t i = 0; i < g->ring.writer_slots; i++)
+		if (g->ring.area_fd[i] >= 0 && fstat(g->ring.area_fd[i], &a) == 0)
+			blocks += (uint64_t)a.st_blocks;
+	/* Member pages: one each, touched as soon as it reads. */
+	return blocks * 512 + (uint64_t)g->n_members * RING_PAGE;
 }
 
 void registry_tick(struct daemon *d)

@@ -341,8 +341,18 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 	bool write = flags & CTL_F_WRITE;
 	if ((err = may(s, g, write ? RIGHT_WRITE : RIGHT_READ)))
 		return err;
-	if (write && (err = registry_writer(d, g, s, &slot)))
-		return err;
+	bool had_slot = false;
+	if (write) {
+		/* A slot it holds already keeps its area; a new one has a new
+		 * area, which every member gets before the writer can use it. */
+		for (struct writer_ref *w = s->writers; w; w = w->next_in_session)
+			if (w->group == g)
+				had_slot = true;
+		if ((err = registry_writer(d, g, s, &slot)))
+			return err;
+		if (!had_slot)
+			session_push_area(d, g, slot);
+	}
 	int data = write ? g->data_fd : registry_ro_fd(g->data_fd);
 	if (data < 0)
 		return data;
@@ -355,13 +365,16 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 	begin_reply(req);
 	ctl_put_u32(&out_msg, CTL_T_WRITER, slot);
 	put_geometry(&out_msg, g);
-	int fds[2] = {data, dir};
-	err = reply(s, req, 0, fds, 2);
+	/* A writer gets its own area read-write, and no other. */
+	int fds[3] = {data, dir, write ? g->ring.area_fd[slot] : -1};
+	err = reply(s, req, 0, fds, write ? 3 : 2);
 	if (!write)
 		close(data);
 	close(dir);
 	return err;
 }
+
+static void push_areas(struct session *s, struct group *g);
 
 /* What a member maps: the data and the directory read-only, its own page
  * read-write. fds[0] and fds[1] are the caller's to close. */
@@ -430,7 +443,52 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 	close(fds[1]);
 	if (err)
 		registry_remove(d, m, RING_REC_LEFT);
+	else
+		push_areas(s, g);
 	return err;
+}
+
+/* Tell one session about writer's area of g (CTL_ASYNC_AREA). */
+static int push_area(struct session *s, struct group *g, uint32_t writer)
+{
+	static struct ctl_out note;
+	struct ring *r = &g->ring;
+	if (r->area_fd[writer] < 0)
+		return 0;
+	ctl_begin(&note, CTL_ASYNC_AREA, 0, 0);
+	ctl_put_str(&note, CTL_T_NAME, g->name);
+	ctl_put_u32(&note, CTL_T_WRITER, writer);
+	ctl_put_u32(&note, CTL_T_GEN, atomic_load(&r->writer_ids[writer].gen));
+	ctl_end(&note);
+	int fd = registry_ro_fd(r->area_fd[writer]);
+	if (fd < 0)
+		return fd;
+	int err = ctl_send(s->fd, &note, &fd, 1);
+	close(fd);
+	if (err)
+		s->broken = true;
+	return err;
+}
+
+void session_push_area(struct daemon *d, struct group *g, uint32_t writer)
+{
+	/* Once per session that holds a membership (it may hold several). */
+	for (struct member *m = g->members; m; m = m->next_in_group) {
+		bool seen = false;
+		for (struct member *o = g->members; o != m && !seen; o = o->next_in_group)
+			seen = o->session == m->session;
+		if (!seen && !m->session->broken)
+			push_area(m->session, g, writer);
+	}
+}
+
+/* A new member gets every area it may read records from: the node's own
+ * and those of the writers that hold slots now. */
+static void push_areas(struct session *s, struct group *g)
+{
+	for (uint32_t i = 0; i < g->ring.writer_slots && !s->broken; i++)
+		if (i == RING_DAEMON_WRITER || atomic_load(&g->ring.writer_ids[i].used))
+			push_area(s, g, i);
 }
 
 int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
@@ -453,6 +511,7 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	close(fds[1]);
 	if (err)
 		return err;
+	push_areas(s, g);
 	/* The target may be asleep in pg_recv on its other groups: wake them
 	 * so it reads its socket. */
 	for (struct member *o = s->members; o; o = o->next_in_session) {
@@ -585,6 +644,31 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 	return reply(s, req, 0, NULL, 0);
 }
 
+/* A member maps the area of a writer whose record it came to. */
+static int do_area(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	struct group *g;
+	uint32_t writer, gen;
+	int err = get_group(d, req, &g);
+	if (err)
+		return err;
+	if ((err = may(s, g, RIGHT_READ)))
+		return err;
+	if (ctl_get_u32(req, CTL_T_WRITER, &writer) || ctl_get_u32(req, CTL_T_GEN, &gen))
+		return -EINVAL;
+	struct ring *r = &g->ring;
+	if (writer >= r->writer_slots || r->area_fd[writer] < 0 ||
+	    atomic_load(&r->writer_ids[writer].gen) != gen)
+		return -ESTALE;
+	int fd = registry_ro_fd(r->area_fd[writer]);
+	if (fd < 0)
+		return fd;
+	begin_reply(req);
+	err = reply(s, req, 0, &fd, 1);
+	close(fd);
+	return err;
+}
+
 /* A producer maps the page of a member it found in the directory. */
 static int do_mpage(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
@@ -661,6 +745,9 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		break;
 	case CTL_MPAGE:
 		err = do_mpage(d, s, req);
+		break;
+	case CTL_AREA:
+		err = do_area(d, s, req);
 		break;
 	case CTL_BYE:
 		/* Leave first, then reply: pg_close returns once its PG_LEFT

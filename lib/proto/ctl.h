@@ -23,7 +23,7 @@ enum ctl_type {
 	CTL_HELLO = 1,   /* -> NODE, PID (the caller as the daemon sees it) */
 	CTL_CREATE = 2,  /* NAME [NODE RING MAXMSG STALL MODE] */
 	CTL_DELETE = 3,  /* NAME */
-	CTL_OPEN = 4,    /* NAME FLAGS(write) -> fds, WRITER */
+	CTL_OPEN = 4,    /* NAME FLAGS(write) -> WRITER + fds (writer: data, dir, own area) */
 	CTL_JOIN = 5,    /* NAME PID -> MEMBER..., (self: SLOT STATEWORD CURSOR + 3 fds) */
 	CTL_LEAVE = 6,   /* NAME PID [SLOT: that membership of the caller's] */
 	CTL_MEMBERS = 7, /* NAME -> MEMBER... */
@@ -37,13 +37,22 @@ enum ctl_type {
 	/* NAME SLOT STATEWORD -> a read-only fd of that member's page, for a
 	 * process that may send (-ESTALE: the slot no longer holds it). */
 	CTL_MPAGE = 12,
+	/* NAME WRITER GEN -> a read-only fd of that writer's area, for a
+	 * member (-ESTALE: the slot has another area now). */
+	CTL_AREA = 13,
 	/* Daemon -> client, unasked: another process joined this ctx to a
 	 * group (NAME SLOT STATEWORD CURSOR + 3 fds: data, directory, page). */
 	CTL_ASYNC_JOINED = 64,
 	/* Daemon -> client, the only message on a connection it cannot
 	 * serve (out of fds): status says why; then it hangs up. */
 	CTL_REFUSED = 65,
-	CTL_TYPE_MAX = 65,
+	/* Daemon -> client, unasked: a writer's area (NAME WRITER GEN + its
+	 * read-only fd), for every membership of that group. Sent before any
+	 * record can be in it (before the writer has its own fds, or right
+	 * after a join), so a member never needs the daemon to read what was
+	 * committed: not after a delete, not after the daemon's death. */
+	CTL_ASYNC_AREA = 66,
+	CTL_TYPE_MAX = 66,
 };
 #define CTL_REPLY 0x80u /* or-ed into the type of a reply */
 
@@ -63,7 +72,8 @@ enum ctl_tag {
 	CTL_T_MEMBER = 13, /* i32 pid + node name */
 	CTL_T_GROUP = 14,  /* struct ctl_group_info + group name */
 	CTL_T_TRUNCATED = 15, /* u64: more groups follow; ask again with CURSOR = this */
-	CTL_T_MAX = 15,
+	CTL_T_GEN = 16,       /* u32: a writer area's generation */
+	CTL_T_MAX = 16,
 };
 
 #define CTL_F_WRITE 0x1u

@@ -4,17 +4,20 @@
  * enforced by the kernel, through the mode of the fd each process holds:
  *
  *  - the DATA memfd: a header page, the writers' claim slots, the
- *    producers' wait slots, the ORDER (one 8-byte entry per position of the
- *    group's total order), then one AREA per writer slot, where that writer
- *    alone puts its records. An order entry refers to a record by (writer,
+ *    producers' wait slots, and the ORDER (one 8-byte entry per position of
+ *    the group's total order). An order entry refers to a record by (writer,
  *    offset); it is published with one compare-and-swap and never written
- *    otherwise. So a writer stopped inside its claim holds only its own
- *    area: the node cancels its entry, readers skip it, the order moves on,
- *    and nothing the writer writes when it wakes can reach a reader
- *    (docs/design.md, section 4). Writable by processes that may send (and
- *    the daemon); read-only for receive-only members.
+ *    otherwise. Writable by processes that may send (and the daemon);
+ *    read-only for receive-only members.
+ *  - one AREA memfd per writer slot (and generation: a slot handed out again
+ *    gets a fresh one), where that writer alone puts its records: writable
+ *    only by it, read-only for members. So a writer stopped inside its claim
+ *    holds only its own area: the node cancels its entry, readers skip it,
+ *    the order moves on, and nothing the writer writes when it wakes can
+ *    reach a reader (docs/design.md, section 4); and no sender can write,
+ *    or pass off as its own, another's records.
  *  - the DIRECTORY memfd: who the members are (slot state and generation)
- *    and who the writers are (pid). Written by the daemon alone; read-only
+ *    and who the writers are (pid, area generation). Written by the daemon alone; read-only
  *    for every other process, so nobody can forge a member, evict or free
  *    one, or pass off a message as another process's.
  *  - one MEMBER PAGE memfd per membership: its read cursor and its sleep
@@ -35,7 +38,7 @@
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
 #define RING_DIR_MAGIC 0x70677263u  /* "pgrc" */
-#define RING_VERSION 3u
+#define RING_VERSION 4u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
@@ -54,8 +57,8 @@
 #define RING_MAX_BYTES (1u << 30)
 #define RING_DEFAULT_BYTES (1u << 20)
 #define RING_DEFAULT_MAX_MSG (64u * 1024u)
-/* All writer areas of a group together span at most this much (sparse
- * memfd pages: only what writers touch is memory). Large rings get fewer
+/* All writer areas of a group together span at most this much address
+ * space (sparse memfds: only what writers touch is memory). Large rings get fewer
  * writer slots, never fewer than RING_MIN_WRITERS. */
 #define RING_AREAS_BUDGET (1ull << 30)
 #define RING_MIN_WRITERS 16u
@@ -176,7 +179,7 @@ struct ring_data_hdr {
 	uint32_t hdr_bytes;    /* offset of the order */
 	uint32_t max_msg;
 	uint64_t capacity;     /* bytes in each writer's area; a power of two */
-	uint32_t writer_slots; /* areas that follow the order */
+	uint32_t writer_slots; /* writer slots (and areas) the group has */
 	uint32_t stall_ms;
 	uint64_t order_slots;  /* entries in the order; a power of two */
 	uint8_t pad0[RING_CACHELINE - 40];
@@ -213,11 +216,10 @@ static_assert(sizeof(struct ring_data_hdr) == 320, "data hdr layout");
 #define RING_ORDER_OFF (RING_MWAIT_OFF + RING_MEMBER_SLOTS * RING_CACHELINE)
 static_assert(RING_ORDER_OFF % RING_PAGE == 0, "the order must be page aligned");
 /* One order entry per RING_ALIGN bytes of area: the order holds as many
- * records as one writer's area can. Whole pages, so the areas that follow
- * are page aligned. */
+ * records as one writer's area can. Whole pages, so the memfd is. */
 #define RING_ORDER_SLOTS(capacity) ((uint64_t)(capacity) / RING_ALIGN)
 static_assert(RING_ORDER_SLOTS(RING_MIN_BYTES) * 8 % RING_PAGE == 0, "order is whole pages");
-#define RING_AREAS_OFF(capacity) (RING_ORDER_OFF + RING_ORDER_SLOTS(capacity) * 8)
+#define RING_DATA_BYTES(capacity) (RING_ORDER_OFF + RING_ORDER_SLOTS(capacity) * 8)
 
 enum ring_member_state {
 	RING_MEMBER_FREE = 0,
@@ -246,13 +248,18 @@ static_assert(offsetof(struct ring_member, pid) == 4, "ring_member layout");
 /*
  * Who holds writer slot i, in the DIRECTORY. `pid` stays after the slot is
  * freed, until it is handed out again: a member may still read the last
- * holder's records, and readers take a message's sender from here.
+ * holder's records, and readers take a message's sender from here. `gen`
+ * names the slot's area memfd: a reader maps it for that generation (0:
+ * the slot never had an area, so no entry may name it).
  */
 struct ring_writer_id {
-	_Atomic int32_t pid;  /* the holder as the daemon sees it; 0 = never held */
+	_Atomic int32_t pid;   /* the holder as the daemon sees it; 0 = never held */
 	_Atomic uint32_t used; /* 1 while held */
+	_Atomic uint32_t gen;  /* bumped with each fresh area */
+	uint32_t pad;
 };
-static_assert(sizeof(struct ring_writer_id) == 8, "ring_writer_id layout");
+static_assert(sizeof(struct ring_writer_id) == 16, "ring_writer_id layout");
+static_assert(offsetof(struct ring_writer_id, gen) == 8, "ring_writer_id layout");
 
 struct ring_dir_hdr {
 	uint32_t magic;
@@ -272,10 +279,10 @@ static_assert(offsetof(struct ring_dir_hdr, slot_hi) == 12, "dir hdr layout");
 static_assert(offsetof(struct ring_dir_hdr, seq) == 64, "dir hdr layout");
 static_assert(sizeof(struct ring_dir_hdr) == 128, "dir hdr layout");
 
-#define RING_WRITER_IDS_OFF 2048u
-static_assert(RING_WRITER_IDS_OFF + RING_WRITER_SLOTS * sizeof(struct ring_writer_id) <=
-		  RING_PAGE, "writer ids fit the directory's first page");
-#define RING_MEMBERS_OFF RING_PAGE
+#define RING_WRITER_IDS_OFF RING_PAGE
+static_assert(RING_WRITER_SLOTS * sizeof(struct ring_writer_id) == RING_PAGE,
+	      "writer ids fill the directory's second page");
+#define RING_MEMBERS_OFF (2 * RING_PAGE)
 #define RING_DIR_BYTES (RING_MEMBERS_OFF + RING_MEMBER_SLOTS * sizeof(struct ring_member))
 static_assert(RING_DIR_BYTES % RING_PAGE == 0, "directory memfd is whole pages");
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,10 +41,6 @@ uint32_t ring_writer_slots(uint64_t capacity)
 	return (uint32_t)n;
 }
 
-static uint64_t data_bytes(uint64_t capacity, uint32_t writers)
-{
-	return RING_AREAS_OFF(capacity) + (uint64_t)writers * capacity;
-}
 
 int ring_make_memfd(const char *name, size_t bytes)
 {
@@ -70,7 +67,8 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 		return err;
 	uint32_t writers = ring_writer_slots(capacity);
 	snprintf(label, sizeof(label), "pgroup:%.40s", name);
-	int dfd = ring_make_memfd(label, data_bytes(capacity, writers));
+	(void)writers;
+	int dfd = ring_make_memfd(label, RING_DATA_BYTES(capacity));
 	if (dfd < 0)
 		return dfd;
 	int cfd = ring_make_memfd(label, RING_DIR_BYTES);
@@ -78,8 +76,8 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 		close(dfd);
 		return cfd;
 	}
-	/* Only the header and the writer slots: the order and the areas are
-	 * zero (EMPTY) as the memfd comes, and stay untouched until used. */
+	/* Only the header and the writer slots: the order is zero (EMPTY) as
+	 * the memfd comes, and stays untouched until used. */
 	struct ring_data_hdr *h =
 	    mmap(NULL, RING_ORDER_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
 	struct ring_dir_hdr *ch = mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
@@ -140,7 +138,7 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 		return -EBADMSG;
 	uint64_t cap = g->capacity, slots = RING_ORDER_SLOTS(cap);
 	uint32_t writers = ring_writer_slots(cap);
-	uint64_t bytes = data_bytes(cap, writers);
+	uint64_t bytes = RING_DATA_BYTES(cap);
 	/* Sizes before any access: touching a page past the end of a short
 	 * memfd would be SIGBUS, not an error. */
 	int err = fd_bytes(data_fd, bytes);
@@ -149,15 +147,28 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	if (err)
 		return err;
 	struct ring_pages *p = NULL;
-	if (writable && !(p = calloc(1, sizeof(*p))))
-		return -ENOMEM;
-	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-	/* MAP_NORESERVE: the areas are sparse; only what writers touch is
-	 * memory, and it is the memfd's, not ours. */
-	void *d = mmap(NULL, bytes, prot, MAP_SHARED | MAP_NORESERVE, data_fd, 0);
-	if (d == MAP_FAILED) {
+	int *afd = NULL;
+	if ((writable && !(p = calloc(1, sizeof(*p)))) ||
+	    (owner && !(afd = malloc(writers * sizeof(*afd))))) {
 		free(p);
-		return -errno;
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; owner && i < writers; i++)
+		afd[i] = -1;
+	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	/* The areas' address space, inaccessible until an area is mapped in
+	 * it. MAP_NORESERVE: it is address space, not memory. */
+	void *a = mmap(NULL, (size_t)writers * cap, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	void *d = a == MAP_FAILED ? MAP_FAILED
+				  : mmap(NULL, bytes, prot, MAP_SHARED | MAP_NORESERVE, data_fd, 0);
+	if (d == MAP_FAILED) {
+		err = -errno;
+		if (a != MAP_FAILED)
+			munmap(a, (size_t)writers * cap);
+		free(p);
+		free(afd);
+		return err;
 	}
 	/* The directory is the daemon's: read-only for everyone else, and
 	 * the fd they hold is read-only too, so no mprotect can change it. */
@@ -166,7 +177,9 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	if (c == MAP_FAILED) {
 		err = -errno;
 		munmap(d, bytes);
+		munmap(a, (size_t)writers * cap);
 		free(p);
+		free(afd);
 		return err;
 	}
 	r->hdr = d;
@@ -174,7 +187,8 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	r->writers = (struct ring_writer *)((uint8_t *)d + RING_WRITERS_OFF);
 	r->mwait = (struct ring_mwait *)((uint8_t *)d + RING_MWAIT_OFF);
 	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF);
-	r->areas = (uint8_t *)d + RING_AREAS_OFF(cap);
+	r->areas = a;
+	r->area_fd = afd;
 	r->members = (const struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
 	r->writer_ids = (const struct ring_writer_id *)((uint8_t *)c + RING_WRITER_IDS_OFF);
 	r->pages = p;
@@ -335,11 +349,82 @@ void ring_unmap(struct ring *r)
 			page_unmap(r->pages, i);
 		free(r->pages);
 	}
+	if (r->area_fd) {
+		for (uint32_t i = 0; i < r->writer_slots; i++)
+			if (r->area_fd[i] >= 0)
+				close(r->area_fd[i]);
+		free(r->area_fd);
+	}
+	if (r->areas)
+		munmap(r->areas, (size_t)r->writer_slots * r->capacity);
 	if (r->hdr)
 		munmap(r->hdr, r->data_map_bytes);
 	if (r->dir)
 		munmap(r->dir, RING_DIR_BYTES);
 	memset(r, 0, sizeof(*r));
+}
+
+int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, bool writable)
+{
+	if (writer >= r->writer_slots || gen == 0)
+		return -EINVAL;
+	int err = fd_bytes(fd, r->capacity);
+	if (err)
+		return err;
+	/* In place of what was there: the reservation, or an older area. */
+	void *at = r->areas + (uint64_t)writer * r->capacity;
+	void *m = mmap(at, r->capacity, PROT_READ | (writable ? PROT_WRITE : 0),
+		       MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	r->area_gen[writer] = gen;
+	return 0;
+}
+
+/* Put the reservation back where writer's area was mapped. */
+static void area_unmap(struct ring *r, uint32_t writer)
+{
+	void *at = r->areas + (uint64_t)writer * r->capacity;
+	mmap(at, r->capacity, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+	     -1, 0);
+	r->area_gen[writer] = 0;
+}
+
+void ring_area_drop(struct ring *r, uint32_t writer)
+{
+	if (!r->area_fd || writer >= r->writer_slots || r->area_fd[writer] < 0)
+		return;
+	/* Its memory goes now, whoever still maps it: nobody reads it. */
+	fallocate(r->area_fd[writer], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+		  (off_t)r->capacity);
+	close(r->area_fd[writer]);
+	r->area_fd[writer] = -1;
+	area_unmap(r, writer);
+}
+
+int ring_area_create(struct ring *r, uint32_t writer)
+{
+	if (!r->area_fd || writer >= r->writer_slots)
+		return -EINVAL;
+	int fd = ring_make_memfd("pgroup:area", r->capacity);
+	if (fd < 0)
+		return fd;
+	struct ring_writer_id *id = (struct ring_writer_id *)&r->writer_ids[writer];
+	uint32_t gen = atomic_load(&id->gen) + 1;
+	if (gen == 0)
+		gen = 1; /* 0 means "no area" */
+	/* The previous holder's area goes first: every member is past its
+	 * records (ring_writer_alloc checked). */
+	ring_area_drop(r, writer);
+	int err = ring_area_attach(r, writer, gen, fd, true);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	r->area_fd[writer] = fd;
+	/* Release: pairs with the reader's acquire load of gen (ring_read). */
+	atomic_store_explicit(&id->gen, gen, memory_order_release);
+	return 0;
 }
 
 struct ring_mpage *ring_page_map(int fd, bool writable)

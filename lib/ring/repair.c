@@ -134,6 +134,11 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 		uint64_t last = atomic_load(&w->last_pos);
 		if (last != RING_NO_CLAIM && last >= min)
 			continue;
+		/* A fresh area for the new holder: nobody can write into it
+		 * but it, nor read its predecessor's records from it. */
+		int err = ring_area_create(r, i);
+		if (err)
+			return err;
 		atomic_store(&w->claim_pos, RING_NO_CLAIM);
 		atomic_store(&w->claim_won, RING_NO_CLAIM);
 		atomic_store(&w->last_pos, RING_NO_CLAIM);

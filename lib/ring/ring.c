@@ -9,6 +9,7 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <unistd.h>
 
 #include "wait.h"
 
@@ -176,8 +177,8 @@ int ring_claim(struct ring *r, struct ring_area *a, uint32_t len, uint32_t reser
 {
 	if (len > r->max_msg)
 		return -EMSGSIZE;
-	if (!r->writable || a->writer >= r->writer_slots)
-		return -EBADF;
+	if (!r->writable || a->writer >= r->writer_slots || !r->area_gen[a->writer])
+		return -EBADF; /* not a writer here, or its area is not mapped */
 	if (reserve >= r->order_slots)
 		return -EINVAL;
 	uint64_t rec = ring_rec_bytes(len), skip = 0, limit = r->order_slots - reserve;
@@ -262,7 +263,8 @@ int ring_claim(struct ring *r, struct ring_area *a, uint32_t len, uint32_t reser
  * newer one is there: the decision was made, and not by us. seq_cst, not
  * just release: the header and payload written before become visible to a
  * reader whose acquire load of the entry sees it (ring_read), and
- * ring_wake's load of `sleepers` comes after it in the single total order.
+ * ring_wake's loads of the members' sleep words come after it in the
+ * single total order.
  * Bounded: the entry is in memory every sender can write.
  */
 static bool decide(struct ring *r, uint64_t pos, uint64_t want)
@@ -351,6 +353,23 @@ void ring_wake(struct ring *r)
 	ring_futex_wake(&r->hdr->wake_seq);
 }
 
+/* Map an area we have not seen (a new writer, or a slot handed out again):
+ * the first record of each writer costs one round trip to the daemon. */
+static int area_fetch(struct ring *r, uint32_t writer, uint32_t gen)
+{
+	int fd = -1;
+	if (!r->fetch_area)
+		return -ENOENT;
+	int err = r->fetch_area(r->fetch_arg, writer, gen, &fd);
+	if (err == -EALREADY && r->area_gen[writer] == gen)
+		return 0; /* the fetcher mapped it itself */
+	if (!err) {
+		err = ring_area_attach(r, writer, gen, fd, false);
+		close(fd);
+	}
+	return err;
+}
+
 static bool kind_readable(uint16_t kind)
 {
 	return kind >= RING_REC_MSG && kind <= RING_REC_DOWN;
@@ -398,6 +417,13 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		uint64_t off = RING_E_UNIT(e) * RING_ALIGN;
 		if (writer >= r->writer_slots || off + sizeof(struct ring_rec) > r->capacity)
 			return read_fault(me, rd);
+		/* The writer's area as it is now: no member can still read an
+		 * earlier holder's (the node hands a slot out again only when
+		 * every member is past its last record). Acquire: pairs with
+		 * the release in ring_area_create. */
+		uint32_t gen = atomic_load_explicit(&r->writer_ids[writer].gen, memory_order_acquire);
+		if (gen == 0 || (r->area_gen[writer] != gen && area_fetch(r, writer, gen)))
+			return read_fault(me, rd); /* no area: only a forgery names it */
 		const struct ring_rec *h = area_rec(r, writer, off);
 		/* Copy the header once; the writer could still change it. */
 		struct ring_rec copy = *h;

@@ -37,7 +37,15 @@ struct ring {
 	struct ring_writer *writers;
 	struct ring_mwait *mwait;
 	_Atomic uint64_t *order;
+	/* Address space for every writer's area, each mapped where it belongs
+	 * (inaccessible until then): a record's address is one addition. */
 	uint8_t *areas;
+	uint32_t area_gen[RING_WRITER_SLOTS]; /* the generation mapped; 0 = none */
+	int *area_fd; /* the owner's: each slot's area memfd, read-write; -1 = none */
+	/* A mapping that reads (a member's) asks for an area it lacks: a
+	 * read-only fd of writer's area of generation `gen`. */
+	int (*fetch_area)(void *arg, uint32_t writer, uint32_t gen, int *fd);
+	void *fetch_arg;
 	struct ring_dir_hdr *dir;
 	const struct ring_member *members;    /* the directory's member slots */
 	const struct ring_writer_id *writer_ids;
@@ -163,6 +171,15 @@ static inline uint64_t ring_member_cursor(const struct ring *r, uint32_t slot)
 }
 /* Start a writer's bookkeeping of a freshly handed-out slot. */
 void ring_area_init(struct ring_area *a, uint32_t writer);
+/* Map writer's area (of generation gen) from fd, in place of any before;
+ * writable only for its writer. */
+int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, bool writable);
+/* Owner: give `writer` a fresh area (a new memfd, the next generation),
+ * mapped read-write; its fd is r->area_fd[writer]. */
+int ring_area_create(struct ring *r, uint32_t writer);
+/* Owner: drop writer's area, its memory with it (nobody can read it any
+ * more: the caller checked). */
+void ring_area_drop(struct ring *r, uint32_t writer);
 
 /* ring.c: the message path. */
 /*

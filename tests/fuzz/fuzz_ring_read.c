@@ -44,7 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * name exists: ring_read's check of the writer against writer_slots is for
  * bigger rings (test_ring covers it), not reachable here. */
 /* The areas the fuzzer writes into: the daemon's (slot 0), the two honest
- * writers' (1, 2) and one nobody holds (3). Reads of other areas see zeros. */
+ * writers' (1, 2) and one nobody holds now (3, as a freed slot's is until
+ * the node reclaims it). Other slots have no area: entries naming them are
+ * refused. */
 #define AREAS 4u
 #define AREA_PAGES (CAP / RING_PAGE)
 /* Member lines it patches: the reader's (0), the other member's (1), two free. */
@@ -70,6 +72,17 @@ static struct {
 	uint16_t dirty[AREAS];		   /* area pages written in this run */
 } g;
 
+/* What the daemon answers a member's CTL_AREA: the owner's area memfd. */
+static int owner_fetch(void *arg, uint32_t writer, uint32_t gen, int *fd)
+{
+	const struct ring *own = arg;
+	if (writer >= own->writer_slots || own->area_fd[writer] < 0 ||
+	    own->area_gen[writer] != gen)
+		return -ESTALE;
+	*fd = dup(own->area_fd[writer]);
+	return *fd < 0 ? -errno : 0;
+}
+
 static void setup(void)
 {
 	if (ring_create(CAP, MAX_MSG, 100, "fuzz", &g.dfd, &g.cfd) ||
@@ -83,6 +96,10 @@ static void setup(void)
 	    ring_member_add(&g.w, getpid(), &g.rd0.slot, &g.rd0.state_word, &cur, &f0) ||
 	    ring_member_add(&g.w, getpid(), &g.other0.slot, &g.other0.state_word, &cur, &f1))
 		fuzz_fail("fuzz_ring_read", "cannot add writers and members");
+	if (ring_area_create(&g.w, RING_DAEMON_WRITER) || ring_area_create(&g.w, 3))
+		fuzz_fail("fuzz_ring_read", "cannot make the areas");
+	g.ro.fetch_area = owner_fetch;
+	g.ro.fetch_arg = &g.w;
 	/* The owner's mappings of the pages stand in for the members' own. */
 	close(f0);
 	close(f1);
@@ -220,13 +237,15 @@ static void check_read(const struct ring *r, const struct ring_reader *rd, uint6
 	CHECK(rd->pos - from <= r->order_slots);
 	if (ret != 1)
 		return;
-	uintptr_t p = (uintptr_t)v->payload, map = (uintptr_t)r->hdr;
-	CHECK(p >= map && p - map <= r->data_map_bytes && v->len <= r->data_map_bytes - (p - map));
-	uintptr_t base = (uintptr_t)r->areas;
+	uintptr_t p = (uintptr_t)v->payload, base = (uintptr_t)r->areas;
+	const uint64_t span = (uint64_t)r->writer_slots * r->capacity;
+	CHECK(p >= base && p - base <= span && v->len <= span - (p - base));
 	CHECK(p >= base + sizeof(struct ring_rec));
 	uint64_t off = p - sizeof(struct ring_rec) - base;
 	uint64_t wr = off / r->capacity, at = off % r->capacity;
 	CHECK(wr < r->writer_slots && at % RING_ALIGN == 0);
+	/* Only from an area the reader mapped: the writer's own memfd. */
+	CHECK(r->area_gen[wr] != 0);
 	CHECK(at + sizeof(struct ring_rec) + v->len <= r->capacity);
 	CHECK(v->len <= r->max_msg);
 	CHECK(v->kind >= RING_REC_MSG && v->kind <= RING_REC_DOWN);

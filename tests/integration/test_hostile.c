@@ -5,7 +5,8 @@
  * joins and sends (sizes come from the daemon, never from shared memory); a
  * member whose own cursor moves back and forth holds senders no longer than
  * the stall limit and is evicted itself; the directory, where member states
- * live, cannot be made writable by anyone but the daemon.
+ * live, cannot be made writable by anyone but the daemon; a sender writes
+ * its own area and nothing of another writer's, and cannot forge `from`.
  * tests/integration/test_isolation.c scribbles everywhere it can.
  */
 #include <CUnit/Basic.h>
@@ -199,6 +200,75 @@ static void test_directory_read_only(void)
 	pg_close(att);
 }
 
+/* Our shared mappings named "pgroup:<what>" (a prefix), writable or not. */
+static unsigned count_mappings(const char *what, bool writable)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512], want[128];
+	snprintf(want, sizeof(want), "pgroup:%s", what);
+	unsigned n = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		char perms[8];
+		if (sscanf(line, "%*x-%*x %7s", perms) == 1 && strstr(line, want) &&
+		    (perms[1] == 'w') == writable)
+			n++;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * A sender writes its own area and the data memfd, nothing else: no other
+ * writer's records, not the node's events. What it writes into its own
+ * records after committing them cannot change who sent them: `from` is the
+ * pid the daemon gave its slot.
+ */
+static void test_sender_confined(void)
+{
+	const char *g = fresh_group("snd");
+	pg_ctx *a = open_ctx(), *b = open_ctx(), *mem = open_ctx();
+	CU_ASSERT_EQUAL_FATAL(pg_create(a, g), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(b, g, "b", 1), 0);
+	unsigned areas_before = count_mappings("area", true);
+	void *buf;
+	CU_ASSERT_EQUAL_FATAL(pg_send_claim(a, g, 8, &buf), 0);
+	/* Two senders in this process: two areas writable, one each. */
+	CU_ASSERT_EQUAL(count_mappings("area", true), areas_before + 1);
+	memcpy(buf, "forged!", 8);
+	CU_ASSERT_EQUAL(pg_send_commit(a, buf), 0);
+	/* Rewrite the committed record's header: a pid of our choosing. */
+	struct ring_rec *h = (struct ring_rec *)buf - 1;
+	h->from_pid = 1;
+	pg_message m;
+	CU_ASSERT_EQUAL(recv_msg(mem, &m, 2000), 0);
+	CU_ASSERT(m.len == 1 && memcmp(m.data, "b", 1) == 0);
+	CU_ASSERT_EQUAL(recv_msg(mem, &m, 2000), 0);
+	CU_ASSERT(m.len == 8 && memcmp(m.data, "forged!", 8) == 0);
+	CU_ASSERT_EQUAL(m.from.pid, getpid()); /* the daemon's view, not 1 */
+	/* The member maps both areas read-only, and cannot make them writable. */
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	unsigned ro = 0, made_writable = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strstr(line, "pgroup:area") &&
+		    perms[1] != 'w') {
+			ro++;
+			made_writable += mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) == 0;
+		}
+	}
+	if (f)
+		fclose(f);
+	CU_ASSERT(ro >= 2);
+	CU_ASSERT_EQUAL(made_writable, 0);
+	pg_close(mem);
+	pg_close(b);
+	pg_close(a);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -207,5 +277,7 @@ int main(void)
 	CU_add_test(s, "headers zeroed: others still join and send", test_zeroed_headers);
 	CU_add_test(s, "a member moving its own cursor back and forth", test_cursor_back_and_forth);
 	CU_add_test(s, "the directory cannot be made writable", test_directory_read_only);
+	CU_add_test(s, "a sender writes its own area only, and cannot forge from",
+		    test_sender_confined);
 	return run_cunit();
 }

@@ -11,9 +11,9 @@
  * Only the public API is used, and the attacker knows nothing of the ring's
  * layout: what it may write is what its own /proc/self/maps says is shared
  * and writable. So the test holds for any ring design, and fails exactly
- * when a member can reach what others rely on. Until the members' cursor
- * slots and the shared header move out of memory every member may write
- * (docs/security.md §3), both tests are expected to fail.
+ * when a member can reach what others rely on. Both failed before ring v3
+ * (members' cursor slots and the wake counters were in memory every member
+ * could write: sleeping members were cut off, the group ended corrupt).
  */
 #include <CUnit/Basic.h>
 #include <errno.h>

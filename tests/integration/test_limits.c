@@ -246,7 +246,7 @@ static int raw_open_write(const char *socket, const char *group, struct ring_dat
 		return fd;
 	struct ctl_out *o = malloc(sizeof(*o));
 	static uint8_t in[CTL_MAX_BYTES];
-	int fds[CTL_MAX_FDS] = {-1, -1}, err = -EIO;
+	int fds[CTL_MAX_FDS] = {-1, -1, -1}, err = -EIO;
 	unsigned nfds = CTL_MAX_FDS;
 	ctl_begin(o, CTL_OPEN, 1, 0);
 	ctl_put_str(o, CTL_T_NAME, group);
@@ -258,7 +258,7 @@ static int raw_open_write(const char *socket, const char *group, struct ring_dat
 		ssize_t n = poll(&p, 1, 5000) == 1 ? ctl_recv(fd, in, sizeof(in), fds, &nfds, 0)
 						    : -ETIMEDOUT;
 		if (n > 0 && ctl_parse(&m, in, (size_t)n) == 0)
-			err = m.hdr.status ? m.hdr.status : nfds == 2 ? 0 : -EPROTO;
+			err = m.hdr.status ? m.hdr.status : nfds == 3 ? 0 : -EPROTO;
 	}
 	free(o);
 	if (!err) {

@@ -228,7 +228,7 @@ static void test_parse_reject(void)
 	set_len(b, (uint32_t)n);
 
 	/* Types: 0 and past the last, with or without the reply bit. */
-	uint8_t bad_types[] = {0, CTL_REPLY, CTL_TYPE_MAX + 1, 0x7f, 0xff, CTL_REPLY | 66};
+	uint8_t bad_types[] = {0, CTL_REPLY, CTL_TYPE_MAX + 1, 0x7f, 0xff, CTL_REPLY | (CTL_TYPE_MAX + 1)};
 	for (size_t i = 0; i < ARRAY_SIZE(bad_types); i++) {
 		b[offsetof(struct ctl_hdr, type)] = bad_types[i];
 		CU_ASSERT_EQUAL(ctl_parse(&m, b, n), -EPROTO);

@@ -61,7 +61,10 @@ static int fx_open(struct fx *f, uint64_t cap, uint32_t max_msg)
 	if (err)
 		return err;
 	err = ring_map(&f->r, f->dfd, f->cfd, true);
+	if (!err)
+		err = ring_area_create(&f->r, RING_DAEMON_WRITER);
 	if (err) {
+		ring_unmap(&f->r);
 		close(f->dfd);
 		close(f->cfd);
 		return err;
@@ -69,10 +72,26 @@ static int fx_open(struct fx *f, uint64_t cap, uint32_t max_msg)
 	return 0;
 }
 
+/* What the daemon answers a member's CTL_AREA: the owner's area memfd. */
+static int owner_fetch(void *arg, uint32_t writer, uint32_t gen, int *fd)
+{
+	const struct ring *own = arg;
+	if (writer >= own->writer_slots || own->area_fd[writer] < 0 ||
+	    own->area_gen[writer] != gen)
+		return -ESTALE;
+	*fd = dup(own->area_fd[writer]);
+	return *fd < 0 ? -errno : 0;
+}
+
 /* Another process's view of the same ring (a client's mapping). */
 static int fx_map(struct fx *f, struct ring *m, bool writable)
 {
-	return ring_map(m, f->dfd, f->cfd, writable);
+	int err = ring_map(m, f->dfd, f->cfd, writable);
+	if (!err) {
+		m->fetch_area = owner_fetch;
+		m->fetch_arg = &f->r;
+	}
+	return err;
 }
 
 /* A sender's mapping, as a client gets it: geometry from the daemon, no
@@ -352,8 +371,7 @@ static void test_create_map(void)
 	memset(name, 'n', sizeof(name) - 1);
 	name[sizeof(name) - 1] = 0;
 	CU_ASSERT_EQUAL_FATAL(ring_create(RING_MIN_BYTES, 1000, 250, name, &dfd, &cfd), 0);
-	const uint64_t dbytes = RING_AREAS_OFF(RING_MIN_BYTES) +
-				(uint64_t)RING_WRITER_SLOTS * RING_MIN_BYTES;
+	const uint64_t dbytes = RING_DATA_BYTES(RING_MIN_BYTES);
 	CU_ASSERT(fstat(dfd, &st) == 0 && (uint64_t)st.st_size == dbytes);
 	CU_ASSERT_EQUAL(st.st_mode & 0777, 0400);
 	CU_ASSERT(fstat(cfd, &st) == 0 && st.st_size == RING_DIR_BYTES);
@@ -384,7 +402,9 @@ static void test_create_map(void)
 	CU_ASSERT_EQUAL(atomic_load(&r.dir->slot_hi), 0);
 	CU_ASSERT_PTR_EQUAL(r.writers, (uint8_t *)r.hdr + RING_WRITERS_OFF);
 	CU_ASSERT_PTR_EQUAL(r.order, (uint8_t *)r.hdr + RING_ORDER_OFF);
-	CU_ASSERT_PTR_EQUAL(r.areas, (uint8_t *)r.hdr + RING_AREAS_OFF(RING_MIN_BYTES));
+	/* No area is mapped before one is made (the daemon's, a writer's). */
+	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
+		CU_ASSERT_EQUAL(r.area_gen[i], 0);
 	CU_ASSERT_EQUAL((uintptr_t)r.areas % RING_PAGE, 0);
 	unsigned bad = 0;
 	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
@@ -498,7 +518,7 @@ static void test_map_validate(void)
 	 * the reader run off the end (SIGBUS) or miss part of the ring. */
 	size_t dbytes = f.r.data_map_bytes;
 	size_t dsz[] = {dbytes - RING_PAGE, dbytes + RING_PAGE, RING_ORDER_OFF,
-			RING_AREAS_OFF(RING_MIN_BYTES)};
+			RING_ORDER_OFF + RING_PAGE};
 	for (size_t i = 0; i < ARRAY_SIZE(dsz); i++) {
 		int fd = memfd_like(f.dfd, dsz[i]);
 		CU_ASSERT_FATAL(fd >= 0);
@@ -1659,6 +1679,8 @@ static int mt_setup(struct mt *mt, uint64_t cap)
 		err = ring_map(&mt->ro, mt->dfd, mt->cfd, false);
 	if (err)
 		return err;
+	mt->ro.fetch_area = owner_fetch;
+	mt->ro.fetch_arg = &mt->r;
 	for (unsigned i = 0; i < NREAD; i++) {
 		if (reader_add(&mt->r, &mt->rd[i]))
 			return -ENOSPC;
@@ -1757,9 +1779,15 @@ static void test_processes(void)
 		pid_t pid = fork();
 		CU_ASSERT_FATAL(pid >= 0);
 		if (pid == 0) {
-			/* A sender maps the fds it was handed, as a client does. */
+			/* A sender maps the fds it was handed, as a client does:
+			 * the data, the directory, and its own area writable. */
 			struct ring own;
-			if (ring_map(&own, mt.dfd, mt.cfd, true))
+			struct ring_geometry geo = {.capacity = mt.r.capacity,
+						    .max_msg = mt.r.max_msg,
+						    .stall_ms = mt.r.stall_ms};
+			uint32_t w = mt.writer[i];
+			if (ring_map_as(&own, mt.dfd, mt.cfd, true, &geo) ||
+			    ring_area_attach(&own, w, mt.r.area_gen[w], mt.r.area_fd[w], true))
 				_exit(2);
 			adopt_pages(&own, &mt.r);
 			int err = produce(&own, mt.writer[i], i, NMSG, true, NULL);
@@ -1972,12 +2000,16 @@ static void test_join_race(void)
 		CU_ASSERT_EQUAL_FATAL(fx_map_sender(&f, &snd[i]), 0);
 		j2[i] = (struct jr2){.r = &snd[i], .stop = &stop};
 		CU_ASSERT_EQUAL_FATAL(writer_add(r, &j2[i].a), 0);
+		uint32_t wi = j2[i].a.writer;
+		CU_ASSERT_EQUAL_FATAL(
+		    ring_area_attach(&snd[i], wi, r->area_gen[wi], r->area_fd[wi], true), 0);
 		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, jr2_producer, &j2[i]), 0);
 	}
 	/* Joins race with producers only once they run. */
 	int64_t t0 = ring_now_ns();
 	while (tail_of(r) == 0 && ring_now_ns() - t0 < HANG_NS)
 		sched_yield();
+	CU_ASSERT_FATAL(tail_of(r) > 0); /* else the race below never ran */
 	unsigned long adds = 0, above = 0, failed = 0;
 	uint64_t worst = 0;
 	for (; adds < 200000 && !above; adds++) {
@@ -2281,6 +2313,17 @@ static void test_seal(void)
 
 /* What a malicious writer can do: publish an entry of its choosing at a
  * position, pointing at a header of its choosing. */
+/* Every writer slot with an area, so forgeries can name any of them. */
+static int all_areas(struct ring *r)
+{
+	for (uint32_t i = 1; i < r->writer_slots; i++) {
+		int err = ring_area_create(r, i);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static void forge(struct ring *r, uint64_t pos, uint64_t e, const struct ring_rec *h)
 {
 	uint32_t w = RING_E_WRITER(e);
@@ -2307,6 +2350,7 @@ static void corrupt_body(void)
 	struct ring_reader rd;
 	struct ring_view v;
 	CU_ASSERT_EQUAL_FATAL(fx_open(&f, RING_MIN_BYTES, 1000), 0);
+	CU_ASSERT_EQUAL_FATAL(all_areas(&f.r), 0);
 	struct ring *r = &f.r;
 	const uint64_t cap = r->capacity, slots = r->order_slots, units = cap / RING_ALIGN;
 	const uint32_t w = 7;
@@ -2436,7 +2480,7 @@ static void corrupt_body(void)
 	forge(r, p, commit_e(r, p, units - 2, r->writer_slots - 1), &h);
 	CU_ASSERT_EQUAL(read_at(r, &rd, p, &v), 1);
 	CU_ASSERT_PTR_EQUAL((const uint8_t *)v.payload + v.len,
-			    (uint8_t *)r->hdr + r->data_map_bytes);
+			    r->areas + (uint64_t)r->writer_slots * r->capacity);
 
 	/* An evicted member is told so, not that the memory is corrupt. */
 	forge(r, p, commit_e(r, p, past[0], w), NULL);
@@ -2453,6 +2497,7 @@ static void corrupt_body(void)
 	 * to have fewer than the entry's 8 bits can name. */
 	CU_ASSERT_EQUAL_FATAL(fx_open(&f, 16u << 20, 1000), 0);
 	r = &f.r;
+	CU_ASSERT_EQUAL_FATAL(ring_area_create(r, r->writer_slots - 1), 0);
 	CU_ASSERT_EQUAL_FATAL(reader_add(r, &rd), 0);
 	CU_ASSERT(r->writer_slots < 256);
 	h = (struct ring_rec){.order_pos = p, .len = 10, .kind = RING_REC_MSG};
@@ -2538,6 +2583,7 @@ static void corrupt_fuzz_body(void)
 	rnd_state = seed;
 	unsigned res[4] = {0}; /* accepted, nothing yet, refused, wrong */
 	CU_ASSERT_EQUAL_FATAL(fx_open(&f, RING_MIN_BYTES, 1000), 0);
+	CU_ASSERT_EQUAL_FATAL(all_areas(&f.r), 0);
 	CU_ASSERT_EQUAL_FATAL(reader_add(&f.r, &rd), 0);
 	fuzz(&f.r, &rd, 20000, res);
 	/* Still a member: no result may have been -ECONNRESET. */
@@ -2545,6 +2591,7 @@ static void corrupt_fuzz_body(void)
 	fx_close(&f);
 	/* Fewer writer slots than the entry can name. */
 	CU_ASSERT_EQUAL_FATAL(fx_open(&f, 16u << 20, 1000), 0);
+	CU_ASSERT_EQUAL_FATAL(all_areas(&f.r), 0);
 	CU_ASSERT_EQUAL_FATAL(reader_add(&f.r, &rd), 0);
 	fuzz(&f.r, &rd, 5000, res);
 	fx_close(&f);
