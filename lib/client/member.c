@@ -31,7 +31,7 @@ static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd)
 	pg_ctx *ctx = m->ctx;
 	ctx_drain(ctx);
 	if (m->ring.area_gen[writer] == gen) {
-		/* Mapped by the drain: hand the ring a copy to map again. */
+		/* Mapped by the drain: nothing to hand over. */
 		*fd = -1;
 		return -EALREADY;
 	}

@@ -106,8 +106,12 @@ static int append_event(struct daemon *d, struct group *g, uint16_t kind, int32_
 		return err;
 	}
 	memcpy(c.payload, d->node, n);
-	ring_commit(&g->ring, &c, kind, 0, pid, 0);
+	err = ring_commit(&g->ring, &c, kind, 0, pid, 0);
 	ring_wake(&g->ring);
+	/* The node commits at once, so only a sender writing the order can
+	 * have cancelled it: the event is not lost, it is placed again. */
+	if (err)
+		return -EAGAIN;
 	if (pos)
 		*pos = c.pos;
 	return 0;
@@ -178,7 +182,7 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 		return err;
 	/* The owner pays for what the group holds whoever sends: the order,
 	 * the daemon's own area and the directory; each sender pays for its area. */
-	uint64_t base = RING_DATA_BYTES(ring_bytes) + ring_bytes + RING_DIR_BYTES;
+	uint64_t base = RING_DATA_BYTES(ring_bytes) + RING_DIR_FILE_BYTES(ring_bytes);
 	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_GROUPS, 1)))
 		return err;
 	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, base))) {
@@ -203,8 +207,6 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	if (err)
 		goto fail;
 	err = ring_map(&g->ring, g->data_fd, g->dir_fd, true);
-	if (!err)
-		err = ring_area_create(&g->ring, RING_DAEMON_WRITER); /* the node's events */
 	if (err)
 		goto fail;
 	ring_area_init(&g->events, RING_DAEMON_WRITER);
@@ -229,7 +231,7 @@ fail:
 int registry_ro_fd(int fd)
 {
 	/* Opened per hand-out and closed after, so a group costs the daemon
-	 * two fds, not four. Mode 0400 on the memfd stops anyone without
+	 * two fds (data, directory), not more. Mode 0400 on the memfd stops anyone without
 	 * CAP_DAC_OVERRIDE from reopening it for writing (ring_make_memfd). */
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);

@@ -482,12 +482,12 @@ void session_push_area(struct daemon *d, struct group *g, uint32_t writer)
 	}
 }
 
-/* A new member gets every area it may read records from: the node's own
- * and those of the writers that hold slots now. */
+/* A new member gets the area of every writer that holds a slot now (the
+ * node's own is in the directory it already has). */
 static void push_areas(struct session *s, struct group *g)
 {
-	for (uint32_t i = 0; i < g->ring.writer_slots && !s->broken; i++)
-		if (i == RING_DAEMON_WRITER || atomic_load(&g->ring.writer_ids[i].used))
+	for (uint32_t i = RING_DAEMON_WRITER + 1; i < g->ring.writer_slots && !s->broken; i++)
+		if (atomic_load(&g->ring.writer_ids[i].used))
 			push_area(s, g, i);
 }
 

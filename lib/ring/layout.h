@@ -16,8 +16,9 @@
  *    the order moves on, and nothing the writer writes when it wakes can
  *    reach a reader (docs/design.md, section 4); and no sender can write,
  *    or pass off as its own, another's records.
- *  - the DIRECTORY memfd: who the members are (slot state and generation)
- *    and who the writers are (pid, area generation). Written by the daemon alone; read-only
+ *  - the DIRECTORY memfd: who the members are (slot state and generation),
+ *    who the writers are (pid, area generation), and the node's own area
+ *    (its membership events). Written by the daemon alone; read-only
  *    for every other process, so nobody can forge a member, evict or free
  *    one, or pass off a message as another process's.
  *  - one MEMBER PAGE memfd per membership: its read cursor and its sleep
@@ -284,7 +285,12 @@ static_assert(RING_WRITER_SLOTS * sizeof(struct ring_writer_id) == RING_PAGE,
 	      "writer ids fill the directory's second page");
 #define RING_MEMBERS_OFF (2 * RING_PAGE)
 #define RING_DIR_BYTES (RING_MEMBERS_OFF + RING_MEMBER_SLOTS * sizeof(struct ring_member))
-static_assert(RING_DIR_BYTES % RING_PAGE == 0, "directory memfd is whole pages");
+static_assert(RING_DIR_BYTES % RING_PAGE == 0, "directory tables are whole pages");
+/* After the tables, in the same memfd: the node's own area (writer slot 0),
+ * where it writes membership events. The directory is the daemon's alone,
+ * so nobody else can forge an event, and it costs no memfd of its own. */
+#define RING_EVENTS_OFF RING_DIR_BYTES
+#define RING_DIR_FILE_BYTES(capacity) (RING_DIR_BYTES + (uint64_t)(capacity))
 
 /*
  * A member's own page: a memfd of one page whose writable fd only the

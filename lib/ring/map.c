@@ -67,11 +67,10 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 		return err;
 	uint32_t writers = ring_writer_slots(capacity);
 	snprintf(label, sizeof(label), "pgroup:%.40s", name);
-	(void)writers;
 	int dfd = ring_make_memfd(label, RING_DATA_BYTES(capacity));
 	if (dfd < 0)
 		return dfd;
-	int cfd = ring_make_memfd(label, RING_DIR_BYTES);
+	int cfd = ring_make_memfd(label, RING_DIR_FILE_BYTES(capacity));
 	if (cfd < 0) {
 		close(dfd);
 		return cfd;
@@ -80,13 +79,15 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	 * the memfd comes, and stays untouched until used. */
 	struct ring_data_hdr *h =
 	    mmap(NULL, RING_ORDER_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
-	struct ring_dir_hdr *ch = mmap(NULL, RING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	/* The directory's header and writer ids: its first two pages. */
+	const size_t dir_head = RING_WRITER_IDS_OFF + RING_PAGE;
+	struct ring_dir_hdr *ch = mmap(NULL, dir_head, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
 	if (h == MAP_FAILED || ch == MAP_FAILED) {
 		err = -errno;
 		if (h != MAP_FAILED)
 			munmap(h, RING_ORDER_OFF);
 		if (ch != MAP_FAILED)
-			munmap(ch, RING_PAGE);
+			munmap(ch, dir_head);
 		close(dfd);
 		close(cfd);
 		return err;
@@ -111,12 +112,15 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	struct ring_mwait *mw = (struct ring_mwait *)((uint8_t *)h + RING_MWAIT_OFF);
 	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++)
 		atomic_init(&mw[i].wake_at, UINT64_MAX);
+	/* The node's area is there from the start, generation 1. */
+	struct ring_writer_id *ids = (struct ring_writer_id *)((uint8_t *)ch + RING_WRITER_IDS_OFF);
+	atomic_init(&ids[RING_DAEMON_WRITER].gen, 1);
 	ch->magic = RING_DIR_MAGIC;
 	ch->version = RING_VERSION;
 	ch->member_slots = RING_MEMBER_SLOTS;
 	/* Nobody else maps these yet: the fds go out after this returns. */
 	munmap(h, RING_ORDER_OFF);
-	munmap(ch, RING_PAGE);
+	munmap(ch, dir_head);
 	*data_fd = dfd;
 	*dir_fd = cfd;
 	return 0;
@@ -143,7 +147,7 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	 * memfd would be SIGBUS, not an error. */
 	int err = fd_bytes(data_fd, bytes);
 	if (!err)
-		err = fd_bytes(dir_fd, RING_DIR_BYTES);
+		err = fd_bytes(dir_fd, RING_DIR_FILE_BYTES(cap));
 	if (err)
 		return err;
 	struct ring_pages *p = NULL;
@@ -189,6 +193,21 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF);
 	r->areas = a;
 	r->area_fd = afd;
+	/* The node's own area is in the directory: mapped from the start,
+	 * writable only where the directory is (the daemon's mapping). */
+	void *ev = mmap(a, cap, PROT_READ | (owner ? PROT_WRITE : 0),
+			MAP_SHARED | MAP_FIXED | MAP_NORESERVE, dir_fd, RING_EVENTS_OFF);
+	if (ev == MAP_FAILED) {
+		err = -errno;
+		munmap(c, RING_DIR_BYTES);
+		munmap(d, bytes);
+		munmap(a, (size_t)writers * cap);
+		free(p);
+		free(afd);
+		memset(r, 0, sizeof(*r));
+		return err;
+	}
+	r->area_gen[RING_DAEMON_WRITER] = 1;
 	r->members = (const struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
 	r->writer_ids = (const struct ring_writer_id *)((uint8_t *)c + RING_WRITER_IDS_OFF);
 	r->pages = p;
@@ -225,7 +244,10 @@ int ring_map(struct ring *r, int data_fd, int dir_fd, bool writable)
 	struct stat st;
 	if (fstat(data_fd, &st) < 0)
 		return -errno;
-	if (st.st_size < (off_t)RING_ORDER_OFF || fd_bytes(dir_fd, RING_DIR_BYTES))
+	struct stat ds;
+	if (fstat(dir_fd, &ds) < 0)
+		return -errno;
+	if (st.st_size < (off_t)RING_ORDER_OFF || ds.st_size < (off_t)RING_DIR_BYTES)
 		return -EBADMSG;
 	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
 	if (h == MAP_FAILED)
@@ -404,7 +426,8 @@ void ring_area_drop(struct ring *r, uint32_t writer)
 
 int ring_area_create(struct ring *r, uint32_t writer)
 {
-	if (!r->area_fd || writer >= r->writer_slots)
+	/* Slot 0's area is the directory's (RING_EVENTS_OFF). */
+	if (!r->area_fd || writer == RING_DAEMON_WRITER || writer >= r->writer_slots)
 		return -EINVAL;
 	int fd = ring_make_memfd("pgroup:area", r->capacity);
 	if (fd < 0)

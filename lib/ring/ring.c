@@ -129,7 +129,7 @@ static int area_release(struct ring *r, struct ring_area *a, uint64_t min)
 		if (h->order_pos >= min)
 			break;
 		if (bytes > a->tail - a->head || (a->head & r->amask) + bytes > r->capacity)
-			return -EBADMSG; /* someone wrote into our area */
+			return -EBADMSG; /* our own area is not what we wrote */
 		a->head += bytes;
 	}
 	return 0;
@@ -142,7 +142,7 @@ uint64_t ring_area_unread(struct ring *r, const struct ring_area *a, uint64_t fr
 		const struct ring_rec *h = area_rec(r, a->writer, at);
 		uint64_t n = ring_rec_bytes(h->len);
 		if (n > a->tail - at || (at & r->amask) + n > r->capacity)
-			break; /* someone wrote into our area: count what we have */
+			break; /* not what we wrote (a stray write of ours): stop */
 		if (h->kind != RING_REC_WRAP && h->order_pos >= from)
 			bytes += n;
 		at += n;
@@ -308,10 +308,12 @@ int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint1
 
 int ring_abort(struct ring *r, const struct ring_claim *c)
 {
-	/* The record stays in our area under its position, freed with it. */
+	/* The record stays in our area under its position, freed with it;
+	 * marked unreadable, so an entry someone else forges for it is
+	 * refused rather than delivering what we withdrew. */
 	c->rec->order_pos = c->pos;
 	c->rec->len = c->len;
-	c->rec->kind = RING_REC_MSG;
+	c->rec->kind = RING_REC_WRAP;
 	bool ok = decide(r, c->pos, RING_E_MAKE(lap_of(r, c->pos), 0, 0, RING_E_CANCELLED));
 	claim_done(r, c);
 	return ok ? 0 : -ECANCELED;

@@ -61,8 +61,6 @@ static int fx_open(struct fx *f, uint64_t cap, uint32_t max_msg)
 	if (err)
 		return err;
 	err = ring_map(&f->r, f->dfd, f->cfd, true);
-	if (!err)
-		err = ring_area_create(&f->r, RING_DAEMON_WRITER);
 	if (err) {
 		ring_unmap(&f->r);
 		close(f->dfd);
@@ -374,7 +372,7 @@ static void test_create_map(void)
 	const uint64_t dbytes = RING_DATA_BYTES(RING_MIN_BYTES);
 	CU_ASSERT(fstat(dfd, &st) == 0 && (uint64_t)st.st_size == dbytes);
 	CU_ASSERT_EQUAL(st.st_mode & 0777, 0400);
-	CU_ASSERT(fstat(cfd, &st) == 0 && st.st_size == RING_DIR_BYTES);
+	CU_ASSERT(fstat(cfd, &st) == 0 && st.st_size == RING_DIR_FILE_BYTES(RING_MIN_BYTES));
 	CU_ASSERT(fcntl(dfd, F_GETFD) & FD_CLOEXEC);
 	/* Sealed: nobody can resize the ring under its mappers. */
 	CU_ASSERT(ftruncate(dfd, RING_PAGE) < 0 && errno == EPERM);
@@ -402,8 +400,11 @@ static void test_create_map(void)
 	CU_ASSERT_EQUAL(atomic_load(&r.dir->slot_hi), 0);
 	CU_ASSERT_PTR_EQUAL(r.writers, (uint8_t *)r.hdr + RING_WRITERS_OFF);
 	CU_ASSERT_PTR_EQUAL(r.order, (uint8_t *)r.hdr + RING_ORDER_OFF);
-	/* No area is mapped before one is made (the daemon's, a writer's). */
-	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
+	/* The node's own area is there from the start (in the directory);
+	 * no writer's is before one is made. */
+	CU_ASSERT_EQUAL(r.area_gen[RING_DAEMON_WRITER], 1);
+	CU_ASSERT_EQUAL(atomic_load(&r.writer_ids[RING_DAEMON_WRITER].gen), 1);
+	for (uint32_t i = 1; i < RING_WRITER_SLOTS; i++)
 		CU_ASSERT_EQUAL(r.area_gen[i], 0);
 	CU_ASSERT_EQUAL((uintptr_t)r.areas % RING_PAGE, 0);
 	unsigned bad = 0;
@@ -525,7 +526,8 @@ static void test_map_validate(void)
 		CU_ASSERT_EQUAL(ring_map(&m, fd, f.cfd, false), -EBADMSG);
 		close(fd);
 	}
-	size_t csz[] = {RING_DIR_BYTES - RING_PAGE, RING_DIR_BYTES + RING_PAGE, RING_PAGE};
+	size_t csz[] = {RING_DIR_FILE_BYTES(RING_MIN_BYTES) - RING_PAGE,
+			RING_DIR_FILE_BYTES(RING_MIN_BYTES) + RING_PAGE, RING_DIR_BYTES, RING_PAGE};
 	for (size_t i = 0; i < ARRAY_SIZE(csz); i++) {
 		int fd = memfd_like(f.cfd, csz[i]);
 		CU_ASSERT_FATAL(fd >= 0);
