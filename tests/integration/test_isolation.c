@@ -14,6 +14,12 @@
  * when a member can reach what others rely on. Both failed before ring v3
  * (members' cursor slots and the wake counters were in memory every member
  * could write: sleeping members were cut off, the group ended corrupt).
+ *
+ * The third test does the same as a sender of one group (issue 9, section
+ * 2): it may wreck that group's order and its own messages, which honest
+ * parties must detect or survive (an error, a lost message, no hang past
+ * the stall limit); no message arrives as an honest sender's that it did
+ * not write, another group loses nothing, and the daemon goes on serving.
  */
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -242,12 +248,16 @@ struct attack_report {
 	uint32_t faults;      /* its own writes that faulted (a mapping went away) */
 	uint64_t msgs;	      /* what its pg_recv(0) calls returned */
 	uint32_t evicted, rejoins;
-	int err; /* the first pg_recv error */
+	int err; /* the first pg_recv error (a sender: the first pg_send error) */
 	int sig; /* a fault in the library, or SIGALRM if it hung there */
 	uint64_t seed;
+	uint64_t sends, send_fails; /* a sender's own pg_send calls */
+	uint32_t rw_other;	    /* a sender's writable mappings not of the group */
+	int64_t start_ns;	    /* a sender's: CLOCK_MONOTONIC when it began */
 	char inherited_names[256];
-	char rw_names[256];
+	char rw_names[512];
 	char up_names[256];
+	char other_names[256];
 };
 
 static struct attack_report ar;
@@ -760,6 +770,618 @@ static void test_sleepers_woken(void)
 	pg_close(owner);
 }
 
+/* ---- a sender that scribbles (issue 9, section 2) ---- */
+
+/*
+ * A sender of group A, uid 65534, writes random bytes into every writable
+ * shared mapping it holds: the group's data memfd (header, writers' claim
+ * slots, producers' wait slots, the order) and its own area. Root's honest
+ * sender and member of A, and of a control group B, go on meanwhile. What
+ * the attacker may break is its own messages and A's order: honest parties
+ * of A may see -EBADMSG (or -ECANCELED, -ENOENT for a send) and lose
+ * messages, never wait past the stall limit and a second, never crash, and
+ * never receive as the honest sender's a message it did not write as it
+ * is. B loses nothing, and the daemon goes on serving.
+ */
+
+#define SND_MS 4000		/* how long the honest senders send */
+#define SND_ATTACK_MS 3000	/* how long the attacker scribbles, from ATTACK_DELAY_MS on */
+#define SND_PACE_US 1000	/* between two messages of B's sender; A's sends flat out */
+#define RECV_MS 500		/* an honest member's pg_recv timeout */
+#define STAMP_MAGIC 0x736e6472u /* "sndr" */
+#define STAMP_MAX 1536
+
+/* An honest sender's message: a stamp, then bytes that follow from its seq
+ * and length, so no torn, forged or reused record passes for one. */
+struct stamp {
+	uint32_t magic;
+	uint32_t len; /* the whole message's */
+	uint64_t seq;
+};
+
+static size_t stamp_len(uint64_t seq)
+{
+	return sizeof(struct stamp) + (size_t)(seq * 193 % (STAMP_MAX - sizeof(struct stamp)));
+}
+
+static uint8_t stamp_byte(uint64_t seq, size_t i) { return (uint8_t)(seq * 31 + i * 7 + (i >> 5)); }
+
+static size_t stamp_fill(uint8_t *buf, uint64_t seq)
+{
+	struct stamp s = {STAMP_MAGIC, (uint32_t)stamp_len(seq), seq};
+	memcpy(buf, &s, sizeof(s));
+	for (size_t i = sizeof(s); i < s.len; i++)
+		buf[i] = stamp_byte(seq, i);
+	return s.len;
+}
+
+/* Whether buf is, byte for byte, the message an honest sender wrote for
+ * its seq (set in *seq). */
+static bool stamp_ok(const uint8_t *buf, size_t len, uint64_t *seq)
+{
+	struct stamp s;
+	if (len < sizeof(s))
+		return false;
+	memcpy(&s, buf, sizeof(s));
+	if (s.magic != STAMP_MAGIC || s.len != len || len != stamp_len(s.seq))
+		return false;
+	for (size_t i = sizeof(s); i < len; i++)
+		if (buf[i] != stamp_byte(s.seq, i))
+			return false;
+	*seq = s.seq;
+	return true;
+}
+
+struct honest_arg {
+	const char *group;
+	int pace_us; /* 0 = as fast as the group takes them */
+};
+
+struct honest_report {
+	uint64_t tried, ok; /* numbered messages; the end marker not counted */
+	uint64_t ebadmsg, ecanceled, enoent, other;
+	int first_err, first_other, end_err;
+	int64_t first_err_ns, last_ok_ns; /* CLOCK_MONOTONIC */
+	int64_t worst_us, worst_fail_us;
+};
+
+/* Sends numbered, stamped messages for SND_MS, then the end marker; goes on
+ * after a failed send (a seq is never sent twice), and times every one. */
+static int honest_sender(void *arg, int up, int down)
+{
+	const struct honest_arg *a = arg;
+	pg_ctx *ctx = open_ctx();
+	struct honest_report r = {0};
+	static uint8_t buf[STAMP_MAX];
+	char go;
+	write_all(up, "r", 1);
+	if (read_all(down, &go, 1, 10000))
+		return 3;
+	int64_t start = now_ns(), tick = start;
+	for (uint64_t seq = 0;; seq++) {
+		bool last = now_ns() - start >= SND_MS * 1000000LL;
+		if (a->pace_us && !last) {
+			tick += a->pace_us * 1000LL;
+			struct timespec ts = {tick / 1000000000, tick % 1000000000};
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+				;
+		}
+		size_t len = stamp_fill(buf, last ? END_SEQ : seq);
+		int64_t t0 = now_ns();
+		int err = pg_send(ctx, a->group, buf, len);
+		int64_t took = (now_ns() - t0) / 1000;
+		if (took > r.worst_us)
+			r.worst_us = took;
+		if (last) {
+			r.end_err = err;
+			break;
+		}
+		r.tried++;
+		if (!err) {
+			r.ok++;
+			r.last_ok_ns = now_ns();
+			continue;
+		}
+		if (took > r.worst_fail_us)
+			r.worst_fail_us = took;
+		if (!r.first_err) {
+			r.first_err = err;
+			r.first_err_ns = t0;
+		}
+		if (err == -EBADMSG)
+			r.ebadmsg++;
+		else if (err == -ECANCELED)
+			r.ecanceled++;
+		else if (err == -ENOENT)
+			r.enoent++;
+		else if (!r.other++)
+			r.first_other = err;
+		usleep(1000); /* a group that fails at once is not to be spun on */
+	}
+	write_all(up, &r, sizeof(r));
+	pg_close(ctx);
+	return 0;
+}
+
+struct honest_member_arg {
+	const char *group;
+	pid_t honest, attacker; /* the senders, as `from` must name them */
+	bool rejoin;		/* after losing the group: join again, watch on */
+};
+
+struct honest_member_report {
+	uint64_t got;			   /* the honest sender's messages, as it wrote them */
+	uint64_t missed;		   /* its seqs that never came (between two that did) */
+	uint64_t disorder;		   /* one not after the one before: replayed or reordered */
+	uint64_t malformed;		   /* from the honest sender's pid, not as it wrote it */
+	uint64_t from_attacker, lookalike; /* the attacker's; of those, stamped */
+	uint64_t foreign;		   /* messages from any other pid */
+	uint64_t odd;			   /* other kinds than PG_MSG (no monitor here) */
+	pid_t foreign_pid;
+	uint32_t bad_len; /* the first malformed one: its length and first bytes */
+	uint8_t bad_head[24];
+	uint64_t last_seq;
+	bool ended;
+	int evicted, down, err; /* how many times; the first pg_recv error */
+	uint32_t errors, other_errors, rejoins, failed_joins;
+	int join_err;	       /* the first failed join again */
+	int64_t lost_ns;       /* CLOCK_MONOTONIC when the group was first lost */
+	int64_t worst_recv_us; /* the longest pg_recv(RECV_MS) */
+};
+
+static int honest_member(void *arg, int up, int down)
+{
+	const struct honest_member_arg *a = arg;
+	struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: see member() */
+	sigaction(SIGUSR1, &sa, NULL);
+	pg_ctx *ctx = open_ctx();
+	if (pg_join(ctx, a->group, 0, NULL, NULL))
+		return 3;
+	write_all(up, "j", 1);
+	struct honest_member_report r = {0};
+	static uint8_t buf[64 * 1024];
+	uint64_t next = 0;
+	bool in = true;
+	while (!stop_now && !r.ended) {
+		if (!in) {
+			if (!a->rejoin)
+				break;
+			int err = pg_join(ctx, a->group, 0, NULL, NULL);
+			if (err == -EALREADY && pg_leave(ctx, a->group, 0) == 0)
+				err = pg_join(ctx, a->group, 0, NULL, NULL);
+			if (err) {
+				if (!r.failed_joins++)
+					r.join_err = err;
+				usleep(50000);
+				continue;
+			}
+			r.rejoins++;
+			in = true;
+		}
+		pg_message m;
+		int64_t t0 = now_ns();
+		int err = pg_recv(ctx, &m, RECV_MS);
+		int64_t took = (now_ns() - t0) / 1000;
+		if (took > r.worst_recv_us)
+			r.worst_recv_us = took;
+		if (err == -ETIMEDOUT || err == -EINTR)
+			continue;
+		if (err || m.kind == PG_EVICTED || m.kind == PG_GROUP_DOWN) {
+			/* -EBADMSG: the library found A corrupt, and left it. */
+			if (err && !r.errors++)
+				r.err = err;
+			r.other_errors += err && err != -EBADMSG;
+			r.evicted += !err && m.kind == PG_EVICTED;
+			r.down += !err && m.kind == PG_GROUP_DOWN;
+			if (!r.lost_ns)
+				r.lost_ns = now_ns();
+			in = false;
+			continue;
+		}
+		if (m.kind != PG_MSG) {
+			r.odd++;
+			continue;
+		}
+		/* Copied at once: a view is ours only until the next call. */
+		size_t len = m.len < sizeof(buf) ? m.len : sizeof(buf);
+		memcpy(buf, m.data, len);
+		uint64_t seq;
+		bool ok = len == m.len && stamp_ok(buf, len, &seq);
+		if (m.from.pid == a->attacker) {
+			r.from_attacker++;
+			r.lookalike += ok;
+		} else if (m.from.pid != a->honest) {
+			if (!r.foreign++)
+				r.foreign_pid = m.from.pid;
+		} else if (!ok) {
+			if (!r.malformed++) {
+				r.bad_len = (uint32_t)m.len;
+				memcpy(r.bad_head, buf, len < 24 ? len : 24);
+			}
+		} else if (seq == END_SEQ) {
+			r.ended = true;
+		} else if (seq < next) {
+			r.disorder++;
+		} else {
+			r.missed += seq - next;
+			next = seq + 1;
+			r.last_seq = seq;
+			r.got++;
+		}
+	}
+	write_all(up, &r, sizeof(r));
+	char q;
+	read_all(down, &q, 1, 30000); /* B's stays listed until the parent looked */
+	pg_close(ctx);
+	return 0;
+}
+
+/* The attacker: a sender of A that writes what it can. */
+static void attacker_send(pg_ctx *ctx, const char *g, uint8_t *buf)
+{
+	size_t len;
+	if (next_rand() & 1) {
+		/* An honest sender's message, word for word: `from` must
+		 * still name the attacker. */
+		len = stamp_fill(buf, next_rand() % 1000000);
+	} else {
+		len = (size_t)(next_rand() % STAMP_MAX);
+		for (size_t i = 0; i < len; i++)
+			buf[i] = (uint8_t)next_rand();
+	}
+	int err = pg_send(ctx, g, buf, len);
+	ar.sends++;
+	if (err) {
+		ar.send_fails++;
+		if (!ar.err)
+			ar.err = err;
+	}
+}
+
+/* Whether a writable mapping is one the group's sender was handed: one of
+ * the group's memfds ("pgroup:<group>") or a writer area ("pgroup:area"). */
+static bool sender_owned(const struct map *m, const char *g)
+{
+	char want[80];
+	snprintf(want, sizeof(want), "memfd:pgroup:%.40s ", g);
+	return strstr(m->name, "memfd:pgroup:area ") || strstr(m->name, want);
+}
+
+static int scribbling_sender(void *arg, int up, int down)
+{
+	const struct attack_arg *a = arg;
+	const char *g = a->group;
+	static uint8_t buf[STAMP_MAX];
+	ar_fd = up;
+	if (drop_to_nobody())
+		return 2;
+	n_inherited = shared_maps(inherited, MAX_MAPS);
+	ar.inherited = (uint32_t)n_inherited;
+	for (int i = 0; i < n_inherited; i++)
+		add_name(ar.inherited_names, sizeof(ar.inherited_names), &inherited[i]);
+	pg_ctx *ctx;
+	if (pg_open(&ctx, the_daemon.socket))
+		return 3;
+	/* One honest send first: the group's writable mappings are now ours. */
+	if (pg_send(ctx, g, "hello", 5))
+		return 4;
+	struct sigaction sa = {.sa_handler = on_fault};
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
+	write_all(up, "j", 1);
+	char go;
+	if (read_all(down, &go, 1, 10000))
+		return 5;
+	rng = ((uint64_t)now_ns() ^ (uint64_t)getpid() << 32) | 1;
+	ar.seed = rng;
+	usleep(ATTACK_DELAY_MS * 1000); /* the honest traffic runs first */
+	ar.start_ns = now_ns();
+	/* A pg_send that hangs on what we wrote: every one may wait the stall
+	 * limit, none longer. */
+	alarm((unsigned)a->ms / 1000 + 5);
+	struct map w[MAX_MAPS];
+	int n = 0;
+	int64_t end = now_ns() + a->ms * 1000000LL, rescan = 0, send_at = 0;
+	for (int64_t t = now_ns(); t < end; t = now_ns()) {
+		/* Mappings go (the library drops a group it found corrupt or
+		 * down) and come back with the next send: look every 50 ms. */
+		if (t >= rescan) {
+			n = writable_maps(w);
+			rescan = t + 50 * 1000000LL;
+		}
+		if (sigsetjmp(ar_jump, 1)) {
+			ar.faults++;
+			rescan = 0;
+			continue;
+		}
+		scribbling = 1;
+		for (int i = 0; i < 4096 && n; i++)
+			scribble(&w[next_rand() % (uint64_t)n]);
+		scribbling = 0;
+		/* Sends now and then, and at once without a mapping: the send
+		 * maps the group again (if the daemon still lets it). */
+		if (t >= send_at || n == 0) {
+			attacker_send(ctx, g, buf);
+			send_at = t + 5 * 1000000LL;
+			if (n == 0) {
+				rescan = 0;
+				usleep(1000);
+			}
+		}
+	}
+	alarm(0);
+	for (int i = 0; i < n_seen_rw; i++)
+		if (!sender_owned(&seen_rw[i], g)) {
+			ar.rw_other++;
+			add_name(ar.other_names, sizeof(ar.other_names), &seen_rw[i]);
+		}
+	write_all(up, &ar, sizeof(ar));
+	pg_close(ctx); /* may trip over our own writes: the report is out */
+	return 0;
+}
+
+/* After the attack, uid 65534 sends to a fresh group, and root receives
+ * it from that pid. */
+static int nobody_sends(void *arg, int up, int down)
+{
+	if (drop_to_nobody())
+		return 2;
+	pg_ctx *ctx = open_ctx();
+	char go;
+	int err = read_all(down, &go, 1, 5000);
+	if (!err)
+		err = pg_send(ctx, arg, FRESH, strlen(FRESH));
+	write_all(up, &err, sizeof(err));
+	pg_close(ctx);
+	return 0;
+}
+
+static void check_nobody_sends(const char *g)
+{
+	pg_ctx *root = open_ctx();
+	struct child c;
+	int join = pg_join(root, g, 0, NULL, NULL), send = -1, recv = -ETIMEDOUT;
+	CU_ASSERT_EQUAL_FATAL(child_start(&c, nobody_sends, (void *)g), 0);
+	pid_t pid = c.pid;
+	child_write(&c, "g", 1);
+	CU_ASSERT_EQUAL(child_read(&c, &send, sizeof(send), 5000), 0);
+	pid_t from = 0;
+	for (int64_t end = now_ns() + 3000 * 1000000LL; !join && recv && now_ns() < end;) {
+		pg_message m;
+		int err = pg_recv(root, &m, 500);
+		if (err == -ETIMEDOUT)
+			continue;
+		if (err) {
+			recv = err;
+			break;
+		}
+		if (m.kind == PG_MSG && m.len == strlen(FRESH) && !memcmp(m.data, FRESH, m.len)) {
+			from = m.from.pid;
+			recv = 0;
+		}
+	}
+	CU_ASSERT_EQUAL(child_wait(&c), 0);
+	printf("  afterwards: uid %d sends %s, root (joined: %s) receives %s, from pid %d "
+	       "(the sender: %d)\n",
+	       NOBODY, pg_strerror(send), pg_strerror(join), pg_strerror(recv), (int)from,
+	       (int)pid);
+	fflush(stdout);
+	CU_ASSERT_EQUAL(join, 0);
+	CU_ASSERT_EQUAL(send, 0);
+	CU_ASSERT_EQUAL(recv, 0);
+	CU_ASSERT_EQUAL(from, pid);
+	pg_close(root);
+}
+
+static const char *errname(int err) { return err ? pg_strerror(err) : "none"; }
+
+/* Milliseconds from the parent's go to `ns`, or -1 for never. */
+static long long since_go(int64_t go, int64_t ns)
+{
+	return ns ? (long long)((ns - go) / 1000000) : -1;
+}
+
+static void print_honest_sender(const char *what, pid_t pid, bool ok, int64_t go,
+				const struct honest_report *s)
+{
+	printf("  %s (pid %d): %s%llu tried, %llu sent; failed: %llu -EBADMSG, %llu -ECANCELED, "
+	       "%llu -ENOENT, %llu other (%s); first failure %s at %lld ms, last success at %lld "
+	       "ms; end marker %s; longest pg_send %.1f ms (failed: %.1f ms)\n",
+	       what, (int)pid, ok ? "" : "NO REPORT, ", (unsigned long long)s->tried,
+	       (unsigned long long)s->ok, (unsigned long long)s->ebadmsg,
+	       (unsigned long long)s->ecanceled, (unsigned long long)s->enoent,
+	       (unsigned long long)s->other, errname(s->first_other), errname(s->first_err),
+	       since_go(go, s->first_err_ns), since_go(go, s->last_ok_ns), errname(s->end_err),
+	       s->worst_us / 1000.0, s->worst_fail_us / 1000.0);
+}
+
+static void print_honest_member(const char *what, pid_t pid, bool ok, int64_t go,
+				const struct honest_member_report *m)
+{
+	printf("  %s (pid %d): %sgot %llu as sent (last seq %llu), missed %llu, out of order %llu, "
+	       "MALFORMED %llu; from the attacker %llu (stamped like the honest sender's: %llu), "
+	       "from other pids %llu (%d), other kinds %llu; end marker %s\n",
+	       what, (int)pid, ok ? "" : "NO REPORT, ", (unsigned long long)m->got,
+	       (unsigned long long)m->last_seq, (unsigned long long)m->missed,
+	       (unsigned long long)m->disorder, (unsigned long long)m->malformed,
+	       (unsigned long long)m->from_attacker, (unsigned long long)m->lookalike,
+	       (unsigned long long)m->foreign, (int)m->foreign_pid, (unsigned long long)m->odd,
+	       m->ended ? "yes" : "no");
+	printf("    lost the group %u times (first at %lld ms): %u errors (first %s; %u not "
+	       "-EBADMSG), %d evictions, %d downs; joined again %u times, %u joins failed "
+	       "(first %s); longest pg_recv(%d) %.1f ms\n",
+	       m->errors + m->evicted + m->down, since_go(go, m->lost_ns), m->errors,
+	       errname(m->err), m->other_errors, m->evicted, m->down, m->rejoins, m->failed_joins,
+	       errname(m->join_err), RECV_MS, m->worst_recv_us / 1000.0);
+	if (m->malformed) {
+		printf("    first malformed one: %u bytes:", m->bad_len);
+		for (unsigned i = 0; i < 24 && i < m->bad_len; i++)
+			printf(" %02x", m->bad_head[i]);
+		printf("\n");
+	}
+}
+
+static void test_scribbling_sender(void)
+{
+	if (geteuid() != 0) {
+		printf("(skipped: needs root to act as another user) ");
+		return;
+	}
+	const char *ga = fresh_group("sndA"), *gb = fresh_group("sndB");
+	pg_ctx *owner = open_ctx();
+	pg_group_opts o = {.ring_bytes = RING_BYTES, .stall_ms = STALL_MS, .mode = 0666};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(owner, ga, &o), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(owner, gb, &o), 0);
+
+	/* The attacker first, before anything of this process maps a group. */
+	struct child ac, sa, sb, ma, mb;
+	struct attack_arg aa = {ga, SND_ATTACK_MS};
+	char b;
+	CU_ASSERT_EQUAL_FATAL(child_start(&ac, scribbling_sender, &aa), 0);
+	pid_t a_pid = ac.pid;
+	bool a_ready = child_read(&ac, &b, 1, 5000) == 0;
+	struct honest_arg ha = {ga, 0}, hb = {gb, SND_PACE_US};
+	CU_ASSERT_EQUAL_FATAL(child_start(&sa, honest_sender, &ha), 0);
+	CU_ASSERT_EQUAL_FATAL(child_start(&sb, honest_sender, &hb), 0);
+	pid_t sa_pid = sa.pid, sb_pid = sb.pid;
+	CU_ASSERT_EQUAL_FATAL(child_read(&sa, &b, 1, 5000), 0);
+	CU_ASSERT_EQUAL_FATAL(child_read(&sb, &b, 1, 5000), 0);
+	struct honest_member_arg mya = {ga, sa_pid, a_pid, true}, myb = {gb, sb_pid, a_pid, false};
+	CU_ASSERT_EQUAL_FATAL(child_start(&ma, honest_member, &mya), 0);
+	CU_ASSERT_EQUAL_FATAL(child_start(&mb, honest_member, &myb), 0);
+	pid_t ma_pid = ma.pid, mb_pid = mb.pid;
+	CU_ASSERT_EQUAL_FATAL(child_read(&ma, &b, 1, 5000), 0);
+	CU_ASSERT_EQUAL_FATAL(child_read(&mb, &b, 1, 5000), 0);
+	int64_t go = now_ns();
+	if (a_ready)
+		child_write(&ac, "g", 1);
+	child_write(&sa, "g", 1);
+	child_write(&sb, "g", 1);
+
+	/* Every send, the end marker's too, may take the stall limit and a
+	 * second: past that the report is not coming. */
+	struct honest_report rsa = {0}, rsb = {0};
+	int limit = SND_MS + 2 * (STALL_MS + 1000) + 5000;
+	bool sa_ok = child_read(&sa, &rsa, sizeof(rsa), limit) == 0;
+	bool sb_ok = child_read(&sb, &rsb, sizeof(rsb), limit) == 0;
+	if (!sa_ok)
+		child_kill(&sa, SIGKILL);
+	if (!sb_ok)
+		child_kill(&sb, SIGKILL);
+	int sa_st = child_wait(&sa), sb_st = child_wait(&sb);
+	struct attack_report rep = {0}, *a = &rep;
+	bool a_ok = a_ready && child_read(&ac, a, sizeof(*a), 8000) == 0;
+	if (!a_ok)
+		child_kill(&ac, SIGKILL);
+	int a_st = child_wait(&ac);
+	/* A's member may wait for an end marker the attacker took from it. */
+	struct honest_member_report rma = {0}, rmb = {0};
+	bool mb_ok = child_read(&mb, &rmb, sizeof(rmb), 3000) == 0;
+	bool ma_ok = child_read(&ma, &rma, sizeof(rma), 2000) == 0;
+	if (!ma_ok) {
+		child_kill(&ma, SIGUSR1);
+		ma_ok = child_read(&ma, &rma, sizeof(rma), RECV_MS + STALL_MS + 3000) == 0;
+	}
+	/* The daemon's view of B: its member is still there. */
+	int listed = members_of(owner, gb, mb_pid);
+	if (!ma_ok)
+		child_kill(&ma, SIGKILL);
+	if (!mb_ok)
+		child_kill(&mb, SIGKILL);
+	/* A member that died after its report must not take us with it. */
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old_pipe;
+	sigaction(SIGPIPE, &ign, &old_pipe);
+	child_write(&ma, "q", 1);
+	child_write(&mb, "q", 1);
+	sigaction(SIGPIPE, &old_pipe, NULL);
+	int ma_st = child_wait(&ma), mb_st = child_wait(&mb);
+
+	printf("\n  attacker (pid %d, uid %d, a sender of %s: %s): exit %d%s; %u shared mappings "
+	       "inherited, left alone: %s\n",
+	       (int)a_pid, NOBODY, ga, a_ready ? "sent" : "COULD NOT SEND", a_st,
+	       a_st == FAULTED ? " (faulted in the library: its own damage)" : "", a->inherited,
+	       a->inherited_names[0] ? a->inherited_names : "-");
+	printf("    writable shared mappings: %u, %llu bytes: %s\n", a->rw_maps,
+	       (unsigned long long)a->rw_bytes, a->rw_names[0] ? a->rw_names : "-");
+	printf("    of those, not the group's memfds nor an area: %u%s%s\n", a->rw_other,
+	       a->rw_other ? ": " : "", a->other_names);
+	printf("    read-only shared mappings tried with mprotect(RW): %u, made writable: %u%s%s\n",
+	       a->ro_maps, a->ro_upgraded, a->up_names[0] ? ": " : "", a->up_names);
+	printf("    scribbled from %lld ms for %d ms: %llu writes, %llu bytes; %u own faults; its "
+	       "pg_send: %llu calls, %llu failed, first error %s%s%s; seed %#llx\n",
+	       since_go(go, a->start_ns), SND_ATTACK_MS, (unsigned long long)a->stores,
+	       (unsigned long long)a->bytes, a->faults, (unsigned long long)a->sends,
+	       (unsigned long long)a->send_fails, errname(a->err), a->sig ? ", signal " : "",
+	       a->sig ? strsignal(a->sig) : "", (unsigned long long)a->seed);
+	print_honest_sender("A's sender", sa_pid, sa_ok, go, &rsa);
+	print_honest_member("A's member", ma_pid, ma_ok, go, &rma);
+	print_honest_sender("B's sender", sb_pid, sb_ok, go, &rsb);
+	print_honest_member("B's member", mb_pid, mb_ok, go, &rmb);
+	printf("  exits: A's sender %d, A's member %d, B's sender %d, B's member %d; B's member "
+	       "listed by pg_members %d time(s)\n",
+	       sa_st, ma_st, sb_st, mb_st, listed);
+	fflush(stdout);
+
+	/* The attack was one: it sent, and wrote into what a sender holds,
+	 * which is A's memory and its own area, nothing else. */
+	CU_ASSERT_FATAL(a_ready);
+	CU_ASSERT(a_ok);
+	CU_ASSERT(a->rw_maps > 0 && a->bytes > 0);
+	CU_ASSERT_EQUAL(a->rw_other, 0);
+	CU_ASSERT_EQUAL(a->ro_upgraded, 0);
+	/* Nobody honest crashed or hung. */
+	CU_ASSERT(sa_ok && sb_ok && ma_ok && mb_ok);
+	CU_ASSERT_EQUAL(sa_st, 0);
+	CU_ASSERT_EQUAL(sb_st, 0);
+	CU_ASSERT_EQUAL(ma_st, 0);
+	CU_ASSERT_EQUAL(mb_st, 0);
+	CU_ASSERT(rsa.worst_us < (STALL_MS + 1000) * 1000LL);
+	CU_ASSERT(rsb.worst_us < (STALL_MS + 1000) * 1000LL);
+	CU_ASSERT(rma.worst_recv_us < (RECV_MS + STALL_MS + 1000) * 1000LL);
+	CU_ASSERT(rmb.worst_recv_us < (RECV_MS + STALL_MS + 1000) * 1000LL);
+	/* A: what fails, fails as detected; what arrives as the honest
+	 * sender's is what it sent, in its order. */
+	CU_ASSERT(rsa.ok > 0);
+	CU_ASSERT_EQUAL(rsa.other, 0);
+	CU_ASSERT(rma.got > 0);
+	CU_ASSERT_EQUAL(rma.malformed, 0);
+	CU_ASSERT_EQUAL(rma.disorder, 0);
+	CU_ASSERT_EQUAL(rma.foreign, 0);
+	CU_ASSERT_EQUAL(rma.other_errors, 0);
+	/* B: as if nothing happened. */
+	CU_ASSERT(rsb.tried > 0);
+	CU_ASSERT_EQUAL(rsb.ok, rsb.tried);
+	CU_ASSERT_EQUAL(rsb.first_err, 0);
+	CU_ASSERT_EQUAL(rsb.end_err, 0);
+	CU_ASSERT_EQUAL(rmb.got, rsb.ok);
+	CU_ASSERT_EQUAL(rmb.missed, 0);
+	CU_ASSERT_EQUAL(rmb.disorder, 0);
+	CU_ASSERT_EQUAL(rmb.malformed, 0);
+	CU_ASSERT_EQUAL(rmb.foreign + rmb.from_attacker + rmb.odd, 0);
+	CU_ASSERT(rmb.ended);
+	CU_ASSERT_EQUAL(rmb.evicted, 0);
+	CU_ASSERT_EQUAL(rmb.down, 0);
+	CU_ASSERT_EQUAL(rmb.errors, 0);
+	CU_ASSERT_EQUAL(listed, 1);
+
+	/* The daemon still serves: a new group, for root and for uid 65534. */
+	const char *gc = fresh_group("sndC");
+	int created = pg_create_opts(owner, gc, &o);
+	CU_ASSERT_EQUAL_FATAL(created, 0);
+	check_newcomers(owner, gc);
+	check_nobody_sends(gc);
+	int del_a = pg_delete(owner, ga), del_b = pg_delete(owner, gb),
+	    del_c = pg_delete(owner, gc);
+	printf("  afterwards: delete %s %s, %s %s, %s %s\n", ga, pg_strerror(del_a), gb,
+	       pg_strerror(del_b), gc, pg_strerror(del_c));
+	fflush(stdout);
+	CU_ASSERT_EQUAL(del_a, 0);
+	CU_ASSERT_EQUAL(del_b, 0);
+	CU_ASSERT_EQUAL(del_c, 0);
+	pg_close(owner);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -769,5 +1391,7 @@ int main(void)
 		    test_busy_traffic);
 	CU_add_test(s, "a receive-only member scribbles: sleepers are still woken",
 		    test_sleepers_woken);
+	CU_add_test(s, "a sender scribbles: detected on its group, nothing lost elsewhere",
+		    test_scribbling_sender);
 	return run_cunit();
 }
