@@ -104,14 +104,13 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	atomic_init(&h->cached_min, 0);
 	atomic_init(&h->state, RING_STATE_OPEN);
 	struct ring_writer *w = (struct ring_writer *)((uint8_t *)h + RING_WRITERS_OFF);
-	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++) {
-		atomic_init(&w[i].claim_pos, RING_NO_CLAIM);
-		atomic_init(&w[i].claim_won, RING_NO_CLAIM);
-		atomic_init(&w[i].last_pos, RING_NO_CLAIM);
-	}
-	struct ring_mwait *mw = (struct ring_mwait *)((uint8_t *)h + RING_MWAIT_OFF);
-	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++)
-		atomic_init(&mw[i].wake_at, UINT64_MAX);
+	/* Only the node's own writer slot: another's is set when it is
+	 * handed out, and until then its page stays untouched (an idle group
+	 * costs a few pages, not the tables'). A wait slot's zero wake_at is a
+	 * threshold already passed: the first producer to park sets its own. */
+	atomic_init(&w[RING_DAEMON_WRITER].claim_pos, RING_NO_CLAIM);
+	atomic_init(&w[RING_DAEMON_WRITER].claim_won, RING_NO_CLAIM);
+	atomic_init(&w[RING_DAEMON_WRITER].last_pos, RING_NO_CLAIM);
 	/* The node's area is there from the start, generation 1. */
 	struct ring_writer_id *ids = (struct ring_writer_id *)((uint8_t *)ch + RING_WRITER_IDS_OFF);
 	atomic_init(&ids[RING_DAEMON_WRITER].gen, 1);

@@ -130,9 +130,11 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 		if (atomic_load(&id->used))
 			continue;
 		/* Its previous holder's records may still be read: the new
-		 * holder starts its area afresh, so wait until nobody can. */
+		 * holder starts its area afresh, so wait until nobody can. A
+		 * slot that never had an area had no holder (and its claim
+		 * slot was never set). */
 		uint64_t last = atomic_load(&w->last_pos);
-		if (last != RING_NO_CLAIM && last >= min)
+		if (atomic_load(&id->gen) != 0 && last != RING_NO_CLAIM && last >= min)
 			continue;
 		/* A fresh area for the new holder: nobody can write into it
 		 * but it, nor read its predecessor's records from it. */
