@@ -387,6 +387,21 @@ int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds)
 	}
 }
 
+int ctx_call_fd(pg_ctx *ctx, int *fd)
+{
+	struct ctl_in r;
+	int fds[CTL_MAX_FDS];
+	unsigned nfds = CTL_MAX_FDS;
+	int err = ctx_call(ctx, &r, fds, &nfds);
+	if (!err && nfds != 1)
+		err = -EPROTO;
+	for (unsigned i = err ? 0 : 1; i < nfds; i++)
+		close(fds[i]);
+	if (!err)
+		*fd = fds[0];
+	return err;
+}
+
 void ctx_drain(pg_ctx *ctx)
 {
 	for (;;) {

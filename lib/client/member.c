@@ -35,21 +35,11 @@ static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd)
 		*fd = -1;
 		return -EALREADY;
 	}
-	struct ctl_in r;
-	int fds[CTL_MAX_FDS];
-	unsigned nfds = CTL_MAX_FDS;
 	ctx_begin(ctx, CTL_AREA);
 	ctl_put_str(&ctx->out, CTL_T_NAME, m->ref->name);
 	ctl_put_u32(&ctx->out, CTL_T_WRITER, writer);
 	ctl_put_u32(&ctx->out, CTL_T_GEN, gen);
-	int err = ctx_call(ctx, &r, fds, &nfds);
-	if (!err && nfds != 1)
-		err = -EPROTO;
-	for (unsigned i = err ? 0 : 1; i < nfds; i++)
-		close(fds[i]);
-	if (!err)
-		*fd = fds[0];
-	return err;
+	return ctx_call_fd(ctx, fd);
 }
 
 int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int *fds)

@@ -135,21 +135,11 @@ struct page_fetch {
 static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd)
 {
 	struct page_fetch *f = arg;
-	struct ctl_in r;
-	int fds[CTL_MAX_FDS];
-	unsigned nfds = CTL_MAX_FDS;
 	ctx_begin(f->ctx, CTL_MPAGE);
 	ctl_put_str(&f->ctx->out, CTL_T_NAME, f->g->name);
 	ctl_put_u32(&f->ctx->out, CTL_T_SLOT, slot);
 	ctl_put_u32(&f->ctx->out, CTL_T_STATEWORD, word);
-	int err = ctx_call(f->ctx, &r, fds, &nfds);
-	if (!err && nfds != 1)
-		err = -EPROTO;
-	for (unsigned i = err ? 0 : 1; i < nfds; i++)
-		close(fds[i]);
-	if (!err)
-		*fd = fds[0];
-	return err;
+	return ctx_call_fd(f->ctx, fd);
 }
 
 /* Members joined or left since we last looked: map the new ones' pages. */

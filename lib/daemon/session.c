@@ -644,6 +644,18 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 	return reply(s, req, 0, NULL, 0);
 }
 
+/* Reply with a read-only reopening of one of the daemon's memfds. */
+static int reply_ro_fd(struct session *s, const struct ctl_in *req, int rw_fd)
+{
+	int fd = registry_ro_fd(rw_fd);
+	if (fd < 0)
+		return fd;
+	begin_reply(req);
+	int err = reply(s, req, 0, &fd, 1);
+	close(fd);
+	return err;
+}
+
 /* A member maps the area of a writer whose record it came to. */
 static int do_area(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
@@ -660,13 +672,7 @@ static int do_area(struct daemon *d, struct session *s, const struct ctl_in *req
 	if (writer >= r->writer_slots || r->area_fd[writer] < 0 ||
 	    atomic_load(&r->writer_ids[writer].gen) != gen)
 		return -ESTALE;
-	int fd = registry_ro_fd(r->area_fd[writer]);
-	if (fd < 0)
-		return fd;
-	begin_reply(req);
-	err = reply(s, req, 0, &fd, 1);
-	close(fd);
-	return err;
+	return reply_ro_fd(s, req, r->area_fd[writer]);
 }
 
 /* A producer maps the page of a member it found in the directory. */
@@ -682,13 +688,7 @@ static int do_mpage(struct daemon *d, struct session *s, const struct ctl_in *re
 	struct member *m = member_at(g, req);
 	if (!m)
 		return -ESTALE;
-	int fd = registry_ro_fd(m->page_fd);
-	if (fd < 0)
-		return fd;
-	begin_reply(req);
-	err = reply(s, req, 0, &fd, 1);
-	close(fd);
-	return err;
+	return reply_ro_fd(s, req, m->page_fd);
 }
 
 /* Handle one request; false when the session is gone. */

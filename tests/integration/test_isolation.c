@@ -444,24 +444,30 @@ struct attack_arg {
 	int ms;
 };
 
-static int attacker(void *arg, int up, int down)
+/* An attacker's start: the uid first (everything it holds afterwards is
+ * what a uid 65534 process gets from the daemon), the shared mappings it
+ * inherited from the root test process noted (not its to write: a real
+ * attacker would not have them), then its handle. 0, or an exit code. */
+static int attacker_open(int up, pg_ctx **ctx)
 {
-	const struct attack_arg *a = arg;
-	const char *g = a->group;
 	ar_fd = up;
-	/* The uid first: everything it holds afterwards is what a uid 65534
-	 * process gets from the daemon for a 0644 group. */
 	if (drop_to_nobody())
 		return 2;
-	/* Shared mappings inherited from the (root) test process are not the
-	 * attacker's to write: a real one would not have them. */
 	n_inherited = shared_maps(inherited, MAX_MAPS);
 	ar.inherited = (uint32_t)n_inherited;
 	for (int i = 0; i < n_inherited; i++)
 		add_name(ar.inherited_names, sizeof(ar.inherited_names), &inherited[i]);
+	return pg_open(ctx, the_daemon.socket) ? 3 : 0;
+}
+
+static int attacker(void *arg, int up, int down)
+{
+	const struct attack_arg *a = arg;
+	const char *g = a->group;
 	pg_ctx *ctx;
-	if (pg_open(&ctx, the_daemon.socket))
-		return 3;
+	int rc = attacker_open(up, &ctx);
+	if (rc)
+		return rc;
 	if (pg_join(ctx, g, 0, NULL, NULL))
 		return 4;
 	struct sigaction sa = {.sa_handler = on_fault};
@@ -1052,16 +1058,10 @@ static int scribbling_sender(void *arg, int up, int down)
 	const struct attack_arg *a = arg;
 	const char *g = a->group;
 	static uint8_t buf[STAMP_MAX];
-	ar_fd = up;
-	if (drop_to_nobody())
-		return 2;
-	n_inherited = shared_maps(inherited, MAX_MAPS);
-	ar.inherited = (uint32_t)n_inherited;
-	for (int i = 0; i < n_inherited; i++)
-		add_name(ar.inherited_names, sizeof(ar.inherited_names), &inherited[i]);
 	pg_ctx *ctx;
-	if (pg_open(&ctx, the_daemon.socket))
-		return 3;
+	int rc = attacker_open(up, &ctx);
+	if (rc)
+		return rc;
 	/* One honest send first: the group's writable mappings are now ours. */
 	if (pg_send(ctx, g, "hello", 5))
 		return 4;
