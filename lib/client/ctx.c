@@ -347,6 +347,10 @@ static int receive(pg_ctx *ctx, struct ctl_in *m, int *fds, unsigned *nfds, int6
 
 int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds)
 {
+	/* No fds until a reply brings them: a caller closes what *nfds says. */
+	unsigned want = nfds ? *nfds : 0;
+	if (nfds)
+		*nfds = 0;
 	if (ctx->daemon_gone)
 		return -ENOTCONN;
 	uint32_t id = ctx->next_id;
@@ -374,13 +378,13 @@ int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds)
 			return err; /* -EPROTO: a daemon we cannot understand */
 		if (reply->hdr.type == (type | CTL_REPLY) && reply->hdr.id == id) {
 			for (unsigned i = 0; i < n; i++) {
-				if (fds && nfds && i < *nfds)
+				if (fds && nfds && i < want)
 					fds[i] = got[i];
 				else
 					close(got[i]);
 			}
 			if (nfds)
-				*nfds = fds ? (n < *nfds ? n : *nfds) : 0;
+				*nfds = fds ? (n < want ? n : want) : 0;
 			return reply->hdr.status;
 		}
 		handle_async(ctx, reply, got, n);

@@ -548,6 +548,21 @@ static void evict_event_blocker(struct group *g, int64_t now)
 			ring_member_evict(&g->ring, m->slot, m->state_word);
 }
 
+/*
+ * A tail more than a whole order past a member, where the member cannot
+ * have caused it (ring_tail_forged): no honest claim gets there (producers
+ * leave room for every member). A sender forged the tail; claims would
+ * name that member for ever, so the group is bad.
+ */
+static void check_tail(struct group *g)
+{
+	for (struct member *m = g->members; m; m = m->next_in_group)
+		if (!m->evicted && ring_tail_forged(&g->ring, ring_member_cursor(&g->ring, m->slot))) {
+			group_bad(g, "the tail is past every honest claim");
+			return;
+		}
+}
+
 void registry_progress(struct group *g, struct member *m, int64_t now)
 {
 	uint64_t c = ring_member_cursor(&g->ring, m->slot);
@@ -639,6 +654,9 @@ void registry_tick(struct daemon *d)
 			continue;
 		for (struct member *m = g->members; m; m = m->next_in_group)
 			registry_progress(g, m, now);
+		check_tail(g);
+		if (g->bad)
+			continue;
 		cancel_stuck(g, now);
 		flush_pending(d, g);
 		evict_event_blocker(g, now);

@@ -477,7 +477,8 @@ void session_push_area(struct daemon *d, struct group *g, uint32_t writer)
 		bool seen = false;
 		for (struct member *o = g->members; o != m && !seen; o = o->next_in_group)
 			seen = o->session == m->session;
-		if (!seen && !m->session->broken)
+		/* An evicted member reads nothing more: nothing to push. */
+		if (!seen && !m->evicted && !m->session->broken)
 			push_area(m->session, g, writer);
 	}
 }

@@ -100,6 +100,26 @@ uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
 	return min;
 }
 
+bool ring_tail_forged(struct ring *r, uint64_t cursor)
+{
+	uint64_t tail = atomic_load(&r->hdr->tail);
+	if (cursor >= tail || tail - cursor <= r->order_slots)
+		return false; /* within reach: nothing to judge */
+	/* An honest tail that far ahead means the order lapped the cursor's
+	 * position (decided it again) or a writer holds the position a lap
+	 * on, open: then the member wrote its cursor back. Neither: nothing
+	 * was ever claimed there, the tail was moved by hand. */
+	uint64_t e = atomic_load(entry(r, cursor));
+	if (lap_cmp(e, lap_of(r, cursor)) > 0)
+		return false;
+	uint64_t next = cursor + r->order_slots;
+	for (uint32_t i = 0; i < r->writer_slots; i++)
+		if (atomic_load(&r->writers[i].claim_pos) == next ||
+		    atomic_load(&r->writers[i].claim_won) == next)
+			return false;
+	return true;
+}
+
 bool ring_entry_open(struct ring *r, uint64_t pos)
 {
 	if (pos >= atomic_load_explicit(&r->hdr->tail, memory_order_relaxed))
@@ -202,16 +222,13 @@ int ring_claim(struct ring *r, struct ring_area *a, uint32_t len, uint32_t reser
 				*blocker = who;
 			/* No honest claim puts the tail more than the order's
 			 * size past the slowest member. Either the member wrote
-			 * its own page back (the order lapped its position: it
-			 * holds us up like any laggard, and is evicted like
-			 * one), or the tail was forged (the member's position
-			 * holds its own lap, or nothing yet). */
-			if (t > min + r->order_slots) {
-				uint64_t e = atomic_load_explicit(entry(r, min), memory_order_relaxed);
-				if (who != UINT32_MAX && lap_cmp(e, lap_of(r, min)) > 0)
-					return -EAGAIN;
-				return -EBADMSG;
-			}
+			 * its own page back, or a sender forged the tail. What
+			 * a member writes is no evidence against the group: it
+			 * holds us up like any laggard (and is evicted like one,
+			 * by the node); the node judges the tail itself
+			 * (registry_tick). Without a member, the tail is forged. */
+			if (t > min + r->order_slots)
+				return who != UINT32_MAX ? -EAGAIN : -EBADMSG;
 			if (!has_room(r, a, t, min, limit, rec, &skip, &err)) {
 				if (err)
 					return err;
@@ -424,8 +441,19 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		 * every member is past its last record). Acquire: pairs with
 		 * the release in ring_area_create. */
 		uint32_t gen = atomic_load_explicit(&r->writer_ids[writer].gen, memory_order_acquire);
-		if (gen == 0 || (r->area_gen[writer] != gen && area_fetch(r, writer, gen)))
+		if (gen == 0)
 			return read_fault(me, rd); /* no area: only a forgery names it */
+		if (r->area_gen[writer] != gen) {
+			int fe = area_fetch(r, writer, gen);
+			/* The daemon says the slot has another area than the
+			 * directory does: forged. Anything else (no answer, out
+			 * of fds, the group deleted) is "not yet": the caller
+			 * looks at the group's state and tries again later. */
+			if (fe == -ESTALE || fe == -EPROTO || fe == -EINVAL)
+				return read_fault(me, rd);
+			if (fe)
+				break;
+		}
 		const struct ring_rec *h = area_rec(r, writer, off);
 		/* Copy the header once; the writer could still change it. */
 		struct ring_rec copy = *h;

@@ -207,6 +207,9 @@ uint64_t ring_area_unread(struct ring *r, const struct ring_area *a, uint64_t fr
 /* The lowest cursor of a live member, bounded by the tail; its slot in
  * *slowest, or UINT32_MAX when no member holds anything. */
 uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest);
+/* Node: whether the tail, more than an order past a member at `cursor`,
+ * can only have been forged (the member cannot have caused it). */
+bool ring_tail_forged(struct ring *r, uint64_t cursor);
 /* Whether position `pos` is claimed but not yet decided (committed or
  * cancelled): a member waiting there waits for a writer, not lagging. */
 bool ring_entry_open(struct ring *r, uint64_t pos);

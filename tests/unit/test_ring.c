@@ -2645,8 +2645,6 @@ static void test_forged_cursor(void)
 	fx_close(&f);
 }
 
-/* A tail more than a whole order past the slowest member is no honest
- * writer's doing: claims refuse it rather than overwrite. */
 /* Put record `key` and read it back: what one member keeping up does. */
 static int take_after_put(struct ring *r, struct ring_area *w, struct ring_reader *m,
 			  unsigned key)
@@ -2655,6 +2653,8 @@ static int take_after_put(struct ring *r, struct ring_area *w, struct ring_reade
 	return err ? err : take(r, m, key, NULL);
 }
 
+/* A tail more than a whole order past the slowest member is no honest
+ * writer's doing: claims never overwrite for it. */
 static void test_forged_tail(void)
 {
 	struct fx f;
@@ -2675,14 +2675,26 @@ static void test_forged_tail(void)
 
 	const uint64_t forged[] = {min + slots + 1, min + 10 * slots, UINT64_MAX / 2,
 				   UINT64_MAX - slots};
+	/* With a member, a claim cannot tell a forged tail from a member that
+	 * wrote its own cursor back: it names the member (-EAGAIN) and claims
+	 * nothing; the node judges the tail (registry_tick). Without one, the
+	 * tail is forged: -EBADMSG. */
 	for (size_t i = 0; i < ARRAY_SIZE(forged); i++) {
 		atomic_store(&r->hdr->tail, forged[i]);
 		CU_ASSERT_EQUAL(ring_claim(r, &w, 10, RING_EVENT_RESERVE, TRIES, &c, &blocker),
-				-EBADMSG);
-		CU_ASSERT_EQUAL(ring_claim(r, &d, 10, 0, TRIES, &c, &blocker), -EBADMSG);
+				-EAGAIN);
+		CU_ASSERT_EQUAL(blocker, m.slot);
+		CU_ASSERT_EQUAL(ring_claim(r, &d, 10, 0, TRIES, &c, &blocker), -EAGAIN);
 		CU_ASSERT_EQUAL(tail_of(r), forged[i]);
 		CU_ASSERT_EQUAL(atomic_load(&r->writers[w.writer].claim_pos), RING_NO_CLAIM);
 	}
+	/* What the node looks at to tell: the member's position is not lapped
+	 * and no writer claims a lap past it, so the tail is forged. */
+	atomic_store(&r->hdr->tail, forged[0]);
+	CU_ASSERT_TRUE(ring_tail_forged(r, min));
+	atomic_store(&r->writers[w.writer].claim_won, min + slots);
+	CU_ASSERT_FALSE(ring_tail_forged(r, min)); /* a claim a lap on: the member lies */
+	atomic_store(&r->writers[w.writer].claim_won, RING_NO_CLAIM);
 	/* A whole order past it is what the daemon's reserve can reach
 	 * honestly: full, not forged. */
 	atomic_store(&r->hdr->tail, min + slots);
