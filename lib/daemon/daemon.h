@@ -185,15 +185,15 @@ void registry_progress(struct group *g, struct member *m, int64_t now);
 /* Whether m has held its group up, as the node saw it, for the stall
  * limit: a sender's request to evict it is granted only then. */
 bool registry_stalled(struct group *g, struct member *m, int64_t now);
-/* Members of g that were evicted: out of the group (PG_LEFT). */
-void registry_collect_evicted(struct daemon *d, struct group *g);
+/* Evict m: out of the group (PG_LEFT); it learns PG_EVICTED from its slot. */
+void registry_evict(struct daemon *d, struct member *m);
 /* Free writer slots whose areas nobody can read any more: give their
  * memory back and end their holders' charges. */
 void registry_reclaim_areas(struct daemon *d, struct group *g);
 /* Memory the group's memfds hold now (pages touched, not their size). */
 uint64_t registry_resident_bytes(const struct group *g);
 /* Retry pending events, cancel stuck positions, evict members that hold
- * events back, collect members that senders evicted. */
+ * events back (the node evicts; senders only ask). */
 void registry_tick(struct daemon *d);
 void registry_destroy_all(struct daemon *d);
 

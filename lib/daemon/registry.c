@@ -535,7 +535,7 @@ static void cancel_stuck(struct group *g, int64_t now)
 
 /* The member that has held the daemon's events back past the stall limit
  * is evicted, exactly as a sender would evict it. */
-static void evict_event_blocker(struct group *g, int64_t now)
+static void evict_event_blocker(struct daemon *d, struct group *g, int64_t now)
 {
 	/* Events wait, or a join found no room a moment ago (it retries). */
 	bool waiting = g->pending || now - g->join_blocked_at < PGD_TICK_NS * 4;
@@ -544,8 +544,10 @@ static void evict_event_blocker(struct group *g, int64_t now)
 	uint32_t slot = (uint32_t)g->event_wait.what;
 	g->event_wait.since = 0;
 	for (struct member *m = g->members; m; m = m->next_in_group)
-		if (m->slot == slot && !m->evicted)
-			ring_member_evict(&g->ring, m->slot, m->state_word);
+		if (m->slot == slot && !m->evicted) {
+			registry_evict(d, m);
+			return;
+		}
 }
 
 /*
@@ -592,23 +594,17 @@ bool registry_stalled(struct group *g, struct member *m, int64_t now)
 	return now - m->seen_at >= need;
 }
 
-void registry_collect_evicted(struct daemon *d, struct group *g)
+void registry_evict(struct daemon *d, struct member *m)
 {
-	/* A sender that evicted a member may have died before telling us:
-	 * the slot's state says so anyway. */
-	for (struct member *m = g->members; m;) {
-		struct member *next = m->next_in_group;
-		uint32_t w = atomic_load(&g->ring.members[m->slot].state);
-		if (!m->evicted && RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
-		    RING_GEN_OF(w) == RING_GEN_OF(m->state_word)) {
-			pgd_log("group %s: member pid %d evicted for lagging", g->name,
-				(int)m->session->pid);
-			m->evicted = true;
-			g->n_members--;
-			post_event(d, g, RING_REC_LEFT, m->session->pid);
-		}
-		m = next;
-	}
+	struct group *g = m->group;
+	/* Only the node writes member states: what it evicts it knows of at
+	 * once, so the LEFT event goes into the order here. */
+	if (m->evicted || !ring_member_evict(&g->ring, m->slot, m->state_word))
+		return;
+	pgd_log("group %s: member pid %d evicted for lagging", g->name, (int)m->session->pid);
+	m->evicted = true;
+	g->n_members--;
+	post_event(d, g, RING_REC_LEFT, m->session->pid);
 }
 
 void registry_reclaim_areas(struct daemon *d, struct group *g)
@@ -659,8 +655,7 @@ void registry_tick(struct daemon *d)
 			continue;
 		cancel_stuck(g, now);
 		flush_pending(d, g);
-		evict_event_blocker(g, now);
-		registry_collect_evicted(d, g);
+		evict_event_blocker(d, g, now);
 		flush_pending(d, g);
 		registry_reclaim_areas(d, g);
 	}

@@ -639,8 +639,7 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 		return err;
 	if (!own && !registry_stalled(g, m, ring_now_ns()))
 		return -EAGAIN;
-	ring_member_evict(&g->ring, m->slot, m->state_word);
-	registry_collect_evicted(d, g);
+	registry_evict(d, m);
 	begin_reply(req);
 	return reply(s, req, 0, NULL, 0);
 }
