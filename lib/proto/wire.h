@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Node frames: the bytes daemons exchange over a node link, after the link
+ * layer (lib/node/seal.h) has opened a record. A record's plaintext is a
+ * run of frames, each a fixed header and a payload of a fixed layout (a
+ * name may trail it). Every length is checked against the bytes received:
+ * a frame that does not parse closes its link. See docs/protocol.md.
+ *
+ * Layouts are little-endian on the wire; pgroup builds only for
+ * little-endian hosts (static_assert below), so they are used in place.
+ */
+#ifndef PG_PROTO_WIRE_H
+#define PG_PROTO_WIRE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "node frames are little-endian");
+
+#define WIRE_MAGIC 0x646e6770u /* "pgnd" */
+#define WIRE_VERSION 1u
+/* Largest frame payload: a message of the largest size a group allows,
+ * with its record header. */
+#define WIRE_FRAME_MAX (16u * 1024u * 1024u + 256u)
+#define WIRE_NODE_MAX 64u   /* node name, NUL-padded (1..63 bytes) */
+#define WIRE_ADDR_MAX 64u   /* "host:port", NUL-padded */
+#define WIRE_PEERS_MAX 256u /* entries in one PEERS frame */
+
+enum wire_type {
+	WIRE_HELLO = 1, /* struct wire_hello: first frame each side sends */
+	WIRE_PROOF = 2, /* struct wire_proof: second and last plaintext frame */
+	WIRE_PING = 3,  /* struct wire_ping */
+	WIRE_PONG = 4,  /* struct wire_ping, echoed */
+	WIRE_PEERS = 5, /* struct wire_peer[n]: nodes the sender is linked to */
+	WIRE_BYE = 6,   /* empty: the sender closes this link on purpose */
+	WIRE_TYPE_MAX = 6,
+};
+
+struct wire_hdr {
+	uint16_t type;  /* enum wire_type */
+	uint16_t flags; /* 0 */
+	uint32_t len;   /* payload bytes after this header */
+};
+static_assert(sizeof(struct wire_hdr) == 8, "wire_hdr is on the wire");
+
+#define WIRE_HELLO_ENCRYPT 0x1u /* the sender encrypts after the proofs */
+#define WIRE_HELLO_AES 0x2u     /* the sender's CPU has AES-256-GCM */
+
+struct wire_hello {
+	uint32_t magic;   /* WIRE_MAGIC */
+	uint16_t version; /* WIRE_VERSION */
+	uint16_t flags;   /* WIRE_HELLO_* */
+	uint8_t nonce[32];
+	uint8_t kx_pk[32]; /* the sender's ephemeral crypto_kx public key */
+	char node[WIRE_NODE_MAX];
+};
+static_assert(sizeof(struct wire_hello) == 136, "wire_hello is on the wire");
+
+struct wire_proof {
+	uint8_t mac[32]; /* crypto_auth over the handshake transcript */
+};
+static_assert(sizeof(struct wire_proof) == 32, "wire_proof is on the wire");
+
+struct wire_ping {
+	uint64_t id;
+	int64_t sent_ns; /* the pinger's clock; echoed unchanged */
+};
+static_assert(sizeof(struct wire_ping) == 16, "wire_ping is on the wire");
+
+struct wire_peer {
+	char node[WIRE_NODE_MAX];
+	char addr[WIRE_ADDR_MAX]; /* where it listens; "" if it does not */
+};
+static_assert(sizeof(struct wire_peer) == 128, "wire_peer is on the wire");
+
+/* A frame found in a record: its type and payload (pointing into the
+ * record). */
+struct wire_frame {
+	uint16_t type;
+	const uint8_t *payload;
+	uint32_t len;
+};
+
+/*
+ * The next frame of buf[0..len): 1 and *f, *used (bytes it took) when one
+ * is there whole; 0 when len is 0; -EBADMSG when the header is cut short, or
+ * the payload runs past len, or the type is unknown, or flags are not 0;
+ * -EMSGSIZE when the payload is over WIRE_FRAME_MAX.
+ */
+int wire_next(const uint8_t *buf, size_t len, struct wire_frame *f, size_t *used);
+
+/* Payload checks, one per type: 0 and the payload copied out, or -EBADMSG
+ * (wrong size, a name that breaks the contract's rules or is not
+ * NUL-padded, a bad magic, an address that is not host:port). */
+int wire_hello_parse(const struct wire_frame *f, struct wire_hello *out);
+int wire_proof_parse(const struct wire_frame *f, struct wire_proof *out);
+int wire_ping_parse(const struct wire_frame *f, struct wire_ping *out);
+/* PEERS: *n entries copied into out[cap] (cap >= WIRE_PEERS_MAX). */
+int wire_peers_parse(const struct wire_frame *f, struct wire_peer *out, size_t cap, size_t *n);
+int wire_bye_parse(const struct wire_frame *f);
+
+/* "host:port" with a port 1..65535 and a host of 1..WIRE_ADDR_MAX-7 bytes
+ * of [A-Za-z0-9.:_-] (a name, an IPv4 or a bracketed IPv6 address):
+ * 0 or -EINVAL. Splits it when host/port are not NULL. */
+int wire_check_addr(const char *addr, char *host, size_t host_cap, uint16_t *port);
+
+/*
+ * Append one frame to out[0..cap) at *len: 0, or -ENOBUFS when it does not
+ * fit (nothing written). The payload is copied.
+ */
+int wire_put(uint8_t *out, size_t cap, size_t *len, uint16_t type, const void *payload,
+	     uint32_t plen);
+
+#endif /* PG_PROTO_WIRE_H */
