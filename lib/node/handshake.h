@@ -38,7 +38,9 @@ int hs_cookie_default_path(char *out, size_t cap);
  * contents, 16..4096 bytes, trailing newline ignored), creating the file
  * (mode 0600, 32 random bytes in hex, parent directories 0700) when it does
  * not exist. -EPERM when group or others may read or write it, or it is not
- * the caller's; -EINVAL when it is too short or too long; else -errno.
+ * the caller's; -EINVAL when it is too short or too long, or not a regular
+ * file; -ELOOP when it is a symbolic link (never followed); else -errno.
+ * A new cookie appears whole (written aside, then linked to its name).
  */
 int hs_cookie_load(const char *path, uint8_t master[HS_KEY_BYTES]);
 
@@ -68,7 +70,8 @@ struct hs {
 };
 
 /* Begin: fill h and the hello to send. `encrypt` false is --no-encrypt.
- * 0 or -errno (libsodium could not start). */
+ * 0; -EINVAL when node breaks the contract's name rules (ctl_check_node);
+ * -EIO when libsodium could not start. */
 int hs_start(struct hs *h, const uint8_t master[HS_KEY_BYTES], bool initiator,
 	     const char *node, bool encrypt, struct wire_hello *hello_out);
 /*
@@ -79,8 +82,10 @@ int hs_start(struct hs *h, const uint8_t master[HS_KEY_BYTES], bool initiator,
  */
 int hs_on_hello(struct hs *h, const struct wire_hello *theirs, struct wire_proof *proof_out);
 /* The other's proof: 0 and the link's keys; -EACCES when it does not
- * verify (another cookie, a replay); -EPROTO out of turn. After an error
- * the handshake is HS_FAILED and nothing the other sent may be used. */
+ * verify (another cookie, a replay, a hello changed in transit); -EPROTO
+ * out of turn, or when the other's kx key is not one. After an error
+ * the handshake is HS_FAILED and nothing the other sent may be used; after
+ * success the secrets it no longer needs are already wiped. */
 int hs_on_proof(struct hs *h, const struct wire_proof *proof, struct hs_keys *keys_out);
 /* Wipe the secrets (sodium_memzero). */
 void hs_clear(struct hs *h);

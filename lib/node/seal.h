@@ -58,19 +58,25 @@ size_t seal_overhead(const struct seal *s);
 /*
  * Seal plain[0..n) into out (room for n + seal_overhead): the whole record's
  * length. May first step the key (rekey) and then says so in the header.
- * The caller guarantees n <= WIRE_FRAME_MAX + sizeof(struct wire_hdr).
+ * The caller guarantees n <= WIRE_FRAME_MAX + sizeof(struct wire_hdr)
+ * (asserted). plain may be out + sizeof(struct seal_hdr) (sealed in
+ * place); no other overlap. 0 when this direction has used up every epoch
+ * (2^32 key steps; never in practice): close the link.
  */
 size_t seal_record(struct seal *s, uint8_t *out, const uint8_t *plain, size_t n, int64_t now);
 /*
  * Validate a received header: 0 and *body (bytes that follow it);
- * -EMSGSIZE over SEAL_RECORD_MAX; -EBADMSG an epoch that is neither the
- * current one nor the next (or not 0 before the handshake, or 0 after).
+ * -EMSGSIZE when the record, header included, is over SEAL_RECORD_MAX;
+ * -EBADMSG an epoch that is neither the current one nor the next (or not 0
+ * before the handshake, or 0 after), or a body shorter than the tag.
  */
 int seal_check_hdr(const struct seal *s, const struct seal_hdr *h, size_t *body);
 /*
  * Open a record whose header passed seal_check_hdr, in place: 0 and the
  * plaintext (*plain, *n pointing into body); -EBADMSG when it does not
- * authenticate (the link must close). Steps the key when the header says.
+ * authenticate or body_len is not h->len (the link must close; body may
+ * have been overwritten). Steps the key when the header says, and only
+ * once the record has authenticated. Checks the header again itself.
  */
 int seal_open(struct seal *s, const struct seal_hdr *h, uint8_t *body, size_t body_len,
 	      uint8_t **plain, size_t *n);
