@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/.."
 dir=build-fuzz
 seconds=${FUZZ_SECONDS:-60}
-targets="fuzz_ctl fuzz_ring_read"
+targets="fuzz_ctl fuzz_ring_read fuzz_wire"
 ntargets=$(echo $targets | wc -w)
 summary=$dir/fuzz-summary.txt
 rm -f "$summary"

@@ -91,23 +91,34 @@ struct wire_frame {
 int wire_next(const uint8_t *buf, size_t len, struct wire_frame *f, size_t *used);
 
 /* Payload checks, one per type: 0 and the payload copied out, or -EBADMSG
- * (wrong size, a name that breaks the contract's rules or is not
- * NUL-padded, a bad magic, an address that is not host:port). */
+ * (another type, wrong size, a name that breaks the contract's rules or is
+ * not NUL-padded, a bad magic, an address that is not host:port); out is
+ * untouched then. The hello's version is not checked: the handshake
+ * reports another one. wire_ping_parse takes a PING or a PONG. */
 int wire_hello_parse(const struct wire_frame *f, struct wire_hello *out);
 int wire_proof_parse(const struct wire_frame *f, struct wire_proof *out);
 int wire_ping_parse(const struct wire_frame *f, struct wire_ping *out);
-/* PEERS: *n entries copied into out[cap] (cap >= WIRE_PEERS_MAX). */
+/* PEERS: *n entries copied into out[cap] (cap >= WIRE_PEERS_MAX; a frame
+ * of more than cap entries is -EBADMSG). An addr is "" or passes
+ * wire_check_addr. */
 int wire_peers_parse(const struct wire_frame *f, struct wire_peer *out, size_t cap, size_t *n);
 int wire_bye_parse(const struct wire_frame *f);
 
-/* "host:port" with a port 1..65535 and a host of 1..WIRE_ADDR_MAX-7 bytes
- * of [A-Za-z0-9.:_-] (a name, an IPv4 or a bracketed IPv6 address):
- * 0 or -EINVAL. Splits it when host/port are not NULL. */
+/* "host:port", shorter than WIRE_ADDR_MAX (it fits a wire_peer), with a
+ * port of 1..65535 in at most 5 digits (no sign, no spaces) and a host of
+ * 1..WIRE_ADDR_MAX-7 bytes: a name or an IPv4 address ([A-Za-z0-9._-]), or
+ * an IPv6 address in brackets ([0-9A-Fa-f:.], brackets counted), so any
+ * port fits: 0 or -EINVAL. Splits it when host/port are not NULL: host
+ * without the brackets, NUL-terminated (-EINVAL when host_cap is too
+ * small; nothing is written on an error). Reads addr up to its NUL or
+ * WIRE_ADDR_MAX bytes, whichever comes first. */
 int wire_check_addr(const char *addr, char *host, size_t host_cap, uint16_t *port);
 
 /*
  * Append one frame to out[0..cap) at *len: 0, or -ENOBUFS when it does not
- * fit (nothing written). The payload is copied.
+ * fit, -EMSGSIZE when plen is over WIRE_FRAME_MAX, -EINVAL for a type
+ * wire_next would refuse (nothing written on an error). The payload is
+ * copied.
  */
 int wire_put(uint8_t *out, size_t cap, size_t *len, uint16_t type, const void *payload,
 	     uint32_t plen);

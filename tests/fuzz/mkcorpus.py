@@ -115,8 +115,54 @@ def ring_seeds():
     }
 
 
+# lib/proto/wire.h
+W_MAGIC, W_VERSION = 0x646e6770, 1
+W_HELLO, W_PROOF, W_PING, W_PONG, W_PEERS, W_BYE = range(1, 7)
+W_FRAME_MAX = 16 * 1024 * 1024 + 256
+
+
+def frame(typ, payload, flags=0, length=None):
+    n = len(payload) if length is None else length
+    return struct.pack('<HHI', typ, flags, n) + payload
+
+
+def hello(node, flags=3, version=W_VERSION):
+    return struct.pack('<IHH32s32s64s', W_MAGIC, version, flags, bytes(range(32)),
+                       bytes(range(32, 64)), node)
+
+
+def peer(node, addr):
+    return struct.pack('<64s64s', node, addr)
+
+
+def ping(ident, sent_ns):
+    return struct.pack('<Qq', ident, sent_ns)
+
+
+def wire_seeds():
+    peers = (peer(b'n2', b'10.0.0.2:7000') + peer(b'n3', b'') +
+             peer(b'n4', b'[fe80::1]:65535') + peer(b'n5.example_x@y', b'host-5.lan:1'))
+    # mode 2: buffer size, then (type, length, payload) per wire_put
+    script = struct.pack('<H', 600)
+    for typ, payload in ((W_PING, ping(1, 2)), (W_BYE, b''), (W_PROOF, b'\x11' * 32),
+                         (0, b''), (W_PEERS, peer(b'n', b'h:1')[:200])):
+        script += bytes([typ, len(payload)]) + payload
+    return {
+        'handshake': b'\0' + frame(W_HELLO, hello(b'node-a')) + frame(W_PROOF, b'\xa5' * 32),
+        'traffic': b'\0' + frame(W_PING, ping(7, -1)) + frame(W_PONG, ping(7, -1)) +
+        frame(W_PEERS, peers) + frame(W_PEERS, b'') + frame(W_BYE, b''),
+        'other_version': b'\0' + frame(W_HELLO, hello(b'b@c', flags=0, version=2)),
+        'cut_short': b'\0' + frame(W_PING, ping(1, 1)) + frame(W_PEERS, peers)[:200],
+        'huge': b'\0' + frame(W_BYE, b'') + frame(W_PEERS, b'', length=W_FRAME_MAX + 1),
+        'addr_name': b'\1' + b'node-1.example:7000',
+        'addr_v6': b'\1' + b'[::ffff:10.0.0.1]:65535',
+        'put_script': b'\2' + script,
+    }
+
+
 def main():
-    for target, seeds in (('fuzz_ctl', ctl_seeds()), ('fuzz_ring_read', ring_seeds())):
+    for target, seeds in (('fuzz_ctl', ctl_seeds()), ('fuzz_ring_read', ring_seeds()),
+                          ('fuzz_wire', wire_seeds())):
         d = os.path.join(HERE, 'corpus', target)
         os.makedirs(d, exist_ok=True)
         for name, data in seeds.items():

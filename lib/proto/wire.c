@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+/* Node frames: find them in a record, check each payload, append them. */
+#include "wire.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "ctl.h"
+
+int wire_next(const uint8_t *buf, size_t len, struct wire_frame *f, size_t *used)
+{
+	struct wire_hdr h;
+	if (len == 0)
+		return 0;
+	if (len < sizeof(h))
+		return -EBADMSG;
+	/* The record's plaintext has no alignment to speak of. */
+	memcpy(&h, buf, sizeof(h));
+	if (h.type == 0 || h.type > WIRE_TYPE_MAX || h.flags != 0)
+		return -EBADMSG;
+	/* Before the bound: a peer that declares a huge frame is told so,
+	 * however few of its bytes arrived. */
+	if (h.len > WIRE_FRAME_MAX)
+		return -EMSGSIZE;
+	if (h.len > len - sizeof(h))
+		return -EBADMSG;
+	*f = (struct wire_frame){.type = h.type, .payload = buf + sizeof(h), .len = h.len};
+	*used = sizeof(h) + h.len;
+	return 1;
+}
+
+/*
+ * A fixed-size text field: its bytes up to the first NUL, and nothing but
+ * NULs after it, so one name has one encoding (no hidden bytes to carry a
+ * side channel or to make two peers' copies of a name compare unequal).
+ * Returns the text's length, or -EBADMSG when the field has no NUL.
+ */
+static int field_text(const char *field, size_t size)
+{
+	const char *nul = memchr(field, 0, size);
+	if (!nul)
+		return -EBADMSG;
+	for (const char *p = nul + 1; p < field + size; p++)
+		if (*p)
+			return -EBADMSG;
+	return (int)(nul - field);
+}
+
+static int check_node_field(const char node[WIRE_NODE_MAX])
+{
+	int n = field_text(node, WIRE_NODE_MAX);
+	if (n < 0)
+		return n;
+	return ctl_check_node(node, (size_t)n) ? -EBADMSG : 0;
+}
+
+/* "" (a peer that does not listen) or a host:port. */
+static int check_addr_field(const char addr[WIRE_ADDR_MAX])
+{
+	int n = field_text(addr, WIRE_ADDR_MAX);
+	if (n <= 0)
+		return n;
+	return wire_check_addr(addr, NULL, 0, NULL) ? -EBADMSG : 0;
+}
+
+int wire_hello_parse(const struct wire_frame *f, struct wire_hello *out)
+{
+	struct wire_hello h;
+	if (f->type != WIRE_HELLO || f->len != sizeof(h))
+		return -EBADMSG;
+	memcpy(&h, f->payload, sizeof(h));
+	/* The version is the handshake's to judge: it can say "another
+	 * version" (-EPROTONOSUPPORT), where a bad frame only closes. */
+	if (h.magic != WIRE_MAGIC || check_node_field(h.node))
+		return -EBADMSG;
+	*out = h;
+	return 0;
+}
+
+int wire_proof_parse(const struct wire_frame *f, struct wire_proof *out)
+{
+	if (f->type != WIRE_PROOF || f->len != sizeof(*out))
+		return -EBADMSG;
+	memcpy(out, f->payload, sizeof(*out));
+	return 0;
+}
+
+int wire_ping_parse(const struct wire_frame *f, struct wire_ping *out)
+{
+	/* A pong is the ping echoed: one layout for both. */
+	if ((f->type != WIRE_PING && f->type != WIRE_PONG) || f->len != sizeof(*out))
+		return -EBADMSG;
+	memcpy(out, f->payload, sizeof(*out));
+	return 0;
+}
+
+int wire_peers_parse(const struct wire_frame *f, struct wire_peer *out, size_t cap, size_t *n)
+{
+	if (f->type != WIRE_PEERS || f->len % sizeof(struct wire_peer))
+		return -EBADMSG;
+	size_t count = f->len / sizeof(struct wire_peer);
+	if (count > WIRE_PEERS_MAX || count > cap)
+		return -EBADMSG;
+	/* struct wire_peer is all chars (alignment 1): check it where it
+	 * lies, and copy only a frame that passes whole. */
+	const struct wire_peer *in = (const struct wire_peer *)f->payload;
+	for (size_t i = 0; i < count; i++)
+		if (check_node_field(in[i].node) || check_addr_field(in[i].addr))
+			return -EBADMSG;
+	if (count)
+		memcpy(out, f->payload, f->len);
+	*n = count;
+	return 0;
+}
+
+int wire_bye_parse(const struct wire_frame *f)
+{
+	return f->type == WIRE_BYE && f->len == 0 ? 0 : -EBADMSG;
+}
+
+static bool host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+/* Inside brackets only what an IPv6 address is written with (an IPv4 tail
+ * included); a zone ("%eth0") means nothing to another node. */
+static bool ip6_char(char c)
+{
+	return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') ||
+	       c == ':' || c == '.';
+}
+
+/* 1..65535 in at most 5 decimal digits and nothing else: no sign, no
+ * spaces, which strtoul would let through. */
+static int parse_port(const char *s, size_t len, uint16_t *port)
+{
+	if (len == 0 || len > 5)
+		return -EINVAL;
+	uint32_t v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint32_t)(s[i] - '0');
+	}
+	if (v == 0 || v > UINT16_MAX)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int wire_check_addr(const char *addr, char *host, size_t host_cap, uint16_t *port)
+{
+	/* Longer than a wire_peer can carry is too long anywhere: a node must
+	 * be able to tell its peers where it listens. */
+	size_t len = strnlen(addr, WIRE_ADDR_MAX);
+	if (len >= WIRE_ADDR_MAX)
+		return -EINVAL;
+	const char *colon = memrchr(addr, ':', len);
+	if (!colon)
+		return -EINVAL;
+	size_t hlen = (size_t)(colon - addr);
+	uint16_t p;
+	if (hlen == 0 || hlen > WIRE_ADDR_MAX - 7 || parse_port(colon + 1, len - hlen - 1, &p))
+		return -EINVAL;
+
+	const char *h = addr;
+	bool (*ok)(char) = host_char;
+	if (addr[0] == '[') {
+		/* "[" v6 "]": the brackets count towards the host's length,
+		 * so that any port still fits the field. */
+		if (hlen < 3 || addr[hlen - 1] != ']' || !memchr(addr + 1, ':', hlen - 2))
+			return -EINVAL;
+		h = addr + 1;
+		hlen -= 2;
+		ok = ip6_char;
+	}
+	for (size_t i = 0; i < hlen; i++)
+		if (!ok(h[i]))
+			return -EINVAL;
+
+	if (host) {
+		if (host_cap <= hlen)
+			return -EINVAL;
+		memcpy(host, h, hlen);
+		host[hlen] = 0;
+	}
+	if (port)
+		*port = p;
+	return 0;
+}
+
+int wire_put(uint8_t *out, size_t cap, size_t *len, uint16_t type, const void *payload,
+	     uint32_t plen)
+{
+	/* Never emit what wire_next would refuse. */
+	if (type == 0 || type > WIRE_TYPE_MAX)
+		return -EINVAL;
+	if (plen > WIRE_FRAME_MAX)
+		return -EMSGSIZE;
+	if (*len > cap || cap - *len < sizeof(struct wire_hdr) ||
+	    cap - *len - sizeof(struct wire_hdr) < plen)
+		return -ENOBUFS;
+	struct wire_hdr h = {.type = type, .flags = 0, .len = plen};
+	memcpy(out + *len, &h, sizeof(h));
+	if (plen)
+		memcpy(out + *len + sizeof(h), payload, plen);
+	*len += sizeof(h) + plen;
+	return 0;
+}

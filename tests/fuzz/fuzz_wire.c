@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer target: the node-frame codec (lib/proto/wire.c), which a node
+ * runs on every record a peer sends, before anything else looks at it.
+ *
+ * The first input byte picks a mode (the rest is its input):
+ *   0  the bytes are a record's plaintext: walk it with wire_next until
+ *      the end or an error, run each frame's parser, check what it hands
+ *      out, and encode it again with wire_put: the same bytes must come
+ *      out (the layouts are fixed, so there is one encoding of a value);
+ *   1  the bytes are an address for wire_check_addr;
+ *   2  the bytes are a script of wire_put calls into a buffer of a given
+ *      size; what fits must be walked back as it went in.
+ * Anything outside the bytes given, or a check that does not hold, is
+ * abort(): a finding, not a rejection.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_check.h"
+#include "proto/ctl.h"
+#include "proto/wire.h"
+
+#define HDR sizeof(struct wire_hdr)
+#define CHECK(cond) FUZZ_CHECK("fuzz_wire", cond)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct wire_peer peers[WIRE_PEERS_MAX];
+/* A re-encoded frame: the largest that parses is a full PEERS. */
+static uint8_t again[HDR + sizeof(peers)];
+
+/* A text field a parser accepted: a NUL inside, zeros after it. */
+static size_t padded_len(const char *field, size_t size)
+{
+	size_t n = strnlen(field, size);
+	CHECK(n < size);
+	for (size_t i = n; i < size; i++)
+		CHECK(field[i] == 0);
+	return n;
+}
+
+static void check_node(const char node[WIRE_NODE_MAX])
+{
+	size_t n = padded_len(node, WIRE_NODE_MAX);
+	CHECK(n >= 1 && ctl_check_node(node, n) == 0);
+}
+
+static bool digits(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/* An address wire_check_addr accepted, taken apart again. */
+static void check_addr_ok(const char *addr)
+{
+	char host[WIRE_ADDR_MAX], tiny[WIRE_ADDR_MAX];
+	uint16_t port = 0, port2 = 0;
+	size_t len = strlen(addr);
+	CHECK(len < WIRE_ADDR_MAX);
+	CHECK(wire_check_addr(addr, host, sizeof(host), &port) == 0);
+	CHECK(wire_check_addr(addr, NULL, 0, NULL) == 0);
+	CHECK(wire_check_addr(addr, NULL, 0, &port2) == 0 && port2 == port);
+	CHECK(port >= 1);
+	size_t hl = strlen(host);
+	CHECK(hl >= 1 && hl <= WIRE_ADDR_MAX - 7);
+	/* Exactly room for the host and its NUL, and one byte less. */
+	CHECK(wire_check_addr(addr, tiny, hl + 1, NULL) == 0 && strcmp(tiny, host) == 0);
+	memset(tiny, '#', sizeof(tiny));
+	CHECK(wire_check_addr(addr, tiny, hl, NULL) == -EINVAL && tiny[0] == '#');
+
+	/* addr is host (bracketed when it has a ':'), ':', then the port's
+	 * digits and nothing else. */
+	bool v6 = memchr(host, ':', hl) != NULL;
+	size_t at = 0;
+	if (v6)
+		CHECK(addr[at++] == '[');
+	CHECK(len > at + hl && memcmp(addr + at, host, hl) == 0);
+	at += hl;
+	if (v6)
+		CHECK(addr[at++] == ']');
+	CHECK(at <= WIRE_ADDR_MAX - 7);
+	CHECK(addr[at++] == ':');
+	size_t pl = len - at;
+	CHECK(pl >= 1 && pl <= 5 && digits(addr + at, pl));
+	CHECK(strtoul(addr + at, NULL, 10) == port);
+}
+
+static void check_peer(const struct wire_peer *p)
+{
+	check_node(p->node);
+	if (padded_len(p->addr, WIRE_ADDR_MAX))
+		check_addr_ok(p->addr);
+}
+
+/* The frame that came out of wire_next, encoded again from its parsed
+ * value, is the bytes it came from. */
+static void same_bytes(const struct wire_frame *f, const void *val, size_t n, const uint8_t *orig,
+		       size_t used)
+{
+	size_t len = 0;
+	CHECK(n == f->len && used == HDR + n);
+	CHECK(wire_put(again, sizeof(again), &len, f->type, val, (uint32_t)n) == 0);
+	CHECK(len == used && memcmp(again, orig, used) == 0);
+}
+
+/* Run every parser: the frame's own must agree with its checks, the others
+ * must refuse it. */
+static void parse(const struct wire_frame *f, const uint8_t *orig, size_t used)
+{
+	struct wire_hello h;
+	struct wire_proof pr;
+	struct wire_ping pi;
+	size_t n = 0;
+	int rh = wire_hello_parse(f, &h);
+	int rpr = wire_proof_parse(f, &pr);
+	int rpi = wire_ping_parse(f, &pi);
+	int rps = wire_peers_parse(f, peers, WIRE_PEERS_MAX, &n);
+	int rb = wire_bye_parse(f);
+	CHECK(rh == 0 || rh == -EBADMSG);
+	CHECK(rpr == 0 || rpr == -EBADMSG);
+	CHECK(rpi == 0 || rpi == -EBADMSG);
+	CHECK(rps == 0 || rps == -EBADMSG);
+	CHECK(rb == 0 || rb == -EBADMSG);
+	CHECK(f->type == WIRE_HELLO || rh);
+	CHECK(f->type == WIRE_PROOF || rpr);
+	CHECK(f->type == WIRE_PING || f->type == WIRE_PONG || rpi);
+	CHECK(f->type == WIRE_PEERS || rps);
+	CHECK(f->type == WIRE_BYE || rb);
+
+	switch (f->type) {
+	case WIRE_HELLO:
+		CHECK(rh || f->len == sizeof(h));
+		if (rh)
+			break;
+		CHECK(h.magic == WIRE_MAGIC);
+		check_node(h.node);
+		same_bytes(f, &h, sizeof(h), orig, used);
+		break;
+	case WIRE_PROOF:
+		CHECK((rpr == 0) == (f->len == sizeof(pr)));
+		if (!rpr)
+			same_bytes(f, &pr, sizeof(pr), orig, used);
+		break;
+	case WIRE_PING:
+	case WIRE_PONG:
+		CHECK((rpi == 0) == (f->len == sizeof(pi)));
+		if (!rpi)
+			same_bytes(f, &pi, sizeof(pi), orig, used);
+		break;
+	case WIRE_PEERS:
+		if (rps) {
+			CHECK(n == 0);
+			break;
+		}
+		CHECK(f->len % sizeof(struct wire_peer) == 0 &&
+		      n == f->len / sizeof(struct wire_peer) && n <= WIRE_PEERS_MAX);
+		for (size_t i = 0; i < n; i++)
+			check_peer(&peers[i]);
+		same_bytes(f, peers, n * sizeof(struct wire_peer), orig, used);
+		/* One entry short of room: refused. */
+		if (n) {
+			size_t m = 12345;
+			CHECK(wire_peers_parse(f, peers, n - 1, &m) == -EBADMSG && m == 12345);
+		}
+		break;
+	default:
+		CHECK(f->type == WIRE_BYE);
+		CHECK((rb == 0) == (f->len == 0));
+		if (!rb)
+			same_bytes(f, NULL, 0, orig, used);
+	}
+}
+
+/* Mode 0. */
+static void walk(const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+	for (;;) {
+		struct wire_frame f;
+		size_t used = 0, left = len - off;
+		int r = wire_next(buf + off, left, &f, &used);
+		if (r != 1) {
+			CHECK(r == 0 || r == -EBADMSG || r == -EMSGSIZE);
+			CHECK((r == 0) == (left == 0));
+			struct wire_hdr h;
+			if (left >= HDR) {
+				memcpy(&h, buf + off, HDR);
+				bool known = h.type >= 1 && h.type <= WIRE_TYPE_MAX && !h.flags;
+				CHECK(r != -EMSGSIZE || (known && h.len > WIRE_FRAME_MAX));
+			} else {
+				CHECK(r != -EMSGSIZE);
+			}
+			return;
+		}
+		CHECK(used >= HDR && used <= left);
+		CHECK(f.type >= 1 && f.type <= WIRE_TYPE_MAX && f.len <= WIRE_FRAME_MAX);
+		CHECK(f.payload == buf + off + HDR && used == HDR + f.len);
+		parse(&f, buf + off, used);
+		off += used;
+	}
+}
+
+/* Mode 1. */
+static void addr_input(const uint8_t *data, size_t size)
+{
+	char s[WIRE_ADDR_MAX + 16];
+	size_t n = size < sizeof(s) - 1 ? size : sizeof(s) - 1;
+	memcpy(s, data, n);
+	s[n] = 0;
+	char host[WIRE_ADDR_MAX];
+	uint16_t port = 0;
+	int r = wire_check_addr(s, host, sizeof(host), &port);
+	CHECK(r == 0 || r == -EINVAL);
+	if (r == 0)
+		check_addr_ok(s);
+	else
+		CHECK(wire_check_addr(s, NULL, 0, NULL) == -EINVAL);
+
+	/* A field's worth of bytes with no NUL, in an exact copy: refused,
+	 * and not read past. */
+	if (size >= WIRE_ADDR_MAX && !memchr(data, 0, WIRE_ADDR_MAX)) {
+		char *raw = malloc(WIRE_ADDR_MAX);
+		if (!raw)
+			return;
+		memcpy(raw, data, WIRE_ADDR_MAX);
+		CHECK(wire_check_addr(raw, NULL, 0, NULL) == -EINVAL);
+		free(raw);
+	}
+}
+
+/* Mode 2: a buffer size (2 bytes), then (type, length, payload) triples. */
+#define PUT_CAP 4096
+#define PUT_MAX 256
+static void put_script(const uint8_t *data, size_t size)
+{
+	static uint8_t out[PUT_CAP], before[PUT_CAP];
+	static struct {
+		uint16_t type;
+		size_t off, len; /* payload: data[off..off+len) */
+	} put[PUT_MAX];
+	if (size < 2)
+		return;
+	size_t cap = (data[0] | (size_t)data[1] << 8) % (PUT_CAP + 1);
+	size_t p = 2, len = 0, np = 0;
+	memset(out, 0xee, sizeof(out));
+	while (np < PUT_MAX && size - p >= 2) {
+		uint16_t type = data[p] % (WIRE_TYPE_MAX + 2);
+		size_t plen = data[p + 1];
+		p += 2;
+		if (plen > size - p)
+			plen = size - p;
+		memcpy(before, out, cap);
+		size_t was = len;
+		int r = wire_put(out, cap, &len, type, data + p, (uint32_t)plen);
+		if (type == 0 || type > WIRE_TYPE_MAX)
+			CHECK(r == -EINVAL);
+		else if (was + HDR + plen > cap)
+			CHECK(r == -ENOBUFS);
+		else
+			CHECK(r == 0);
+		if (r) {
+			CHECK(len == was && memcmp(before, out, cap) == 0);
+		} else {
+			CHECK(len == was + HDR + plen);
+			put[np].type = type;
+			put[np].off = p;
+			put[np].len = plen;
+			np++;
+		}
+		p += plen;
+	}
+	/* Exactly sized, so wire_next reading past the end hits a redzone. */
+	uint8_t *b = malloc(len ? len : 1);
+	if (!b)
+		return;
+	memcpy(b, out, len);
+	size_t off = 0, used;
+	struct wire_frame f;
+	for (size_t i = 0; i < np; i++) {
+		CHECK(wire_next(b + off, len - off, &f, &used) == 1);
+		CHECK(f.type == put[i].type && f.len == put[i].len);
+		CHECK(memcmp(f.payload, data + put[i].off, f.len) == 0);
+		off += used;
+	}
+	CHECK(off == len && wire_next(b + off, 0, &f, &used) == 0);
+	free(b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	switch (data[0] % 3) {
+	case 0:
+		/* libFuzzer's buffer is exactly sized: an over-read shows. */
+		walk(data + 1, size - 1);
+		break;
+	case 1:
+		addr_input(data + 1, size - 1);
+		break;
+	default:
+		put_script(data + 1, size - 1);
+		break;
+	}
+	return 0;
+}
