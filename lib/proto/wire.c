@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "ctl.h"
@@ -53,6 +54,14 @@ static int check_node_field(const char node[WIRE_NODE_MAX])
 	if (n < 0)
 		return n;
 	return ctl_check_node(node, (size_t)n) ? -EBADMSG : 0;
+}
+
+static int check_name_field(const char name[WIRE_NAME_MAX])
+{
+	int n = field_text(name, WIRE_NAME_MAX);
+	if (n < 0)
+		return n;
+	return ctl_check_group(name, (size_t)n) ? -EBADMSG : 0;
 }
 
 /* "" (a peer that does not listen) or a host:port. */
@@ -117,6 +126,70 @@ int wire_peers_parse(const struct wire_frame *f, struct wire_peer *out, size_t c
 int wire_bye_parse(const struct wire_frame *f)
 {
 	return f->type == WIRE_BYE && f->len == 0 ? 0 : -EBADMSG;
+}
+
+int wire_group_parse(const struct wire_frame *f, struct wire_group *out)
+{
+	struct wire_group g;
+	if (f->type != WIRE_GROUP || f->len != sizeof(g))
+		return -EBADMSG;
+	memcpy(&g, f->payload, sizeof(g));
+	/* Sizes, mode and owner are the daemon's to judge against its own
+	 * limits; here only the names. */
+	if (check_node_field(g.master) || check_name_field(g.name))
+		return -EBADMSG;
+	*out = g;
+	return 0;
+}
+
+/*
+ * A fixed layout whose only rule is its name at name_at: the name is a
+ * char array (alignment 1), so it is checked where it lies in the payload,
+ * and the frame copied out only when it passes.
+ */
+static int named_parse(const struct wire_frame *f, uint16_t type, void *out, size_t size,
+		       size_t name_at)
+{
+	if (f->type != type || f->len != size)
+		return -EBADMSG;
+	if (check_name_field((const char *)f->payload + name_at))
+		return -EBADMSG;
+	memcpy(out, f->payload, size);
+	return 0;
+}
+
+int wire_name_parse(const struct wire_frame *f, struct wire_name *out)
+{
+	return named_parse(f, WIRE_GONE, out, sizeof(*out), offsetof(struct wire_name, name));
+}
+
+int wire_claim_parse(const struct wire_frame *f, struct wire_claim *out)
+{
+	return named_parse(f, WIRE_CLAIM, out, sizeof(*out), offsetof(struct wire_claim, name));
+}
+
+int wire_create_parse(const struct wire_frame *f, struct wire_create *out)
+{
+	return named_parse(f, WIRE_CREATE, out, sizeof(*out), offsetof(struct wire_create, name));
+}
+
+int wire_delete_parse(const struct wire_frame *f, struct wire_delete *out)
+{
+	return named_parse(f, WIRE_DELETE, out, sizeof(*out), offsetof(struct wire_delete, name));
+}
+
+int wire_reply_parse(const struct wire_frame *f, struct wire_reply *out)
+{
+	struct wire_reply r;
+	if (f->type != WIRE_REPLY || f->len != sizeof(r))
+		return -EBADMSG;
+	memcpy(&r, f->payload, sizeof(r));
+	/* A status is what a client would get: 0 or a negated errno, and
+	 * errnos end at 4095 (the kernel's MAX_ERRNO). */
+	if (r.status > 0 || r.status < -4095 || r.pad)
+		return -EBADMSG;
+	*out = r;
+	return 0;
 }
 
 static bool host_char(char c)

@@ -34,7 +34,14 @@ enum wire_type {
 	WIRE_PONG = 4,  /* struct wire_ping, echoed */
 	WIRE_PEERS = 5, /* struct wire_peer[n]: nodes the sender is linked to */
 	WIRE_BYE = 6,   /* empty: the sender closes this link on purpose */
-	WIRE_TYPE_MAX = 6,
+	/* The namespace (docs/protocol.md, "One namespace"). */
+	WIRE_GROUP = 7,  /* struct wire_group: a group the sender masters */
+	WIRE_GONE = 8,   /* struct wire_name: a group the sender mastered is deleted */
+	WIRE_CLAIM = 9,  /* struct wire_claim: may the sender create this name? */
+	WIRE_CREATE = 10, /* struct wire_create: create it here, with you as the requester */
+	WIRE_DELETE = 11, /* struct wire_delete: delete this group of yours for a client */
+	WIRE_REPLY = 12, /* struct wire_reply: the answer to a CLAIM, CREATE or DELETE */
+	WIRE_TYPE_MAX = 12,
 };
 
 struct wire_hdr {
@@ -74,6 +81,55 @@ struct wire_peer {
 };
 static_assert(sizeof(struct wire_peer) == 128, "wire_peer is on the wire");
 
+#define WIRE_NAME_MAX 256u /* group name (1..255 bytes), NUL-padded */
+
+struct wire_group {
+	int64_t created_ns; /* CLOCK_REALTIME at its master: the older of two wins */
+	uint64_t ring_bytes;
+	uint64_t max_msg;
+	uint32_t stall_ms;
+	uint32_t mode;
+	uint32_t uid, gid; /* its owner, as its master knows it */
+	uint64_t serial;   /* the master's creation order */
+	char master[WIRE_NODE_MAX];
+	char name[WIRE_NAME_MAX];
+};
+static_assert(sizeof(struct wire_group) == 368, "wire_group is on the wire");
+
+struct wire_name {
+	char name[WIRE_NAME_MAX];
+};
+static_assert(sizeof(struct wire_name) == 256, "wire_name is on the wire");
+
+struct wire_claim {
+	uint64_t id; /* echoed in the REPLY */
+	char name[WIRE_NAME_MAX];
+};
+static_assert(sizeof(struct wire_claim) == 264, "wire_claim is on the wire");
+
+struct wire_create {
+	uint64_t id;
+	uint64_t ring_bytes, max_msg; /* 0 = the master's defaults */
+	uint32_t stall_ms, mode;
+	uint32_t uid, gid; /* the requesting client's, as its node sees them */
+	char name[WIRE_NAME_MAX];
+};
+static_assert(sizeof(struct wire_create) == 296, "wire_create is on the wire");
+
+struct wire_delete {
+	uint64_t id;
+	uint32_t uid, gid; /* the requesting client's */
+	char name[WIRE_NAME_MAX];
+};
+static_assert(sizeof(struct wire_delete) == 272, "wire_delete is on the wire");
+
+struct wire_reply {
+	uint64_t id;
+	int32_t status; /* 0 or -errno, as a client would get it */
+	uint32_t pad;   /* 0 */
+};
+static_assert(sizeof(struct wire_reply) == 16, "wire_reply is on the wire");
+
 /* A frame found in a record: its type and payload (pointing into the
  * record). */
 struct wire_frame {
@@ -103,6 +159,14 @@ int wire_ping_parse(const struct wire_frame *f, struct wire_ping *out);
  * wire_check_addr. */
 int wire_peers_parse(const struct wire_frame *f, struct wire_peer *out, size_t cap, size_t *n);
 int wire_bye_parse(const struct wire_frame *f);
+/* Namespace frames: names pass ctl_check_group, NUL-padded; the master
+ * passes ctl_check_node; a REPLY's status is 0 or -1..-4095 and pad 0. */
+int wire_group_parse(const struct wire_frame *f, struct wire_group *out);
+int wire_name_parse(const struct wire_frame *f, struct wire_name *out);
+int wire_claim_parse(const struct wire_frame *f, struct wire_claim *out);
+int wire_create_parse(const struct wire_frame *f, struct wire_create *out);
+int wire_delete_parse(const struct wire_frame *f, struct wire_delete *out);
+int wire_reply_parse(const struct wire_frame *f, struct wire_reply *out);
 
 /* "host:port", shorter than WIRE_ADDR_MAX (it fits a wire_peer), with a
  * port of 1..65535 in at most 5 digits (no sign, no spaces) and a host of

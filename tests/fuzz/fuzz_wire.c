@@ -8,6 +8,8 @@
  *      the end or an error, run each frame's parser, check what it hands
  *      out, and encode it again with wire_put: the same bytes must come
  *      out (the layouts are fixed, so there is one encoding of a value);
+ *      a namespace frame's verdict is also checked against the rules
+ *      restated here, both ways;
  *   1  the bytes are an address for wire_check_addr;
  *   2  the bytes are a script of wire_put calls into a buffer of a given
  *      size; what fits must be walked back as it went in.
@@ -34,13 +36,24 @@ static struct wire_peer peers[WIRE_PEERS_MAX];
 /* A re-encoded frame: the largest that parses is a full PEERS. */
 static uint8_t again[HDR + sizeof(peers)];
 
-/* A text field a parser accepted: a NUL inside, zeros after it. */
+/* Whether a text field has a NUL inside and zeros after it; *n its text's
+ * length. */
+static bool padded(const char *field, size_t size, size_t *n)
+{
+	*n = strnlen(field, size);
+	if (*n == size)
+		return false;
+	for (size_t i = *n; i < size; i++)
+		if (field[i])
+			return false;
+	return true;
+}
+
+/* A text field a parser accepted. */
 static size_t padded_len(const char *field, size_t size)
 {
-	size_t n = strnlen(field, size);
-	CHECK(n < size);
-	for (size_t i = n; i < size; i++)
-		CHECK(field[i] == 0);
+	size_t n;
+	CHECK(padded(field, size, &n));
 	return n;
 }
 
@@ -111,6 +124,85 @@ static void same_bytes(const struct wire_frame *f, const void *val, size_t n, co
 	CHECK(len == used && memcmp(again, orig, used) == 0);
 }
 
+/* The namespace frames, in a table: each parser is run on every frame. */
+#define NS_PARSER(x)                                                                               \
+	static int parse_##x(const struct wire_frame *f, void *out)                                \
+	{                                                                                          \
+		return wire_##x##_parse(f, out);                                                   \
+	}
+NS_PARSER(group)
+NS_PARSER(name)
+NS_PARSER(claim)
+NS_PARSER(create)
+NS_PARSER(delete)
+NS_PARSER(reply)
+
+#define NO_NAME SIZE_MAX
+static const struct ns_kind {
+	uint16_t type;
+	size_t size, name_at; /* NO_NAME: it has none */
+	int (*parse)(const struct wire_frame *f, void *out);
+} ns[] = {
+    {WIRE_GROUP, sizeof(struct wire_group), offsetof(struct wire_group, name), parse_group},
+    {WIRE_GONE, sizeof(struct wire_name), offsetof(struct wire_name, name), parse_name},
+    {WIRE_CLAIM, sizeof(struct wire_claim), offsetof(struct wire_claim, name), parse_claim},
+    {WIRE_CREATE, sizeof(struct wire_create), offsetof(struct wire_create, name), parse_create},
+    {WIRE_DELETE, sizeof(struct wire_delete), offsetof(struct wire_delete, name), parse_delete},
+    {WIRE_REPLY, sizeof(struct wire_reply), NO_NAME, parse_reply},
+};
+#define NS_BYTES sizeof(struct wire_group) /* the largest of them */
+
+/* The rules of wire.h, restated without ctl_check_group: 1..255 bytes,
+ * no '/', NUL-padded. */
+static bool group_name_ok(const char name[WIRE_NAME_MAX])
+{
+	size_t n;
+	return padded(name, WIRE_NAME_MAX, &n) && n >= 1 && !memchr(name, '/', n);
+}
+
+static bool node_ok(const char node[WIRE_NODE_MAX])
+{
+	size_t n;
+	return padded(node, WIRE_NODE_MAX, &n) && ctl_check_node(node, n) == 0;
+}
+
+/* Whether a payload of k's size holds what k's parser must take. */
+static bool ns_valid(const struct ns_kind *k, const uint8_t *p)
+{
+	if (k->name_at != NO_NAME && !group_name_ok((const char *)p + k->name_at))
+		return false;
+	if (k->type == WIRE_GROUP &&
+	    !node_ok((const char *)p + offsetof(struct wire_group, master)))
+		return false;
+	if (k->type == WIRE_REPLY) {
+		struct wire_reply r;
+		memcpy(&r, p, sizeof(r));
+		return r.status <= 0 && r.status >= -4095 && r.pad == 0;
+	}
+	return true;
+}
+
+/* Every namespace parser on one frame: it takes exactly what the rules
+ * say, copies it whole (the bytes again once encoded) or leaves out as it
+ * was. */
+static void parse_ns(const struct wire_frame *f, const uint8_t *orig, size_t used)
+{
+	static uint8_t out[NS_BYTES], fill[NS_BYTES];
+	memset(fill, 0x5a, sizeof(fill));
+	for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+		memcpy(out, fill, sizeof(out));
+		int r = ns[k].parse(f, out);
+		CHECK(r == 0 || r == -EBADMSG);
+		bool want =
+		    f->type == ns[k].type && f->len == ns[k].size && ns_valid(&ns[k], f->payload);
+		CHECK((r == 0) == want);
+		if (r)
+			CHECK(memcmp(out, fill, sizeof(out)) == 0);
+		else
+			same_bytes(f, out, ns[k].size, orig, used);
+	}
+}
+
 /* Run every parser: the frame's own must agree with its checks, the others
  * must refuse it. */
 static void parse(const struct wire_frame *f, const uint8_t *orig, size_t used)
@@ -134,6 +226,7 @@ static void parse(const struct wire_frame *f, const uint8_t *orig, size_t used)
 	CHECK(f->type == WIRE_PING || f->type == WIRE_PONG || rpi);
 	CHECK(f->type == WIRE_PEERS || rps);
 	CHECK(f->type == WIRE_BYE || rb);
+	parse_ns(f, orig, used);
 
 	switch (f->type) {
 	case WIRE_HELLO:
@@ -171,11 +264,14 @@ static void parse(const struct wire_frame *f, const uint8_t *orig, size_t used)
 			CHECK(wire_peers_parse(f, peers, n - 1, &m) == -EBADMSG && m == 12345);
 		}
 		break;
-	default:
-		CHECK(f->type == WIRE_BYE);
+	case WIRE_BYE:
 		CHECK((rb == 0) == (f->len == 0));
 		if (!rb)
 			same_bytes(f, NULL, 0, orig, used);
+		break;
+	default:
+		/* A namespace frame, which parse_ns has judged. */
+		CHECK(f->type >= WIRE_GROUP && f->type <= WIRE_TYPE_MAX);
 	}
 }
 

@@ -118,6 +118,7 @@ def ring_seeds():
 # lib/proto/wire.h
 W_MAGIC, W_VERSION = 0x646e6770, 1
 W_HELLO, W_PROOF, W_PING, W_PONG, W_PEERS, W_BYE = range(1, 7)
+W_GROUP, W_GONE, W_CLAIM, W_CREATE, W_DELETE, W_REPLY = range(7, 13)
 W_FRAME_MAX = 16 * 1024 * 1024 + 256
 
 
@@ -139,6 +140,27 @@ def ping(ident, sent_ns):
     return struct.pack('<Qq', ident, sent_ns)
 
 
+def group(name, master=b'node-a', created_ns=1 << 60, serial=3):
+    return struct.pack('<qQQIIIIQ64s256s', created_ns, 1 << 20, 4096, 250, 0o640, 1000, 100,
+                       serial, master, name)
+
+
+def claim_req(ident, name):
+    return struct.pack('<Q256s', ident, name)
+
+
+def create_req(ident, name, ring=0, max_msg=0):
+    return struct.pack('<QQQIIII256s', ident, ring, max_msg, 100, 0o600, 1000, 1000, name)
+
+
+def delete_req(ident, name):
+    return struct.pack('<QII256s', ident, 1000, 1000, name)
+
+
+def reply(ident, status, pad=0):
+    return struct.pack('<QiI', ident, status, pad)
+
+
 def wire_seeds():
     peers = (peer(b'n2', b'10.0.0.2:7000') + peer(b'n3', b'') +
              peer(b'n4', b'[fe80::1]:65535') + peer(b'n5.example_x@y', b'host-5.lan:1'))
@@ -157,6 +179,16 @@ def wire_seeds():
         'addr_name': b'\1' + b'node-1.example:7000',
         'addr_v6': b'\1' + b'[::ffff:10.0.0.1]:65535',
         'put_script': b'\2' + script,
+        # the namespace: one of each, then each rule broken once
+        'namespace': b'\0' + frame(W_GROUP, group(b'chat')) +
+        frame(W_GONE, b'old'.ljust(256, b'\0')) + frame(W_CLAIM, claim_req(1, b'n' * 255)) +
+        frame(W_CREATE, create_req(2, b'a b:c')) + frame(W_DELETE, delete_req(3, b'chat')) +
+        frame(W_REPLY, reply(1, 0)) + frame(W_REPLY, reply(2, -4095)),
+        'namespace_bad': b'\0' + frame(W_GROUP, group(b'chat', master=b'a/b')) +
+        frame(W_GONE, b'a\0b'.ljust(256, b'\0')) + frame(W_CLAIM, claim_req(1, b'x/y')) +
+        frame(W_CREATE, create_req(2, b'n' * 256)) + frame(W_DELETE, delete_req(3, b'')) +
+        frame(W_REPLY, reply(1, 1)) + frame(W_REPLY, reply(2, -4096)) +
+        frame(W_REPLY, reply(3, 0, pad=1)) + frame(W_REPLY, reply(4, -2)[:15]),
     }
 
 

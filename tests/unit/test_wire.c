@@ -2,11 +2,13 @@
 /*
  * Unit tests of the node frames (lib/proto/wire): every type through
  * wire_put, wire_next and its parser; a record cut at every byte; headers
- * that lie; the name and address rules; the PEERS bounds; a full buffer.
+ * that lie; the name and address rules; the PEERS bounds; the namespace
+ * frames' names and reply status; a full buffer.
  */
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,133 @@ static struct wire_peer make_peer(const char *node, const char *addr)
 	return p;
 }
 
+/* The namespace frames: one table, so each test runs over all of them. */
+#define NS_PARSER(x)                                                                               \
+	static int parse_##x(const struct wire_frame *f, void *out)                                \
+	{                                                                                          \
+		return wire_##x##_parse(f, out);                                                   \
+	}
+NS_PARSER(group)
+NS_PARSER(name)
+NS_PARSER(claim)
+NS_PARSER(create)
+NS_PARSER(delete)
+NS_PARSER(reply)
+
+#define NO_NAME SIZE_MAX
+static const struct ns_kind {
+	const char *what;
+	uint16_t type;
+	size_t size, name_at; /* NO_NAME: it has none */
+	int (*parse)(const struct wire_frame *f, void *out);
+} ns[] = {
+    {"group", WIRE_GROUP, sizeof(struct wire_group), offsetof(struct wire_group, name),
+     parse_group},
+    {"gone", WIRE_GONE, sizeof(struct wire_name), offsetof(struct wire_name, name), parse_name},
+    {"claim", WIRE_CLAIM, sizeof(struct wire_claim), offsetof(struct wire_claim, name),
+     parse_claim},
+    {"create", WIRE_CREATE, sizeof(struct wire_create), offsetof(struct wire_create, name),
+     parse_create},
+    {"delete", WIRE_DELETE, sizeof(struct wire_delete), offsetof(struct wire_delete, name),
+     parse_delete},
+    {"reply", WIRE_REPLY, sizeof(struct wire_reply), NO_NAME, parse_reply},
+};
+#define NS_BYTES sizeof(struct wire_group) /* the largest of them */
+
+static const struct ns_kind *ns_of(uint16_t type)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(ns); k++)
+		if (ns[k].type == type)
+			return &ns[k];
+	CU_FAIL_FATAL("no such namespace frame");
+	return NULL;
+}
+
+static struct wire_group sample_group(void)
+{
+	struct wire_group g;
+	memset(&g, 0, sizeof(g));
+	g.created_ns = 1700000000123456789ll;
+	g.ring_bytes = 1u << 20;
+	g.max_msg = 4096;
+	g.stall_ms = 250;
+	g.mode = 0640;
+	g.uid = 1000;
+	g.gid = 100;
+	g.serial = 42;
+	strcpy(g.master, "node-a");
+	strcpy(g.name, "chat.room-1");
+	return g;
+}
+
+/* A valid payload of kind k. */
+static void ns_sample(const struct ns_kind *k, uint8_t out[NS_BYTES])
+{
+	union {
+		struct wire_group g;
+		struct wire_name n;
+		struct wire_claim c;
+		struct wire_create cr;
+		struct wire_delete d;
+		struct wire_reply r;
+	} u;
+	memset(&u, 0, sizeof(u));
+	switch (k->type) {
+	case WIRE_GROUP:
+		u.g = sample_group();
+		break;
+	case WIRE_GONE:
+		strcpy(u.n.name, "gone");
+		break;
+	case WIRE_CLAIM:
+		u.c.id = 0x1122334455667788ull;
+		strcpy(u.c.name, "claimed");
+		break;
+	case WIRE_CREATE:
+		u.cr = (struct wire_create){
+		    .id = 9, .stall_ms = 7, .mode = 0600, .uid = 1001, .gid = 1002};
+		/* Anything but NUL and '/' is a group name. */
+		strcpy(u.cr.name, "new group:\xc3\xa4");
+		break;
+	case WIRE_DELETE:
+		u.d = (struct wire_delete){.id = UINT64_MAX, .uid = 0, .gid = 5};
+		strcpy(u.d.name, "old");
+		break;
+	default:
+		u.r = (struct wire_reply){.id = 9, .status = -EEXIST};
+	}
+	memcpy(out, &u, k->size);
+}
+
+static bool untouched(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != 0x5a)
+			return false;
+	return true;
+}
+
+/* payload[0..len) as a frame of type t, through k's parser: its verdict,
+ * and out checked to be the payload or untouched. The payload is copied
+ * exactly, so a read past it shows under ASan. */
+static int ns_parse(const struct ns_kind *k, uint16_t t, const uint8_t *payload, size_t len)
+{
+	static uint8_t out[NS_BYTES];
+	uint8_t *c = exact(payload, len);
+	struct wire_frame f = {.type = t, .payload = c, .len = (uint32_t)len};
+	memset(out, 0x5a, sizeof(out));
+	int r = k->parse(&f, out);
+	if (r == 0) {
+		CU_ASSERT(len == k->size && memcmp(out, payload, len) == 0);
+	} else {
+		CU_ASSERT(untouched(out, sizeof(out)));
+	}
+	CU_ASSERT(r == 0 || r == -EBADMSG);
+	free(c);
+	return r;
+}
+
 /* One frame of each type, and a pong: the record the tests below break. */
 static size_t sample_record(uint8_t *out, size_t cap)
 {
@@ -92,6 +221,11 @@ static size_t sample_record(uint8_t *out, size_t cap)
 	CU_ASSERT_EQUAL(wire_put(out, cap, &len, WIRE_PEERS, ps, sizeof(ps)), 0);
 	CU_ASSERT_EQUAL(wire_put(out, cap, &len, WIRE_PEERS, NULL, 0), 0);
 	CU_ASSERT_EQUAL(wire_put(out, cap, &len, WIRE_BYE, NULL, 0), 0);
+	for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+		uint8_t p[NS_BYTES];
+		ns_sample(&ns[k], p);
+		CU_ASSERT_EQUAL(wire_put(out, cap, &len, ns[k].type, p, (uint32_t)ns[k].size), 0);
+	}
 	return len;
 }
 
@@ -101,13 +235,17 @@ static size_t sample_record(uint8_t *out, size_t cap)
 static void test_round_trip(void)
 {
 	size_t n = sample_record(buf, sizeof(buf));
-	size_t expect = 7 * HDR + sizeof(struct wire_hello) + sizeof(struct wire_proof) +
-			2 * sizeof(struct wire_ping) + 3 * sizeof(struct wire_peer);
+	size_t expect = (7 + ARRAY_SIZE(ns)) * HDR + sizeof(struct wire_hello) +
+			sizeof(struct wire_proof) + 2 * sizeof(struct wire_ping) +
+			3 * sizeof(struct wire_peer);
+	for (size_t k = 0; k < ARRAY_SIZE(ns); k++)
+		expect += ns[k].size;
 	CU_ASSERT_EQUAL_FATAL(n, expect);
 	uint8_t *rec = exact(buf, n);
 
-	static const uint16_t types[] = {WIRE_HELLO, WIRE_PROOF, WIRE_PING, WIRE_PONG,
-					 WIRE_PEERS, WIRE_PEERS, WIRE_BYE};
+	static const uint16_t types[] = {
+	    WIRE_HELLO, WIRE_PROOF, WIRE_PING,	WIRE_PONG,   WIRE_PEERS,  WIRE_PEERS, WIRE_BYE,
+	    WIRE_GROUP, WIRE_GONE,  WIRE_CLAIM, WIRE_CREATE, WIRE_DELETE, WIRE_REPLY};
 	struct wire_hello h0 = sample_hello();
 	size_t off = 0, i = 0, used;
 	struct wire_frame f;
@@ -120,6 +258,7 @@ static void test_round_trip(void)
 		struct wire_hello h;
 		struct wire_proof pr;
 		struct wire_ping pi;
+		uint8_t want[NS_BYTES], got[NS_BYTES];
 		size_t np = 99;
 		switch (i) {
 		case 0:
@@ -148,8 +287,13 @@ static void test_round_trip(void)
 			CU_ASSERT_EQUAL(wire_peers_parse(&f, peers, WIRE_PEERS_MAX, &np), 0);
 			CU_ASSERT_EQUAL(np, 0);
 			break;
-		default:
+		case 6:
 			CU_ASSERT_EQUAL(wire_bye_parse(&f), 0);
+			break;
+		default:
+			ns_sample(&ns[i - 7], want);
+			CU_ASSERT_EQUAL(ns[i - 7].parse(&f, got), 0);
+			CU_ASSERT(memcmp(got, want, ns[i - 7].size) == 0);
 		}
 		off += used;
 		i++;
@@ -182,7 +326,23 @@ static void test_wrong_parser(void)
 		CU_ASSERT_EQUAL(wire_peers_parse(&f, peers, WIRE_PEERS_MAX, &n),
 				t == WIRE_PEERS ? 0 : -EBADMSG);
 		CU_ASSERT_EQUAL(wire_bye_parse(&f), t == WIRE_BYE ? 0 : -EBADMSG);
+		/* GONE has its own layout's name (wire_name), REPLY its own. */
+		for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+			uint8_t s[NS_BYTES];
+			ns_sample(&ns[k], s);
+			CU_ASSERT_EQUAL(ns_parse(&ns[k], t, s, ns[k].size),
+					t == ns[k].type ? 0 : -EBADMSG);
+		}
 	}
+	/* A PING and a REPLY are both 16 bytes, and this one reads well as
+	 * either: the type alone tells them apart. */
+	struct wire_ping pi = {.id = 1};
+	struct wire_frame f = {.type = WIRE_PING, .payload = (const uint8_t *)&pi, .len = 16};
+	struct wire_reply r;
+	CU_ASSERT_EQUAL(wire_reply_parse(&f, &r), -EBADMSG);
+	f.type = WIRE_REPLY;
+	CU_ASSERT_EQUAL(wire_reply_parse(&f, &r), 0);
+	CU_ASSERT_EQUAL(wire_ping_parse(&f, &opi), -EBADMSG);
 }
 
 /* Fixed layouts are exactly their size: one byte less or more is refused,
@@ -210,6 +370,20 @@ static void test_sizes(void)
 		CU_ASSERT_EQUAL(wire_ping_parse(&f, &opi), -EBADMSG);
 		f.type = WIRE_PONG;
 		CU_ASSERT_EQUAL(wire_ping_parse(&f, &opi), -EBADMSG);
+		/* The valid payload with a zero byte more, or its last byte
+		 * (a NUL of the name's padding, or the reply's pad) less. */
+		for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+			uint8_t s[NS_BYTES + 1] = {0};
+			ns_sample(&ns[k], s);
+			CU_ASSERT_EQUAL(ns_parse(&ns[k], ns[k].type, s, ns[k].size + (size_t)d),
+					-EBADMSG);
+		}
+	}
+	for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+		uint8_t s[NS_BYTES];
+		ns_sample(&ns[k], s);
+		CU_ASSERT_EQUAL(ns_parse(&ns[k], ns[k].type, s, 0), -EBADMSG);
+		CU_ASSERT_EQUAL(ns_parse(&ns[k], ns[k].type, s, ns[k].size), 0);
 	}
 	f.type = WIRE_BYE;
 	for (uint32_t l = 1; l < 4; l++) {
@@ -343,7 +517,8 @@ static void test_frame_max(void)
 /* ------------------------------------------------------------------------ */
 /* Names                                                                    */
 
-/* A node field as it would arrive, and whether hello and peers take it. */
+/* A node field as it would arrive, and whether hello, peers and a group's
+ * master take it. */
 static void expect_node(const char node[WIRE_NODE_MAX], int want)
 {
 	struct wire_hello h = sample_hello(), oh;
@@ -358,6 +533,11 @@ static void expect_node(const char node[WIRE_NODE_MAX], int want)
 	f = (struct wire_frame){
 	    .type = WIRE_PEERS, .payload = (const uint8_t *)&p, .len = sizeof(p)};
 	CU_ASSERT_EQUAL(wire_peers_parse(&f, peers, WIRE_PEERS_MAX, &n), want);
+
+	struct wire_group g = sample_group();
+	memcpy(g.master, node, WIRE_NODE_MAX);
+	CU_ASSERT_EQUAL(ns_parse(ns_of(WIRE_GROUP), WIRE_GROUP, (const uint8_t *)&g, sizeof(g)),
+			want);
 }
 
 static void test_names(void)
@@ -422,6 +602,146 @@ static void test_hello_magic(void)
 	f.payload = odd + 1;
 	CU_ASSERT_EQUAL(wire_hello_parse(&f, &oh), 0);
 	CU_ASSERT(memcmp(&oh, &h, sizeof(h)) == 0);
+}
+
+/* A name field as it would arrive, and whether every named frame takes it. */
+static void expect_group_name(const char name[WIRE_NAME_MAX], int want)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+		if (ns[k].name_at == NO_NAME)
+			continue;
+		uint8_t s[NS_BYTES];
+		ns_sample(&ns[k], s);
+		memcpy(s + ns[k].name_at, name, WIRE_NAME_MAX);
+		int r = ns_parse(&ns[k], ns[k].type, s, ns[k].size);
+		if (r != want)
+			fprintf(stderr, "%s: \"%.*s\": %d\n", ns[k].what, (int)WIRE_NAME_MAX, name,
+				r);
+		CU_ASSERT_EQUAL(r, want);
+	}
+}
+
+static void test_group_names(void)
+{
+	char name[WIRE_NAME_MAX];
+
+	memset(name, 0, sizeof(name));
+	expect_group_name(name, -EBADMSG); /* empty */
+	name[0] = 'g';
+	expect_group_name(name, 0);
+
+	/* 255 bytes and the NUL fill the field; 256 leave no room for it
+	 * (and, the name ending the payload, nothing past it is read). */
+	memset(name, 'n', 255);
+	name[255] = 0;
+	expect_group_name(name, 0);
+	memset(name, 'n', 256);
+	expect_group_name(name, -EBADMSG);
+
+	/* A '/' anywhere, the contract's one forbidden byte besides NUL. */
+	static const char *bad[] = {"/", "a/b", "/a", "a/", "//"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		memset(name, 0, sizeof(name));
+		strcpy(name, bad[i]);
+		expect_group_name(name, -EBADMSG);
+	}
+	memset(name, 'n', 255);
+	name[254] = '/';
+	name[255] = 0;
+	expect_group_name(name, -EBADMSG);
+
+	/* Whatever else: not the node alphabet. */
+	static const char *good[] = {"a b", "a:b", "\xc3\xa4", "\n", "\x7f", "*", "..", "-"};
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		memset(name, 0, sizeof(name));
+		strcpy(name, good[i]);
+		expect_group_name(name, 0);
+	}
+
+	/* Anything after the NUL, at any place, the last byte too. */
+	unsigned wrong = 0;
+	for (size_t at = 2; at < WIRE_NAME_MAX; at++) {
+		memset(name, 0, sizeof(name));
+		strcpy(name, "a");
+		name[at] = 'b';
+		for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+			if (ns[k].name_at == NO_NAME)
+				continue;
+			uint8_t s[NS_BYTES];
+			ns_sample(&ns[k], s);
+			memcpy(s + ns[k].name_at, name, WIRE_NAME_MAX);
+			wrong += ns_parse(&ns[k], ns[k].type, s, ns[k].size) != -EBADMSG;
+		}
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+	/* A NUL first and a name after it is not that name. */
+	memset(name, 0, sizeof(name));
+	strcpy(name + 1, "hidden");
+	expect_group_name(name, -EBADMSG);
+
+	/* The master and the name are checked apart: a good name does not
+	 * make up for a bad master. */
+	struct wire_group g = sample_group();
+	memset(g.master, 0, sizeof(g.master));
+	strcpy(g.master, "a/b");
+	CU_ASSERT_EQUAL(ns_parse(ns_of(WIRE_GROUP), WIRE_GROUP, (const uint8_t *)&g, sizeof(g)),
+			-EBADMSG);
+	g = sample_group();
+	g.master[WIRE_NODE_MAX - 1] = 'x';
+	CU_ASSERT_EQUAL(ns_parse(ns_of(WIRE_GROUP), WIRE_GROUP, (const uint8_t *)&g, sizeof(g)),
+			-EBADMSG);
+
+	/* The values are the daemon's to judge: any of them parses. */
+	g = sample_group();
+	g.created_ns = INT64_MIN;
+	g.ring_bytes = g.max_msg = g.serial = UINT64_MAX;
+	g.stall_ms = g.mode = g.uid = g.gid = UINT32_MAX;
+	CU_ASSERT_EQUAL(ns_parse(ns_of(WIRE_GROUP), WIRE_GROUP, (const uint8_t *)&g, sizeof(g)), 0);
+	struct wire_create c = {.id = 0, .ring_bytes = UINT64_MAX, .mode = UINT32_MAX};
+	strcpy(c.name, "c");
+	CU_ASSERT_EQUAL(ns_parse(ns_of(WIRE_CREATE), WIRE_CREATE, (const uint8_t *)&c, sizeof(c)),
+			0);
+
+	/* The payload of a record is not aligned: parse from an odd address. */
+	static uint8_t odd[NS_BYTES + 1];
+	for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+		uint8_t want[NS_BYTES], got[NS_BYTES];
+		ns_sample(&ns[k], want);
+		memcpy(odd + 1, want, ns[k].size);
+		struct wire_frame f = {
+		    .type = ns[k].type, .payload = odd + 1, .len = (uint32_t)ns[k].size};
+		CU_ASSERT_EQUAL(ns[k].parse(&f, got), 0);
+		CU_ASSERT(memcmp(got, want, ns[k].size) == 0);
+	}
+}
+
+static int reply_with(int32_t status, uint32_t pad)
+{
+	struct wire_reply r = {.id = 77, .status = status, .pad = pad};
+	return ns_parse(ns_of(WIRE_REPLY), WIRE_REPLY, (const uint8_t *)&r, sizeof(r));
+}
+
+static void test_reply(void)
+{
+	static const int32_t good[] = {0, -1, -EEXIST, -4095};
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
+		CU_ASSERT_EQUAL(reply_with(good[i], 0), 0);
+	static const int32_t bad[] = {1, EEXIST, -4096, -4097, INT32_MIN, INT32_MAX};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		CU_ASSERT_EQUAL(reply_with(bad[i], 0), -EBADMSG);
+	static const uint32_t pads[] = {1, 0x100, 0x80000000u, UINT32_MAX};
+	for (size_t i = 0; i < ARRAY_SIZE(pads); i++) {
+		CU_ASSERT_EQUAL(reply_with(0, pads[i]), -EBADMSG);
+		CU_ASSERT_EQUAL(reply_with(-1, pads[i]), -EBADMSG);
+	}
+	/* Every status around both ends of the range. */
+	unsigned wrong = 0;
+	for (int32_t st = -4200; st <= 100; st++)
+		wrong += (reply_with(st, 0) == 0) != (st >= -4095 && st <= 0);
+	CU_ASSERT_EQUAL(wrong, 0);
+	/* Any id: it is the asker's to match. */
+	struct wire_reply r = {.id = UINT64_MAX, .status = -4095};
+	CU_ASSERT_EQUAL(ns_parse(ns_of(WIRE_REPLY), WIRE_REPLY, (const uint8_t *)&r, sizeof(r)), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -709,6 +1029,8 @@ static const struct {
     {"frame_max", test_frame_max},
     {"names", test_names},
     {"hello_magic", test_hello_magic},
+    {"group_names", test_group_names},
+    {"reply", test_reply},
     {"addr", test_addr},
     {"peers", test_peers},
     {"put", test_put},
