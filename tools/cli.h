@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pgroup.h"
 #include "size.h"
@@ -23,7 +24,18 @@ int cli_fail(const char *what, int err);
 /* Write s as a JSON string. */
 void cli_json_str(const char *s, size_t n);
 
+struct ctl_out;
+struct ctl_in;
+/* A raw control connection to the daemon (found or started as cli_open
+ * does), for the operator's views the public API has no call for: the
+ * fd, or -errno. */
+int cli_ctl_open(struct cli *c);
+/* Send req, read its reply into buf: 0 and *rep, or -errno (the reply's
+ * status included). */
+int cli_ctl_ask(int fd, struct ctl_out *req, uint8_t *buf, size_t cap, struct ctl_in *rep);
+
 int cli_groups(struct cli *c);
+int cli_nodes(struct cli *c);
 int cli_bench(struct cli *c, int argc, char **argv);
 int cli_bench_purge(struct cli *c, int argc, char **argv);
 int cli_demo(struct cli *c, int argc, char **argv);

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "proto/ctl.h"
+#include "proto/path.h"
 
 extern char **environ;
 
@@ -88,6 +90,41 @@ int cli_open(struct cli *c, pg_ctx **ctx)
 			if (err != -ENOENT && err != -ECONNREFUSED)
 				break;
 		}
+	}
+	return err;
+}
+
+int cli_ctl_open(struct cli *c)
+{
+	char path[108];
+	pg_ctx *ctx;
+	/* Through the library first: it finds (or starts) the daemon. */
+	int err = cli_open(c, &ctx);
+	if (err)
+		return err;
+	pg_close(ctx);
+	if (c->socket)
+		snprintf(path, sizeof(path), "%s", c->socket);
+	else if ((err = ctl_default_socket(path, sizeof(path))))
+		return err;
+	return ctl_connect(path);
+}
+
+int cli_ctl_ask(int fd, struct ctl_out *req, uint8_t *buf, size_t cap, struct ctl_in *rep)
+{
+	uint8_t type = req->buf[3];
+	int err = ctl_send(fd, req, NULL, 0);
+	if (!err) {
+		int fds[CTL_MAX_FDS];
+		unsigned nfds = 0;
+		ssize_t n = ctl_recv(fd, buf, cap, fds, &nfds, 0);
+		err = n <= 0 ? (n ? (int)n : -ENOTCONN) : ctl_parse(rep, buf, (size_t)n);
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (!err && rep->hdr.type != (type | CTL_REPLY))
+			err = -EPROTO;
+		if (!err)
+			err = rep->hdr.status;
 	}
 	return err;
 }

@@ -7,12 +7,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "proto/ctl.h"
-#include "proto/path.h"
 
 static struct ctl_out req;
 static uint8_t buf[CTL_MAX_BYTES];
@@ -23,18 +21,7 @@ static int ask(int fd, uint64_t below, struct ctl_in *rep)
 	ctl_begin(&req, CTL_GROUPS, 1, 0);
 	ctl_put_u64(&req, CTL_T_CURSOR, below);
 	ctl_end(&req);
-	int err = ctl_send(fd, &req, NULL, 0);
-	if (!err) {
-		int fds[CTL_MAX_FDS];
-		unsigned nfds = 0;
-		ssize_t n = ctl_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
-		err = n <= 0 ? (n ? (int)n : -ENOTCONN) : ctl_parse(rep, buf, (size_t)n);
-		if (!err && rep->hdr.type != (CTL_GROUPS | CTL_REPLY))
-			err = -EPROTO;
-		if (!err)
-			err = rep->hdr.status;
-	}
-	return err;
+	return cli_ctl_ask(fd, &req, buf, sizeof(buf), rep);
 }
 
 static void print_group(struct cli *c, const struct ctl_group_info *info, const char *name,
@@ -60,18 +47,7 @@ static void print_group(struct cli *c, const struct ctl_group_info *info, const 
 
 int cli_groups(struct cli *c)
 {
-	char path[108];
-	pg_ctx *ctx;
-	/* Through the library first: it finds (or starts) the daemon. */
-	int err = cli_open(c, &ctx);
-	if (err)
-		return cli_fail("cannot reach the daemon", err);
-	pg_close(ctx);
-	if (c->socket)
-		snprintf(path, sizeof(path), "%s", c->socket);
-	else if ((err = ctl_default_socket(path, sizeof(path))))
-		return cli_fail("socket path", err);
-	int fd = ctl_connect(path);
+	int err, fd = cli_ctl_open(c);
 	if (fd < 0)
 		return cli_fail("groups", fd);
 	size_t len;

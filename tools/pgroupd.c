@@ -15,7 +15,12 @@ static void usage(FILE *f)
 	      "               [--peer HOST:PORT]... [--cookie-file FILE] [--no-bpf]\n"
 	      "               [--max-groups N] [--max-ring-memory BYTES] [--max-handles N]\n"
 	      "               [--max-memberships N] [--max-node-memory BYTES]\n"
+	      "               [--no-encrypt] [--link-timeout MS]\n"
 	      "The pgroup node daemon: stays in the foreground, logs to stderr.\n"
+	      "Node links: --listen for other nodes, --peer to reach one (it tells the rest);\n"
+	      "they prove the shared cookie (--cookie-file, default per user, created 0600)\n"
+	      "and are encrypted unless both sides say --no-encrypt. A node silent for\n"
+	      "--link-timeout (default 1000 ms) is lost.\n"
 	      "Limits are per uid (root is never refused): groups it owns (default 1024),\n"
 	      "ring memory its groups and sending hold (4G), handles (4096), memberships\n"
 	      "(16384); and the ring memory of the whole node (default: half the RAM).\n",
@@ -31,6 +36,8 @@ int main(int argc, char **argv)
 		{"peer", required_argument, NULL, 'p'},
 		{"cookie-file", required_argument, NULL, 'c'},
 		{"no-bpf", no_argument, NULL, 'B'},
+		{"no-encrypt", no_argument, NULL, 'E'},
+		{"link-timeout", required_argument, NULL, 'T'},
 		{"max-groups", required_argument, NULL, 'G'},
 		{"max-ring-memory", required_argument, NULL, 'R'},
 		{"max-handles", required_argument, NULL, 'H'},
@@ -40,6 +47,7 @@ int main(int argc, char **argv)
 		{0},
 	};
 	struct pgd_opts o = {0};
+	static const char *peers[64];
 	size_t v;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -75,11 +83,29 @@ int main(int argc, char **argv)
 				o.limits.node_ring_bytes = v;
 			break;
 		case 'l':
+			o.listen = optarg;
+			break;
 		case 'p':
+			if (o.n_peers == sizeof(peers) / sizeof(peers[0])) {
+				fprintf(stderr, "pgroupd: at most 64 --peer\n");
+				return 2;
+			}
+			peers[o.n_peers++] = optarg;
+			o.peers = peers;
+			break;
 		case 'c':
-			fprintf(stderr, "pgroupd: --%s: node links are not built yet\n",
-				c == 'l' ? "listen" : c == 'p' ? "peer" : "cookie-file");
-			return 2;
+			o.cookie_file = optarg;
+			break;
+		case 'E':
+			o.no_encrypt = true;
+			break;
+		case 'T':
+			if (!cli_size(optarg, &v) || v < 100 || v > 600000) {
+				fprintf(stderr, "pgroupd: --link-timeout: 100..600000 ms\n");
+				return 2;
+			}
+			o.link_timeout_ms = (unsigned)v;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;

@@ -28,6 +28,8 @@ const char *pg_strerror(int err)
 		return "not allowed to act for that process";
 	case -EHOSTUNREACH:
 		return "node not connected";
+	case -EREMOTE:
+		return "the group's master is another node (remote members and senders are not built yet)";
 	case -ECANCELED:
 		return "claim cancelled by the node";
 	case -ECHILD:

@@ -46,6 +46,7 @@ static void on_tick(struct loop *l, struct loop_src *src, uint32_t events)
 	if (read(d->tick_fd, &n, sizeof(n)) == sizeof(n)) {
 		registry_tick(d);
 		session_reap_orphans(d);
+		cluster_tick(d);
 	}
 }
 
@@ -202,6 +203,8 @@ static int setup(struct daemon *d, const struct pgd_opts *o)
 	timerfd_settime(d->tick_fd, 0, &its, NULL);
 	if ((err = start_watcher(d, o)))
 		return err;
+	if ((err = cluster_start(d, o)))
+		return err;
 	if ((err = loop_add(&d->loop, &d->listen_src, d->listen_fd, EPOLLIN, on_listen, d)) ||
 	    (err = loop_add(&d->loop, &d->signal_src, d->signal_fd, EPOLLIN, on_signal, d)) ||
 	    (err = loop_add(&d->loop, &d->tick_src, d->tick_fd, EPOLLIN, on_tick, d)))
@@ -211,6 +214,9 @@ static int setup(struct daemon *d, const struct pgd_opts *o)
 
 static void teardown(struct daemon *d)
 {
+	/* Other nodes first: they hear BYE, not silence. */
+	cluster_stop(d);
+	names_destroy(d);
 	/* Groups first: members see the group down, not their own removal. */
 	registry_destroy_all(d);
 	while (d->sessions)

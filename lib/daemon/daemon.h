@@ -21,6 +21,13 @@ struct pgd_opts {
 	const char *node;        /* NULL: the host name */
 	const char *socket_path; /* NULL: the contract's default */
 	bool no_bpf;
+	/* Node links: none of them given = a node of its own. */
+	const char *listen;            /* HOST:PORT */
+	const char *const *peers;      /* HOST:PORT each */
+	unsigned n_peers;
+	const char *cookie_file;       /* NULL: hs_cookie_default_path */
+	bool no_encrypt;
+	unsigned link_timeout_ms;      /* a silent node is lost after this; 0: 1000 */
 	struct pgd_limits limits; /* 0 fields: the defaults (quota.h) */
 };
 
@@ -29,6 +36,12 @@ int pgd_run(const struct pgd_opts *opts);
 
 struct session;
 struct group;
+struct cluster;
+struct names;
+struct mesh;
+struct mesh_peer;
+struct wire_frame;
+struct ctl_out;
 
 /* A member: one session's membership of one group, holding one ring slot. */
 struct member {
@@ -110,6 +123,7 @@ struct stall_clock {
 struct group {
 	char name[256];
 	uint64_t serial; /* creation order: listings page by it */
+	int64_t created_ns; /* CLOCK_REALTIME: of two groups one name, the older stays */
 	struct ring ring;
 	struct ring_area events; /* the daemon's own writer area */
 	bool bad;                /* its shared memory was found corrupt */
@@ -164,13 +178,17 @@ struct daemon {
 	struct watch *watch;
 	struct liveness alive;
 	struct quota quota;
+	struct cluster *cluster; /* node links; NULL for a node of its own */
+	struct names *names;     /* other nodes' groups, requests waiting for them */
 };
 
 /* registry.c: groups, members, events written into rings. */
 struct group *registry_find(struct daemon *d, const char *name);
-int registry_create(struct daemon *d, struct session *s, const char *name, uint64_t ring_bytes,
-		    uint64_t max_msg, uint32_t stall_ms, uint32_t mode, struct group **out);
-int registry_delete(struct daemon *d, struct session *s, struct group *g);
+/* For `who` (a client here, or one of another node's asking through it). */
+int registry_create(struct daemon *d, const struct creds *who, const char *name,
+		    uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms, uint32_t mode,
+		    struct group **out);
+int registry_delete(struct daemon *d, const struct creds *who, struct group *g);
 int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out);
 /* Remove a membership; `kind` is the event written (RING_REC_LEFT/EXITED). */
 void registry_remove(struct daemon *d, struct member *m, uint16_t kind);
@@ -208,5 +226,54 @@ void session_reap_orphans(struct daemon *d);
 int session_notify_joined(struct daemon *d, struct session *s, struct member *m);
 /* Send writer's area of g to every session holding a membership of g. */
 void session_push_area(struct daemon *d, struct group *g, uint32_t writer);
+
+/* cluster.c: this node among others (node links, the shared namespace). */
+int cluster_start(struct daemon *d, const struct pgd_opts *o);
+void cluster_tick(struct daemon *d);
+void cluster_stop(struct daemon *d);
+/* CTL_NODES: this node, then every peer. */
+void cluster_put_nodes(struct daemon *d, struct ctl_out *out);
+/* The mesh of node links, or NULL for a node of its own. */
+struct mesh *cluster_mesh(struct daemon *d);
+
+/* namespace.c: one group namespace over every connected node. */
+#define NAMES_LATER 1 /* a request's answer comes when other nodes have answered */
+/* Who gets the answer: a local client's request, or another node's. */
+struct names_answer {
+	uint64_t session; /* serial of the session; 0: none */
+	uint8_t type;
+	uint32_t id;
+	struct mesh_peer *peer; /* or a node that asked */
+	uint64_t peer_id;
+};
+struct names_create_req {
+	char name[256];
+	char node[64]; /* the master; "" = here */
+	uint64_t ring_bytes, max_msg;
+	uint32_t stall_ms, mode;
+};
+/* Create a group (here after every peer agreed, or at the node asked):
+ * 0, -errno, or NAMES_LATER (answered through `a`). */
+int names_create(struct daemon *d, const struct creds *who, const struct names_create_req *req,
+		 const struct names_answer *a);
+/* Delete another node's group: -ENOENT (not one), -errno or NAMES_LATER. */
+int names_delete(struct daemon *d, const struct creds *who, const char *name,
+		 const struct names_answer *a);
+/* A local group was created (stamped and announced), or deleted. */
+void names_created(struct daemon *d, struct group *g);
+void names_deleted(struct daemon *d, const char *name);
+/* Whether a group has that name here or on a connected node. */
+bool names_taken(struct daemon *d, const char *name);
+/* The master of another node's group, or NULL. */
+const char *names_master(struct daemon *d, const char *name);
+/* CTL_GROUPS: this node's and other nodes' groups `who` may read, newest
+ * first, below serial `below`; a full page ends with TRUNCATED. */
+void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, uint64_t below);
+int names_frame(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f);
+void names_peer_up(struct daemon *d, struct mesh_peer *p);
+void names_peer_down(struct daemon *d, struct mesh_peer *p);
+void names_destroy(struct daemon *d);
+/* session.c: a request's answer that came later (NAMES_LATER). */
+void session_answer(struct daemon *d, uint64_t serial, uint8_t type, uint32_t id, int status);
 
 #endif /* PG_DAEMON_H */

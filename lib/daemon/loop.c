@@ -42,6 +42,8 @@ int loop_run(struct loop *l, const bool *stop)
 		 * longer array could then hand us its stale pointer. The loop
 		 * carries control traffic only, never messages. */
 		struct epoll_event ev;
+		if (l->idle)
+			l->idle(l->idle_arg);
 		int n = epoll_wait(l->epfd, &ev, 1, -1);
 		if (n < 0) {
 			if (errno == EINTR)

@@ -22,6 +22,10 @@ struct loop_src {
 
 struct loop {
 	int epfd;
+	/* Called before each wait: work gathered while handling events goes
+	 * out at once (the node links' batched sends). */
+	void (*idle)(void *arg);
+	void *idle_arg;
 };
 
 int loop_init(struct loop *l);

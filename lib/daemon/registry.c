@@ -157,8 +157,9 @@ static uint64_t pow2_at_least(uint64_t v)
 	return p;
 }
 
-int registry_create(struct daemon *d, struct session *s, const char *name, uint64_t ring_bytes,
-		    uint64_t max_msg, uint32_t stall_ms, uint32_t mode, struct group **out)
+int registry_create(struct daemon *d, const struct creds *who, const char *name,
+		    uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms, uint32_t mode,
+		    struct group **out)
 {
 	if (registry_find(d, name))
 		return -EEXIST;
@@ -183,24 +184,24 @@ int registry_create(struct daemon *d, struct session *s, const char *name, uint6
 	/* The owner pays for what the group holds whoever sends: the order,
 	 * the daemon's own area and the directory; each sender pays for its area. */
 	uint64_t base = RING_DATA_BYTES(ring_bytes) + RING_DIR_FILE_BYTES(ring_bytes);
-	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_GROUPS, 1)))
+	if ((err = quota_take(&d->quota, who->uid, QUOTA_GROUPS, 1)))
 		return err;
-	if ((err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, base))) {
-		quota_give(&d->quota, s->creds.uid, QUOTA_GROUPS, 1);
+	if ((err = quota_take(&d->quota, who->uid, QUOTA_RING_BYTES, base))) {
+		quota_give(&d->quota, who->uid, QUOTA_GROUPS, 1);
 		return err;
 	}
 	struct group *g = calloc(1, sizeof(*g));
 	if (!g) {
-		quota_give(&d->quota, s->creds.uid, QUOTA_GROUPS, 1);
-		quota_give(&d->quota, s->creds.uid, QUOTA_RING_BYTES, base);
+		quota_give(&d->quota, who->uid, QUOTA_GROUPS, 1);
+		quota_give(&d->quota, who->uid, QUOTA_RING_BYTES, base);
 		return -ENOMEM;
 	}
 	g->base_bytes = base;
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	g->data_fd = g->dir_fd = -1;
 	g->pending_tail = &g->pending;
-	g->uid = s->creds.uid;
-	g->gid = s->creds.gid;
+	g->uid = who->uid;
+	g->gid = who->gid;
 	g->mode = mode ? mode : 0600;
 	err = ring_create(ring_bytes, (uint32_t)max_msg, stall_ms ? stall_ms : 1000, name,
 			  &g->data_fd, &g->dir_fd);
@@ -491,9 +492,9 @@ static void group_down(struct daemon *d, struct group *g)
 	wake_all(g);
 }
 
-int registry_delete(struct daemon *d, struct session *s, struct group *g)
+int registry_delete(struct daemon *d, const struct creds *who, struct group *g)
 {
-	if (s->creds.uid != 0 && s->creds.uid != g->uid)
+	if (who->uid != 0 && who->uid != g->uid)
 		return -EACCES;
 	group_down(d, g);
 	group_free(d, g);

@@ -269,7 +269,47 @@ static int get_group(struct daemon *d, const struct ctl_in *req, struct group **
 	if (ctl_check_group(name, strlen(name)))
 		return -EINVAL;
 	*g = registry_find(d, name);
-	return *g ? 0 : -ENOENT;
+	if (*g)
+		return 0;
+	/* Another node's: members and senders there need its replica,
+	 * which this node does not build yet. */
+	return names_master(d, name) ? -EREMOTE : -ENOENT;
+}
+
+static int do_delete(struct daemon *d, struct session *s, const struct ctl_in *req)
+{
+	struct group *g;
+	char name[256];
+	int err = get_group(d, req, &g);
+	if (err == -EREMOTE) {
+		struct names_answer a = {.session = s->serial, .type = CTL_DELETE,
+					 .id = req->hdr.id};
+		ctl_get_str(req, CTL_T_NAME, name, sizeof(name));
+		return names_delete(d, &s->creds, name, &a);
+	}
+	if (err)
+		return err;
+	snprintf(name, sizeof(name), "%s", g->name);
+	if ((err = registry_delete(d, &s->creds, g)))
+		return err;
+	pgd_log("group %s deleted by pid %d", name, (int)s->pid);
+	names_deleted(d, name);
+	return 0;
+}
+
+void session_answer(struct daemon *d, uint64_t serial, uint8_t type, uint32_t id, int status)
+{
+	for (struct session *s = d->sessions; s; s = s->next) {
+		if (s->serial != serial)
+			continue;
+		ctl_begin(&out_msg, (uint8_t)(type | CTL_REPLY), id, status);
+		ctl_end(&out_msg);
+		/* Never waits; a client that cannot take it is dropped on its
+		 * next request. */
+		if (ctl_send(s->fd, &out_msg, NULL, 0))
+			s->broken = true;
+		return;
+	}
 }
 
 /* JOIN and LEAVE: a group and a pid (0 = the caller). */
@@ -296,28 +336,21 @@ static void put_members(struct daemon *d, struct group *g)
 
 static int do_create(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
-	char name[256], node[64];
-	if (ctl_get_str(req, CTL_T_NAME, name, sizeof(name)) ||
-	    ctl_check_group(name, strlen(name)))
+	struct names_create_req c = {0};
+	if (ctl_get_str(req, CTL_T_NAME, c.name, sizeof(c.name)) ||
+	    ctl_check_group(c.name, strlen(c.name)))
 		return -EINVAL;
-	int err = ctl_get_str(req, CTL_T_NODE, node, sizeof(node));
-	if (err == 0 && strcmp(node, d->node) != 0)
-		return ctl_check_node(node, strlen(node)) ? -EINVAL : -EHOSTUNREACH;
-	if (err && err != -ENOENT)
+	int err = ctl_get_str(req, CTL_T_NODE, c.node, sizeof(c.node));
+	if ((err && err != -ENOENT) || (!err && ctl_check_node(c.node, strlen(c.node))))
 		return -EINVAL;
-	uint64_t ring = 0, max_msg = 0;
-	uint32_t stall = 0, mode = 0;
-	if ((ctl_get_u64(req, CTL_T_RING, &ring) == -EPROTO) ||
-	    (ctl_get_u64(req, CTL_T_MAXMSG, &max_msg) == -EPROTO) ||
-	    (ctl_get_u32(req, CTL_T_STALL, &stall) == -EPROTO) ||
-	    (ctl_get_u32(req, CTL_T_MODE, &mode) == -EPROTO))
+	if ((ctl_get_u64(req, CTL_T_RING, &c.ring_bytes) == -EPROTO) ||
+	    (ctl_get_u64(req, CTL_T_MAXMSG, &c.max_msg) == -EPROTO) ||
+	    (ctl_get_u32(req, CTL_T_STALL, &c.stall_ms) == -EPROTO) ||
+	    (ctl_get_u32(req, CTL_T_MODE, &c.mode) == -EPROTO))
 		return -EINVAL;
-	struct group *g;
-	err = registry_create(d, s, name, ring, max_msg, stall, mode, &g);
-	if (!err)
-		pgd_log("group %s created by pid %d (ring %llu bytes, max message %u)", name,
-			(int)s->pid, (unsigned long long)g->ring.capacity, g->ring.max_msg);
-	return err;
+	/* Here, once every other node agreed; or at the master asked for. */
+	struct names_answer a = {.session = s->serial, .type = CTL_CREATE, .id = req->hdr.id};
+	return names_create(d, &s->creds, &c, &a);
 }
 
 /* The ring's sizes go with its fds: the library maps by what the daemon
@@ -571,39 +604,13 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 			put_members(d, g);
 		return reply(s, req, 0, NULL, 0);
 	}
-	/* Groups are listed newest first; a long list comes in pages, each
-	 * ending with TRUNCATED = the serial to ask for next (groups older
-	 * than the last one sent). */
+	/* Groups are listed newest first, this node's and other nodes'; a
+	 * long list comes in pages, each ending with TRUNCATED = the serial
+	 * to ask for next (groups older than the last one sent). */
 	uint64_t below = UINT64_MAX;
 	if (ctl_get_u64(req, CTL_T_CURSOR, &below) == -EPROTO)
 		return -EINVAL;
-	for (struct group *g = d->groups; g; g = g->next) {
-		if (g->serial >= below || may(s, g, RIGHT_READ))
-			continue; /* listing is reading */
-		struct {
-			struct ctl_group_info info;
-			char name[256];
-		} v;
-		memset(&v, 0, sizeof(v));
-		v.info.ring_bytes = g->ring.capacity;
-		v.info.lag = ring_lag(&g->ring);
-		v.info.fill = v.info.lag > g->ring.order_slots ? g->ring.order_slots : v.info.lag;
-		v.info.members = g->n_members;
-		v.info.mode = g->mode;
-		v.info.owner = (uint32_t)g->uid;
-		v.info.memory = registry_resident_bytes(g);
-		snprintf(v.info.master, sizeof(v.info.master), "%s", d->node);
-		size_t n = strlen(g->name);
-		memcpy(v.name, g->name, n);
-		/* Keep room for the TRUNCATED field that may have to follow. */
-		if (out_msg.len + 2 * sizeof(struct ctl_tlv) + sizeof(v.info) + n + 8 + 3 >
-		    CTL_MAX_BYTES) {
-			ctl_put_u64(&out_msg, CTL_T_TRUNCATED, below);
-			break;
-		}
-		ctl_put(&out_msg, CTL_T_GROUP, &v, sizeof(v.info) + n);
-		below = g->serial;
-	}
+	names_list(d, &s->creds, &out_msg, below);
 	return reply(s, req, 0, NULL, 0);
 }
 
@@ -706,26 +713,22 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		break;
 	case CTL_CREATE:
 		err = do_create(d, s, req);
-		if (!err) {
+		if (err == NAMES_LATER) {
+			err = 0; /* session_answer replies */
+		} else if (!err) {
 			begin_reply(req);
 			err = reply(s, req, 0, NULL, 0);
 		}
 		break;
-	case CTL_DELETE: {
-		struct group *g;
-		char name[256];
-		err = get_group(d, req, &g);
-		if (!err) {
-			snprintf(name, sizeof(name), "%s", g->name);
-			err = registry_delete(d, s, g);
-		}
-		if (!err) {
-			pgd_log("group %s deleted by pid %d", name, (int)s->pid);
+	case CTL_DELETE:
+		err = do_delete(d, s, req);
+		if (err == NAMES_LATER) {
+			err = 0;
+		} else if (!err) {
 			begin_reply(req);
 			err = reply(s, req, 0, NULL, 0);
 		}
 		break;
-	}
 	case CTL_OPEN:
 		err = do_open(d, s, req);
 		break;
@@ -748,6 +751,11 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		break;
 	case CTL_AREA:
 		err = do_area(d, s, req);
+		break;
+	case CTL_NODES:
+		begin_reply(req);
+		cluster_put_nodes(d, &out_msg);
+		err = reply(s, req, 0, NULL, 0);
 		break;
 	case CTL_BYE:
 		/* Leave first, then reply: pg_close returns once its PG_LEFT

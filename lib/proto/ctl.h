@@ -40,6 +40,7 @@ enum ctl_type {
 	/* NAME WRITER GEN -> a read-only fd of that writer's area, for a
 	 * member (-ESTALE: the slot has another area now). */
 	CTL_AREA = 13,
+	CTL_NODES = 14,  /* -> NODEINFO... (this node first) */
 	/* Daemon -> client, unasked: another process joined this ctx to a
 	 * group (NAME SLOT STATEWORD CURSOR + 3 fds: data, directory, page). */
 	CTL_ASYNC_JOINED = 64,
@@ -73,7 +74,8 @@ enum ctl_tag {
 	CTL_T_GROUP = 14,  /* struct ctl_group_info + group name */
 	CTL_T_TRUNCATED = 15, /* u64: more groups follow; ask again with CURSOR = this */
 	CTL_T_GEN = 16,       /* u32: a writer area's generation */
-	CTL_T_MAX = 16,
+	CTL_T_NODEINFO = 17,  /* struct ctl_node_info */
+	CTL_T_MAX = 17,
 };
 
 #define CTL_F_WRITE 0x1u
@@ -107,6 +109,31 @@ struct ctl_group_info {
 	uint64_t memory; /* bytes of memory the group's shared memory holds now */
 };
 static_assert(sizeof(struct ctl_group_info) == 112, "ctl_group_info is on the wire");
+
+/* One line of a nodes listing. */
+enum ctl_node_state {
+	CTL_NODE_DOWN = 0,
+	CTL_NODE_LINKING = 1,   /* connecting or authenticating */
+	CTL_NODE_PROBATION = 2, /* authenticated, heartbeats not yet answered enough */
+	CTL_NODE_UP = 3,
+	CTL_NODE_SELF = 4,      /* the node answering */
+};
+
+struct ctl_node_info {
+	char name[64];     /* "" for a --peer not yet reached */
+	char addr[64];     /* where it listens */
+	uint32_t state;    /* enum ctl_node_state */
+	uint32_t flags;    /* CTL_NODE_F_* */
+	uint64_t rtt_ns;   /* heartbeat round trip, smoothed */
+	uint64_t lag_ns;   /* age of the oldest frame waiting to go to it */
+	uint64_t heard_ns; /* since the last frame from it */
+	uint64_t since_ns; /* in this state for */
+	uint64_t queued;   /* bytes waiting to go to it */
+	uint64_t tx_bytes, rx_bytes;
+};
+#define CTL_NODE_F_CONFIGURED 0x1u /* from --peer */
+#define CTL_NODE_F_ENCRYPTED 0x2u
+static_assert(sizeof(struct ctl_node_info) == 192, "ctl_node_info is on the wire");
 
 /* A message under construction. */
 struct ctl_out {

@@ -91,7 +91,11 @@ int daemon_start_with(struct daemon_proc *d, const char *node, const char *flags
 		add_words(argv, &i, 38, getenv("PGROUPD_EXTRA"));
 		add_words(argv, &i, 46, flags);
 		argv[i] = NULL;
-		if (!getenv("PGROUP_TEST_VERBOSE")) {
+		if (d->log[0]) {
+			int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			if (fd >= 0)
+				dup2(fd, 2);
+		} else if (!getenv("PGROUP_TEST_VERBOSE")) {
 			/* Keep the daemon's log out of CUnit's output, but
 			 * keep tool reports (valgrind writes to stderr). */
 			if (!wrap) {

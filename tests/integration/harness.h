@@ -18,6 +18,7 @@ struct daemon_proc {
 	pid_t pid;
 	char socket[108];
 	char node[64];
+	char log[128]; /* set before the start: its stderr goes there */
 };
 
 /* Start a daemon named `node` on a fresh socket; 0 once it accepts. */

@@ -399,7 +399,7 @@ static void test_tail_attack_does_not_stall_daemon(void)
 	watchdog("tail attack", 60);
 	/* A daemon of its own: a stalled daemon must not take the others'
 	 * tests down with it. */
-	struct daemon_proc d;
+	struct daemon_proc d = {0};
 	CU_ASSERT_EQUAL_FATAL(start_extra(&d, "attacked", 0), 0);
 	pg_ctx *own, *idle;
 	CU_ASSERT_EQUAL_FATAL(pg_open(&own, d.socket), 0);
@@ -600,7 +600,7 @@ static void test_fd_exhaustion(void)
 	watchdog("fd exhaustion", 60);
 	/* A low hard limit too: a daemon may raise its soft limit to the hard
 	 * one, and the test must still reach the end. */
-	struct daemon_proc d;
+	struct daemon_proc d = {0};
 	CU_ASSERT_EQUAL_FATAL(start_extra(&d, "fdlimit", 96), 0);
 	pg_ctx *ctx;
 	CU_ASSERT_EQUAL_FATAL(pg_open(&ctx, d.socket), 0);

@@ -240,7 +240,7 @@ static void test_corrupt_seq(void)
 /* A daemon of its own, so its death does not end the other tests. */
 static void daemon_goes_away(int sig)
 {
-	struct daemon_proc d;
+	struct daemon_proc d = {0};
 	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, "doomed"), 0);
 	pg_ctx *mem, *snd;
 	CU_ASSERT_EQUAL_FATAL(pg_open(&mem, d.socket), 0);
@@ -318,7 +318,7 @@ static void test_autostart(void)
  * receives; a retry says -EALREADY). */
 static void test_join_times_out(void)
 {
-	struct daemon_proc d;
+	struct daemon_proc d = {0};
 	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, "slow"), 0);
 	pg_ctx *c, *s;
 	CU_ASSERT_EQUAL_FATAL(pg_open(&c, d.socket), 0);
