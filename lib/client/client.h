@@ -35,6 +35,9 @@ struct sender {
 struct membership {
 	struct ring ring;
 	struct ring_reader reader;
+	/* The group's master: whose node a message is from (the ring says
+	 * from_node 0); events name their member's node themselves. */
+	char master[PG_NODE_MAX];
 	bool fd_armed;   /* pg_fd waits on this group's wake word */
 	/* Whom to ask for writers' areas as records of new writers come. */
 	pg_ctx *ctx;

@@ -5,7 +5,9 @@
  * as long as its membership, or the view pg_recv handed out from it.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -70,6 +72,9 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	}
 	m->reader = (struct ring_reader){
 	    .pos = start, .slot = slot, .state_word = word, .page = page};
+	if (ctl_get_str(msg, CTL_T_NODE, m->master, sizeof(m->master)) ||
+	    ctl_check_node(m->master, strlen(m->master)))
+		snprintf(m->master, sizeof(m->master), "%s", ctx->node);
 	m->ctx = ctx;
 	m->ref = g;
 	m->ring.fetch_area = fetch_area;

@@ -125,6 +125,18 @@ static int poll_group(pg_ctx *ctx, struct group_ref *g, pg_message *msg)
 		return notice(ctx, g, msg, PG_GROUP_DOWN);
 	msg->kind = kind_of(v.kind);
 	fill_from(ctx, msg, v.from_pid);
+	/* Messages are from the master's node (from_node 0: the only one the
+	 * ring has yet); an event names its member's node in its payload,
+	 * checked as a node name before it is shown. */
+	if (v.kind == RING_REC_MSG)
+		memcpy(msg->from.node, m->master, sizeof(msg->from.node));
+	else if (v.len > 0 && v.len < PG_NODE_MAX) {
+		char node[PG_NODE_MAX];
+		memcpy(node, v.payload, v.len);
+		node[v.len] = 0;
+		if (ctl_check_node(node, v.len) == 0)
+			memcpy(msg->from.node, node, sizeof(node));
+	}
 	msg->group = g->name;
 	msg->seq = v.seq;
 	msg->data = v.payload;

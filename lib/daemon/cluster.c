@@ -50,12 +50,15 @@ static void peer_up(void *arg, struct mesh_peer *p)
 
 static void peer_down(void *arg, struct mesh_peer *p)
 {
+	replica_peer_down(arg, p);
 	names_peer_down(arg, p);
 }
 
-/* Frames above the mesh's own: the namespace's. */
+/* Frames above the mesh's own: the namespace's, then the replicas'. */
 static int peer_frame(void *arg, struct mesh_peer *p, const struct wire_frame *f)
 {
+	if (f->type >= WIRE_SUB)
+		return replica_frame(arg, p, f);
 	return names_frame(arg, p, f);
 }
 
@@ -119,8 +122,10 @@ out:
 
 void cluster_tick(struct daemon *d)
 {
-	if (d->cluster && d->cluster->mesh)
+	if (d->cluster && d->cluster->mesh) {
 		mesh_tick(d->cluster->mesh, ring_now_ns());
+		replica_tick(d);
+	}
 }
 
 void cluster_stop(struct daemon *d)
@@ -131,6 +136,8 @@ void cluster_stop(struct daemon *d)
 	d->loop.idle = NULL;
 	if (c->io)
 		loop_del(&d->loop, &c->io_src);
+	replica_forget_peers(d);
+	names_forget_peers(d);
 	mesh_stop(c->mesh);
 	node_io_destroy(c->io);
 	free(c);

@@ -217,6 +217,7 @@ static void teardown(struct daemon *d)
 	/* Other nodes first: they hear BYE, not silence. */
 	cluster_stop(d);
 	names_destroy(d);
+	replica_destroy(d);
 	/* Groups first: members see the group down, not their own removal. */
 	registry_destroy_all(d);
 	while (d->sessions)

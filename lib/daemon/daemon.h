@@ -38,9 +38,14 @@ struct session;
 struct group;
 struct cluster;
 struct names;
+struct stream;
+struct replica;
+struct repl;
 struct mesh;
 struct mesh_peer;
 struct wire_frame;
+struct wire_member;
+struct wire_group;
 struct ctl_out;
 
 /* A member: one session's membership of one group, holding one ring slot. */
@@ -106,10 +111,25 @@ struct dead_writer {
 	struct dead_writer *next;
 };
 
+/* A record the daemon writes into a group's order: a membership event
+ * (about a member of `node`, "" = this one), or in a replica any record
+ * of the master's, numbered by it. Queued while there is no room. */
 struct pending_event {
 	uint16_t kind;
+	uint16_t flags;
 	int32_t pid;
+	uint64_t seq;     /* 0: the position's own number (a master's ring) */
+	char node[64];
+	uint32_t len;     /* a replicated message's payload */
+	uint8_t *data;
 	struct pending_event *next;
+};
+
+/* A member of a group this node masters, on another node. */
+struct rmember {
+	char node[64];
+	int32_t pid;
+	struct rmember *next;
 };
 
 /* Something the daemon waits on in a group, timed like a sender times the
@@ -153,6 +173,16 @@ struct group {
 	struct member *members;
 	struct pending_event *pending; /* events waiting for room, in order */
 	struct pending_event **pending_tail;
+	uint64_t pending_bytes;
+	/* This node masters it: members on other nodes, and the streams of
+	 * its order to their nodes (replica.c). */
+	struct rmember *rmembers;
+	unsigned n_rmembers;
+	struct stream *streams;
+	bool ship_armed; /* a futex wait on its wake word is in the io_uring */
+	/* Or another node masters it and this is its replica here, written by
+	 * this daemon alone from what the master sends (replica.c). */
+	struct replica *replica;
 	struct group *next;
 };
 
@@ -180,10 +210,14 @@ struct daemon {
 	struct quota quota;
 	struct cluster *cluster; /* node links; NULL for a node of its own */
 	struct names *names;     /* other nodes' groups, requests waiting for them */
+	struct repl *repl;       /* replica.c's requests and lost names */
 };
 
 /* registry.c: groups, members, events written into rings. */
+/* A group this node masters (not a replica). */
 struct group *registry_find(struct daemon *d, const char *name);
+/* This node's replica of another node's group. */
+struct group *registry_find_replica(struct daemon *d, const char *name);
 /* For `who` (a client here, or one of another node's asking through it). */
 int registry_create(struct daemon *d, const struct creds *who, const char *name,
 		    uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms, uint32_t mode,
@@ -192,6 +226,27 @@ int registry_delete(struct daemon *d, const struct creds *who, struct group *g);
 int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out);
 /* Remove a membership; `kind` is the event written (RING_REC_LEFT/EXITED). */
 void registry_remove(struct daemon *d, struct member *m, uint16_t kind);
+/* Write a record into g's order now if there is room, else queue it
+ * behind those waiting (copied). 0, or -ENOBUFS when the queue is over
+ * its bound (the caller drops what feeds it). */
+int registry_post(struct daemon *d, struct group *g, const struct pending_event *e,
+		  uint64_t *pos);
+/* A member on another node joins (its JOINED now, or -ENOBUFS: no room,
+ * try again), leaves or exits (LEFT/EXITED queued in order). */
+int registry_rjoin(struct daemon *d, struct group *g, const char *node, int32_t pid,
+		   uint64_t *seq, struct rmember **added);
+/* A member here of replica g: a slot at the tail, no event (the master
+ * writes its JOINED, and the replica places its cursor on it). */
+int registry_join_replica(struct daemon *d, struct group *g, struct session *target,
+			  struct member **out);
+void registry_rleave(struct daemon *d, struct group *g, const char *node, int32_t pid,
+		     uint16_t kind);
+/* A new group, for a replica: this node's ring with the master's sizes. */
+int registry_new_replica(struct daemon *d, const char *name, uint64_t ring_bytes,
+			 uint64_t max_msg, uint32_t stall_ms, uint32_t mode, uid_t uid, gid_t gid,
+			 struct group **out);
+/* Mark g down for its members (PG_GROUP_DOWN) and free it. */
+void registry_drop(struct daemon *d, struct group *g);
 int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32_t *slot);
 void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind);
 /* A read-only file description of one of the daemon's memfds (a group's
@@ -259,13 +314,18 @@ int names_create(struct daemon *d, const struct creds *who, const struct names_c
 /* Delete another node's group: -ENOENT (not one), -errno or NAMES_LATER. */
 int names_delete(struct daemon *d, const struct creds *who, const char *name,
 		 const struct names_answer *a);
-/* A local group was created (stamped and announced), or deleted. */
-void names_created(struct daemon *d, struct group *g);
+/* Delete a group of this node's for `who`: 0, -errno or NAMES_LATER
+ * (answered once every node up knows). */
+int names_delete_here(struct daemon *d, const struct creds *who, struct group *g,
+		      const struct names_answer *a);
+/* A local group went without a client asking (a lost partition): tell
+ * the other nodes. */
 void names_deleted(struct daemon *d, const char *name);
 /* Whether a group has that name here or on a connected node. */
 bool names_taken(struct daemon *d, const char *name);
-/* The master of another node's group, or NULL. */
+/* The master of another node's group, or NULL; and all it said of it. */
 const char *names_master(struct daemon *d, const char *name);
+const struct wire_group *names_info(struct daemon *d, const char *name);
 /* CTL_GROUPS: this node's and other nodes' groups `who` may read, newest
  * first, below serial `below`; a full page ends with TRUNCATED. */
 void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, uint64_t below);
@@ -273,7 +333,51 @@ int names_frame(struct daemon *d, struct mesh_peer *from, const struct wire_fram
 void names_peer_up(struct daemon *d, struct mesh_peer *p);
 void names_peer_down(struct daemon *d, struct mesh_peer *p);
 void names_destroy(struct daemon *d);
+/* The node links are going: drop what names a peer. */
+void names_forget_peers(struct daemon *d);
+/* replica.c: groups whose members are on several nodes. On the master,
+ * a stream per node with members: a member slot of the daemon's in the
+ * ring, read in place and shipped as REC frames in order. On the other
+ * nodes, a replica ring written by the daemon alone from those frames,
+ * from which members read as from any ring. */
+/* Ship what g's streams have not sent yet; wait (io_uring futex) for more. */
+void replica_ship(struct daemon *d, struct group *g);
+/* g is being freed: its streams, or its replica state, go with it. */
+void replica_group_gone(struct daemon *d, struct group *g);
+/* A client here joins (pid of `target`) / lists the members of another
+ * node's group `name`: NAMES_LATER (answered when the master answers) or
+ * -errno. */
+int replica_join(struct daemon *d, struct session *s, struct session *target, const char *name,
+		 uint32_t req_id);
+int replica_members(struct daemon *d, struct session *s, const char *name, uint32_t req_id);
+/* A member of replica g left or exited here: the master writes it. */
+void replica_member_left(struct daemon *d, struct group *g, int32_t pid, uint16_t kind);
+int replica_frame(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f);
+/* A node is lost: its streams, its members of our groups (PG_EXITED), and
+ * the replicas of its groups (PG_GROUP_DOWN). */
+void replica_peer_down(struct daemon *d, struct mesh_peer *p);
+/* The master of `name` was lost while this node had its replica: calls on
+ * it are -EHOSTUNREACH (until the name is created again). */
+bool replica_lost(struct daemon *d, const char *name);
+void replica_tick(struct daemon *d);
+/* The page fd of a stream's slot of g (producers map it), or -ESTALE. */
+int replica_stream_page(struct group *g, uint32_t slot, uint32_t word);
+/* The master node of replica g. */
+const char *replica_master(const struct group *g);
+void replica_destroy(struct daemon *d);
+/* The node links are going: nothing may name a peer any more. */
+void replica_forget_peers(struct daemon *d);
+
 /* session.c: a request's answer that came later (NAMES_LATER). */
 void session_answer(struct daemon *d, uint64_t serial, uint8_t type, uint32_t id, int status);
+/* A join that came later: the membership m of session `target` in g,
+ * answered to `serial`'s request `id`, with the members before it. */
+struct session *session_by_serial(struct daemon *d, uint64_t serial);
+int session_answer_join(struct daemon *d, struct session *s, uint32_t id, struct session *target,
+			struct member *m, const struct wire_member *old, uint32_t n_old);
+/* The answer to a MEMBERS that came later. */
+void session_answer_members(struct daemon *d, uint64_t serial, uint32_t id,
+			    const struct wire_member *list, uint32_t n, int status);
+
 
 #endif /* PG_DAEMON_H */

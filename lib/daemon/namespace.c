@@ -55,6 +55,7 @@ struct pending {
 	struct mesh_peer *waiting[NAMES_MAX_PEERS];
 	unsigned n_waiting;
 	bool refused;
+	bool acking; /* created: waiting for every node to know it */
 	/* PENDING_REMOTE: the node asked. */
 	struct mesh_peer *target;
 	struct pending *next;
@@ -94,6 +95,12 @@ const char *names_master(struct daemon *d, const char *name)
 	return r ? r->info.master : NULL;
 }
 
+const struct wire_group *names_info(struct daemon *d, const char *name)
+{
+	struct remote_group *r = remote_find(d->names, name);
+	return r ? &r->info : NULL;
+}
+
 bool names_taken(struct daemon *d, const char *name)
 {
 	return registry_find(d, name) || remote_find(d->names, name);
@@ -123,7 +130,6 @@ static void group_info(struct daemon *d, const struct group *g, struct wire_grou
 	w->mode = g->mode;
 	w->uid = (uint32_t)g->uid;
 	w->gid = (uint32_t)g->gid;
-	w->serial = g->serial;
 	snprintf(w->master, sizeof(w->master), "%s", d->node);
 	snprintf(w->name, sizeof(w->name), "%s", g->name);
 }
@@ -137,14 +143,6 @@ static void broadcast(struct daemon *d, uint16_t type, const void *payload, uint
 			mesh_send(p, type, payload, len);
 }
 
-void names_created(struct daemon *d, struct group *g)
-{
-	g->created_ns = realtime_ns();
-	struct wire_group w;
-	group_info(d, g, &w);
-	broadcast(d, WIRE_GROUP, &w, sizeof(w));
-}
-
 void names_deleted(struct daemon *d, const char *name)
 {
 	struct wire_name w = {0};
@@ -153,7 +151,7 @@ void names_deleted(struct daemon *d, const char *name)
 }
 
 /* Create it here, now: the reply's status. */
-static int create_here(struct daemon *d, const struct pending *p)
+static int create_here(struct daemon *d, const struct pending *p, struct group **out)
 {
 	if (names_taken(d, p->name))
 		return -EEXIST;
@@ -164,7 +162,8 @@ static int create_here(struct daemon *d, const struct pending *p)
 		return err;
 	pgd_log("group %s created for uid %u (ring %llu bytes, max message %u)", p->name,
 		(unsigned)p->who.uid, (unsigned long long)g->ring.capacity, g->ring.max_msg);
-	names_created(d, g);
+	g->created_ns = realtime_ns();
+	*out = g;
 	return 0;
 }
 
@@ -178,11 +177,33 @@ static void pending_drop(struct names *n, struct pending *p)
 	free(p);
 }
 
-/* Every peer answered a claim (or went down): create, or refuse. */
+/*
+ * Every peer answered a claim (or went down): create and tell them, or
+ * refuse. The create is answered once every node up knows the group
+ * (acknowledged its GROUP): a client told "created" may at once join it
+ * through any of them.
+ */
 static void claim_done(struct daemon *d, struct pending *p)
 {
-	answer(d, &p->answer, p->refused ? -EEXIST : create_here(d, p));
-	pending_drop(d->names, p);
+	struct group *g = NULL;
+	int err = p->acking ? 0 : p->refused ? -EEXIST : create_here(d, p, &g);
+	if (err || p->acking) {
+		answer(d, &p->answer, err);
+		pending_drop(d->names, p);
+		return;
+	}
+	struct wire_group w;
+	group_info(d, g, &w);
+	w.ack = p->id;
+	struct mesh *m = cluster_mesh(d);
+	p->acking = true;
+	p->n_waiting = 0;
+	for (struct mesh_peer *q = m ? mesh_peers(m) : NULL; q; q = q->next)
+		if (q->state == MESH_UP && p->n_waiting < NAMES_MAX_PEERS &&
+		    !mesh_send(q, WIRE_GROUP, &w, sizeof(w)))
+			p->waiting[p->n_waiting++] = q;
+	if (!p->n_waiting)
+		claim_done(d, p);
 }
 
 static struct pending *claim_of(struct names *n, const char *name)
@@ -251,7 +272,8 @@ int names_create(struct daemon *d, const struct creds *who, const struct names_c
 		    !mesh_send(q, WIRE_CLAIM, &c, sizeof(c)))
 			p->waiting[p->n_waiting++] = q;
 	if (!p->n_waiting) {
-		err = create_here(d, p); /* nobody else to ask */
+		struct group *g;
+		err = create_here(d, p, &g); /* nobody else to ask */
 		goto now;
 	}
 	p->next = n->pending;
@@ -295,6 +317,44 @@ int names_delete(struct daemon *d, const struct creds *who, const char *name,
 	return NAMES_LATER;
 }
 
+int names_delete_here(struct daemon *d, const struct creds *who, struct group *g,
+		      const struct names_answer *a)
+{
+	struct names *n = names_of(d);
+	char name[256];
+	snprintf(name, sizeof(name), "%s", g->name);
+	int err = registry_delete(d, who, g);
+	if (err)
+		return err;
+	pgd_log("group %s deleted for uid %u", name, (unsigned)who->uid);
+	/* Answered once every node up knows it is gone: a client told
+	 * "deleted" may at once create the name through any of them. */
+	struct pending *p = n ? calloc(1, sizeof(*p)) : NULL;
+	if (!p) {
+		names_deleted(d, name);
+		return 0;
+	}
+	p->id = ++n->next_id;
+	p->kind = PENDING_CLAIM;
+	p->acking = true;
+	p->answer = *a;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	struct wire_name w = {.ack = p->id};
+	snprintf(w.name, sizeof(w.name), "%s", name);
+	struct mesh *m = cluster_mesh(d);
+	for (struct mesh_peer *q = m ? mesh_peers(m) : NULL; q; q = q->next)
+		if (q->state == MESH_UP && p->n_waiting < NAMES_MAX_PEERS &&
+		    !mesh_send(q, WIRE_GONE, &w, sizeof(w)))
+			p->waiting[p->n_waiting++] = q;
+	if (!p->n_waiting) {
+		free(p);
+		return 0;
+	}
+	p->next = n->pending;
+	n->pending = p;
+	return NAMES_LATER;
+}
+
 /* Of two groups with one name, the one that stays (the older; at equal
  * times, the smaller master name): true if a beats b. */
 static bool older(const struct wire_group *a, const struct wire_group *b)
@@ -312,6 +372,9 @@ static int on_group(struct daemon *d, struct mesh_peer *from, const struct wire_
 		return -ENOMEM;
 	if (wire_group_parse(f, &w) || strcmp(w.master, from->node))
 		return -EBADMSG; /* a node speaks only for its own groups */
+	if (w.ack)
+		send_reply(from, w.ack, 0); /* known here now (whatever we keep) */
+	w.ack = 0;
 	struct group *g = registry_find(d, w.name);
 	if (g) {
 		struct wire_group mine;
@@ -356,6 +419,8 @@ static int on_gone(struct daemon *d, struct mesh_peer *from, const struct wire_f
 	struct wire_name w;
 	if (wire_name_parse(f, &w))
 		return -EBADMSG;
+	if (w.ack)
+		send_reply(from, w.ack, 0);
 	struct remote_group *r = remote_find(d->names, w.name);
 	if (r && !strcmp(r->info.master, from->node))
 		remote_drop(d->names, r);
@@ -405,13 +470,10 @@ static int on_delete(struct daemon *d, struct mesh_peer *from, const struct wire
 		return -EBADMSG;
 	struct group *g = registry_find(d, w.name);
 	struct creds who = {.uid = w.uid, .gid = w.gid};
-	int err = g ? registry_delete(d, &who, g) : -ENOENT;
-	if (!err) {
-		pgd_log("group %s deleted for uid %u of node %s", w.name, (unsigned)w.uid,
-			from->node);
-		names_deleted(d, w.name);
-	}
-	send_reply(from, w.id, err);
+	struct names_answer a = {.peer = from, .peer_id = w.id};
+	int err = g ? names_delete_here(d, &who, g, &a) : -ENOENT;
+	if (err != NAMES_LATER)
+		send_reply(from, w.id, err);
 	return 0;
 }
 
@@ -570,6 +632,21 @@ void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, 
 		}
 		below = serial;
 	}
+}
+
+void names_forget_peers(struct daemon *d)
+{
+	struct names *n = d->names;
+	/* Requests waiting for other nodes fail now: the links are going. */
+	while (n && n->pending) {
+		struct pending *p = n->pending;
+		n->pending = p->next;
+		if (!p->answer.peer)
+			answer(d, &p->answer, -EHOSTUNREACH);
+		free(p);
+	}
+	while (n && n->groups)
+		remote_drop(n, n->groups);
 }
 
 void names_destroy(struct daemon *d)

@@ -29,7 +29,15 @@
 struct group *registry_find(struct daemon *d, const char *name)
 {
 	for (struct group *g = d->groups; g; g = g->next)
-		if (strcmp(g->name, name) == 0)
+		if (!g->replica && strcmp(g->name, name) == 0)
+			return g;
+	return NULL;
+}
+
+struct group *registry_find_replica(struct daemon *d, const char *name)
+{
+	for (struct group *g = d->groups; g; g = g->next)
+		if (g->replica && strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
 }
@@ -71,14 +79,19 @@ static void stall_track(struct stall_clock *c, uint64_t what, uint64_t at, int64
 
 /* Append one event record with the daemon's writer slot; the daemon may use
  * the reserve senders leave free. -EAGAIN when there is no room now. */
-static int append_event(struct daemon *d, struct group *g, uint16_t kind, int32_t pid,
-			uint64_t *pos)
+/* Write one record into g's order now: 0 and its position, or -EAGAIN
+ * (no room: a member holds it, or the tail keeps moving). */
+static int append_record(struct daemon *d, struct group *g, const struct pending_event *e,
+			 uint64_t *pos)
 {
 	if (g->bad)
 		return -EBADMSG;
 	struct ring_claim c;
 	uint32_t blocker;
-	size_t n = strlen(d->node);
+	/* An event's payload is its member's node; a replicated message's,
+	 * the message. */
+	const char *node = e->node[0] ? e->node : d->node;
+	size_t n = e->kind == RING_REC_MSG ? e->len : strlen(node);
 	int64_t now = ring_now_ns();
 	int err = ring_claim(&g->ring, &g->events, (uint32_t)n, 0, EVENT_CLAIM_TRIES, &c,
 			     &blocker);
@@ -105,8 +118,8 @@ static int append_event(struct daemon *d, struct group *g, uint16_t kind, int32_
 		group_bad(g, "the node's own claim failed");
 		return err;
 	}
-	memcpy(c.payload, d->node, n);
-	err = ring_commit(&g->ring, &c, kind, 0, pid, 0);
+	memcpy(c.payload, e->kind == RING_REC_MSG ? (const void *)e->data : node, n);
+	err = ring_commit_seq(&g->ring, &c, e->kind, e->flags, e->pid, 0, e->seq);
 	ring_wake(&g->ring);
 	/* The node commits at once, so only a sender writing the order can
 	 * have cancelled it: the event is not lost, it is placed again. */
@@ -117,36 +130,128 @@ static int append_event(struct daemon *d, struct group *g, uint16_t kind, int32_
 	return 0;
 }
 
+static int append_event(struct daemon *d, struct group *g, uint16_t kind, int32_t pid,
+			uint64_t *pos)
+{
+	struct pending_event e = {.kind = kind, .pid = pid};
+	return append_record(d, g, &e, pos);
+}
+
+static void pending_free(struct group *g, struct pending_event *e)
+{
+	g->pending_bytes -= sizeof(*e) + e->len;
+	free(e->data);
+	free(e);
+}
+
 static void flush_pending(struct daemon *d, struct group *g)
 {
 	while (g->pending) {
 		struct pending_event *e = g->pending;
-		if (append_event(d, g, e->kind, e->pid, NULL))
+		if (append_record(d, g, e, NULL))
 			return;
 		g->pending = e->next;
 		if (!g->pending)
 			g->pending_tail = &g->pending;
-		free(e);
+		pending_free(g, e);
 	}
 }
 
-/* Events keep their order: behind any already waiting for room. */
+int registry_post(struct daemon *d, struct group *g, const struct pending_event *e,
+		  uint64_t *pos)
+{
+	uint64_t dummy;
+	pos = pos ? pos : &dummy;
+	*pos = UINT64_MAX;
+	if (g->bad)
+		return 0;
+	flush_pending(d, g);
+	if (!g->pending && append_record(d, g, e, pos) == 0)
+		return 0;
+	/* Events keep their order: behind any already waiting for room. A
+	 * replica's queue is bounded: what holds it is evicted after the
+	 * stall limit (registry_tick), and past four rings' worth at once. */
+	if (g->replica && g->pending_bytes > 4 * g->ring.capacity)
+		return -ENOBUFS;
+	struct pending_event *q = calloc(1, sizeof(*q));
+	uint8_t *data = e->len ? malloc(e->len) : NULL;
+	if (!q || (e->len && !data)) {
+		free(q);
+		free(data);
+		pgd_log("group %s: out of memory, event lost", g->name);
+		return -ENOMEM;
+	}
+	*q = *e;
+	q->next = NULL;
+	q->data = data;
+	if (e->len)
+		memcpy(data, e->data, e->len);
+	g->pending_bytes += sizeof(*q) + q->len;
+	*g->pending_tail = q;
+	g->pending_tail = &q->next;
+	return 0;
+}
+
+/* A local member's event. In a replica the master writes it, into the
+ * one order: the replica asks it (replica_member_left). */
 static void post_event(struct daemon *d, struct group *g, uint16_t kind, int32_t pid)
 {
-	if (g->bad)
-		return;
-	flush_pending(d, g);
-	if (!g->pending && append_event(d, g, kind, pid, NULL) == 0)
-		return;
-	struct pending_event *e = calloc(1, sizeof(*e));
-	if (!e) {
-		pgd_log("group %s: out of memory, event lost", g->name);
+	if (g->replica) {
+		replica_member_left(d, g, pid, kind);
 		return;
 	}
-	e->kind = kind;
-	e->pid = pid;
-	*g->pending_tail = e;
-	g->pending_tail = &e->next;
+	struct pending_event e = {.kind = kind, .pid = pid};
+	registry_post(d, g, &e, NULL);
+}
+
+int registry_rjoin(struct daemon *d, struct group *g, const char *node, int32_t pid,
+		   uint64_t *seq, struct rmember **added)
+{
+	if (g->bad)
+		return -EBADMSG;
+	struct rmember *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	/* Its place is exact, as for a member here: no room, no join (the
+	 * member's node asks again). */
+	flush_pending(d, g);
+	struct pending_event e = {.kind = RING_REC_JOINED, .pid = pid};
+	snprintf(e.node, sizeof(e.node), "%s", node);
+	uint64_t pos;
+	int err = g->pending ? -EAGAIN : append_record(d, g, &e, &pos);
+	if (err) {
+		free(m);
+		if (err == -EAGAIN)
+			g->join_blocked_at = ring_now_ns();
+		return err == -EAGAIN ? -ENOBUFS : err;
+	}
+	snprintf(m->node, sizeof(m->node), "%s", node);
+	m->pid = pid;
+	struct rmember **p = &g->rmembers;
+	while (*p)
+		p = &(*p)->next;
+	*p = m;
+	g->n_rmembers++;
+	*seq = pos + 1;
+	*added = m;
+	return 0;
+}
+
+void registry_rleave(struct daemon *d, struct group *g, const char *node, int32_t pid,
+		     uint16_t kind)
+{
+	for (struct rmember **p = &g->rmembers; *p; p = &(*p)->next) {
+		struct rmember *m = *p;
+		if (m->pid != pid || strcmp(m->node, node))
+			continue;
+		*p = m->next;
+		g->n_rmembers--;
+		free(m);
+		struct pending_event e = {.kind = kind, .pid = pid};
+		snprintf(e.node, sizeof(e.node), "%s", node);
+		registry_post(d, g, &e, NULL);
+		return;
+	}
 }
 
 static uint64_t pow2_at_least(uint64_t v)
@@ -229,6 +334,16 @@ fail:
 	return err;
 }
 
+int registry_new_replica(struct daemon *d, const char *name, uint64_t ring_bytes,
+			 uint64_t max_msg, uint32_t stall_ms, uint32_t mode, uid_t uid, gid_t gid,
+			 struct group **out)
+{
+	/* Its memory is the group owner's, as on the master: that uid's quota
+	 * here pays for it. */
+	struct creds who = {.uid = uid, .gid = gid};
+	return registry_create(d, &who, name, ring_bytes, max_msg, stall_ms, mode, out);
+}
+
 int registry_ro_fd(int fd)
 {
 	/* Opened per hand-out and closed after, so a group costs the daemon
@@ -300,6 +415,44 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 	m->seen_cursor = start;
 	m->seen_at = ring_now_ns();
 	/* Append at the tail, so listings follow join order. */
+	struct member **p = &g->members;
+	while (*p)
+		p = &(*p)->next_in_group;
+	*p = m;
+	m->next_in_session = target->members;
+	target->members = m;
+	g->n_members++;
+	*out = m;
+	return 0;
+}
+
+int registry_join_replica(struct daemon *d, struct group *g, struct session *target,
+			  struct member **out)
+{
+	if (g->bad)
+		return -EBADMSG;
+	int err = quota_take(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
+	if (err)
+		return err;
+	struct member *m = calloc(1, sizeof(*m));
+	if (!m) {
+		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
+		return -ENOMEM;
+	}
+	/* A slot now, at the tail: nothing behind it is overwritten until
+	 * its JOINED comes from the master and puts its cursor there. */
+	uint64_t start;
+	if ((err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &start,
+				   &m->page_fd))) {
+		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
+		free(m);
+		return err;
+	}
+	m->group = g;
+	m->session = target;
+	m->start = start;
+	m->seen_cursor = start;
+	m->seen_at = ring_now_ns();
 	struct member **p = &g->members;
 	while (*p)
 		p = &(*p)->next_in_group;
@@ -472,8 +625,14 @@ static void group_free(struct daemon *d, struct group *g)
 	while (g->pending) {
 		struct pending_event *e = g->pending;
 		g->pending = e->next;
-		free(e);
+		pending_free(g, e);
 	}
+	while (g->rmembers) {
+		struct rmember *m = g->rmembers;
+		g->rmembers = m->next;
+		free(m);
+	}
+	replica_group_gone(d, g);
 	ring_unmap(&g->ring);
 	close(g->data_fd);
 	close(g->dir_fd);
@@ -490,6 +649,12 @@ static void group_down(struct daemon *d, struct group *g)
 	if (!g->bad)
 		ring_set_state(&g->ring, RING_STATE_DOWN);
 	wake_all(g);
+}
+
+void registry_drop(struct daemon *d, struct group *g)
+{
+	group_down(d, g);
+	group_free(d, g);
 }
 
 int registry_delete(struct daemon *d, const struct creds *who, struct group *g)

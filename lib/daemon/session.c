@@ -19,6 +19,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "proto/ctl.h"
+#include "proto/wire.h"
 #include "ring/wait.h"
 #include "timing.h"
 
@@ -271,30 +272,39 @@ static int get_group(struct daemon *d, const struct ctl_in *req, struct group **
 	*g = registry_find(d, name);
 	if (*g)
 		return 0;
-	/* Another node's: members and senders there need its replica,
-	 * which this node does not build yet. */
-	return names_master(d, name) ? -EREMOTE : -ENOENT;
+	/* Another node's: its members here read a replica (replica.c); its
+	 * master lost, calls on it fail so until the name is made again. */
+	if (names_master(d, name))
+		return -EREMOTE;
+	return replica_lost(d, name) ? -EHOSTUNREACH : -ENOENT;
+}
+
+/* A group a request names: this node's, or its replica here of another
+ * node's (for what a member does with its membership). */
+static int get_group_or_replica(struct daemon *d, const struct ctl_in *req, struct group **g,
+				char name[256])
+{
+	int err = get_group(d, req, g);
+	if (err == -EREMOTE) {
+		ctl_get_str(req, CTL_T_NAME, name, 256);
+		*g = registry_find_replica(d, name);
+	}
+	return err;
 }
 
 static int do_delete(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
 	struct group *g;
 	char name[256];
+	struct names_answer a = {.session = s->serial, .type = CTL_DELETE, .id = req->hdr.id};
 	int err = get_group(d, req, &g);
 	if (err == -EREMOTE) {
-		struct names_answer a = {.session = s->serial, .type = CTL_DELETE,
-					 .id = req->hdr.id};
 		ctl_get_str(req, CTL_T_NAME, name, sizeof(name));
 		return names_delete(d, &s->creds, name, &a);
 	}
 	if (err)
 		return err;
-	snprintf(name, sizeof(name), "%s", g->name);
-	if ((err = registry_delete(d, &s->creds, g)))
-		return err;
-	pgd_log("group %s deleted by pid %d", name, (int)s->pid);
-	names_deleted(d, name);
-	return 0;
+	return names_delete_here(d, &s->creds, g, &a);
 }
 
 void session_answer(struct daemon *d, uint64_t serial, uint8_t type, uint32_t id, int status)
@@ -313,15 +323,6 @@ void session_answer(struct daemon *d, uint64_t serial, uint8_t type, uint32_t id
 }
 
 /* JOIN and LEAVE: a group and a pid (0 = the caller). */
-static int get_group_pid(struct daemon *d, const struct ctl_in *req, struct group **g,
-			 uint32_t *pid)
-{
-	int err = get_group(d, req, g);
-	if (err)
-		return err;
-	return ctl_get_u32(req, CTL_T_PID, pid) ? -EINVAL : 0;
-}
-
 static int may(const struct session *s, const struct group *g, enum right r)
 {
 	return rights_check(&s->creds, g->uid, g->gid, g->mode, r);
@@ -331,7 +332,10 @@ static void put_members(struct daemon *d, struct group *g)
 {
 	for (struct member *m = g->members; m; m = m->next_in_group)
 		if (!m->evicted && !ctl_put_member(&out_msg, m->session->pid, d->node))
-			break;
+			return;
+	for (struct rmember *m = g->rmembers; m; m = m->next)
+		if (!ctl_put_member(&out_msg, m->pid, m->node))
+			return;
 }
 
 static int do_create(struct daemon *d, struct session *s, const struct ctl_in *req)
@@ -423,18 +427,111 @@ static int member_fds(struct group *g, struct member *m, int fds[3])
 	return 0;
 }
 
+/* A join of another node's group: asked of its master, answered later. */
+static int join_remote(struct daemon *d, struct session *s, struct session *target,
+		       const struct ctl_in *req)
+{
+	char name[256];
+	ctl_get_str(req, CTL_T_NAME, name, sizeof(name));
+	const struct wire_group *info = names_info(d, name);
+	if (!info)
+		return -ENOENT;
+	int err;
+	if ((err = rights_check(&s->creds, info->uid, info->gid, info->mode, RIGHT_READ)) ||
+	    (err = rights_check(&target->creds, info->uid, info->gid, info->mode, RIGHT_READ)))
+		return err;
+	struct group *g = registry_find_replica(d, name);
+	if (g && membership(g, target))
+		return -EALREADY;
+	return replica_join(d, s, target, name, req->hdr.id);
+}
+
+/*
+ * The caller itself (pid 0, or its own pid and this is its first handle):
+ * the membership comes with the reply, named, so a caller that gave up
+ * waiting can give it back. The reply (begun, with the members before
+ * the join) ends here.
+ */
+static int reply_membership(struct daemon *d, struct session *s, uint8_t type, uint32_t id,
+			    struct group *g, struct member *m)
+{
+	struct ctl_in req = {.hdr = {.type = type, .id = id}};
+	ctl_put_str(&out_msg, CTL_T_NAME, g->name);
+	ctl_put_u32(&out_msg, CTL_T_SLOT, m->slot);
+	ctl_put_u32(&out_msg, CTL_T_STATEWORD, m->state_word);
+	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
+	/* Whose messages from_node 0 are: the master's. */
+	ctl_put_str(&out_msg, CTL_T_NODE, g->replica ? replica_master(g) : d->node);
+	put_geometry(&out_msg, g);
+	int fds[3];
+	int err = member_fds(g, m, fds);
+	if (err) {
+		registry_remove(d, m, RING_REC_LEFT);
+		return err;
+	}
+	err = reply(s, &req, 0, fds, 3);
+	close(fds[0]);
+	close(fds[1]);
+	if (err)
+		registry_remove(d, m, RING_REC_LEFT);
+	else
+		push_areas(s, g);
+	return err;
+}
+
+struct session *session_by_serial(struct daemon *d, uint64_t serial)
+{
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->serial == serial)
+			return s;
+	return NULL;
+}
+
+int session_answer_join(struct daemon *d, struct session *s, uint32_t id, struct session *target,
+			struct member *m, const struct wire_member *old, uint32_t n_old)
+{
+	ctl_begin(&out_msg, (uint8_t)(CTL_JOIN | CTL_REPLY), id, 0);
+	for (uint32_t i = 0; i < n_old; i++)
+		if (!ctl_put_member(&out_msg, old[i].pid, old[i].node))
+			break;
+	if (target != s) {
+		int err = session_notify_joined(d, target, m);
+		if (err)
+			return -ESRCH;
+		struct ctl_in req = {.hdr = {.type = CTL_JOIN, .id = id}};
+		return reply(s, &req, 0, NULL, 0);
+	}
+	return reply_membership(d, s, CTL_JOIN, id, m->group, m);
+}
+
+void session_answer_members(struct daemon *d, uint64_t serial, uint32_t id,
+			    const struct wire_member *list, uint32_t n, int status)
+{
+	struct session *s = session_by_serial(d, serial);
+	if (!s)
+		return;
+	ctl_begin(&out_msg, (uint8_t)(CTL_MEMBERS | CTL_REPLY), id, status);
+	for (uint32_t i = 0; !status && i < n; i++)
+		if (!ctl_put_member(&out_msg, list[i].pid, list[i].node))
+			break;
+	struct ctl_in req = {.hdr = {.type = CTL_MEMBERS, .id = id}};
+	reply(s, &req, status ? status : 0, NULL, 0);
+}
+
 static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
 	struct group *g;
 	uint32_t pid;
-	int err = get_group_pid(d, req, &g, &pid);
-	if (err)
-		return err;
+	int err = get_group(d, req, &g);
+	if ((err && err != -EREMOTE) || ctl_get_u32(req, CTL_T_PID, &pid))
+		return err ? err : -EINVAL;
 	struct session *target = pid == 0 ? s : first_session_of(d, (pid_t)pid);
 	if (!target)
 		return -ESRCH;
 	if (s->creds.uid != 0 && s->creds.uid != target->creds.uid)
 		return -EPERM;
+	if (err == -EREMOTE)
+		return join_remote(d, s, target, req);
 	/* Both the caller and the process that becomes a member may read. */
 	if ((err = may(s, g, RIGHT_READ)) || (err = may(target, g, RIGHT_READ)))
 		return err;
@@ -458,27 +555,7 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
 		}
 		return reply(s, req, 0, NULL, 0);
 	}
-	/* The caller itself (pid 0, or its own pid and this is its first
-	 * handle): the membership comes with the reply, named, so a caller
-	 * that gave up waiting can give it back. */
-	ctl_put_str(&out_msg, CTL_T_NAME, g->name);
-	ctl_put_u32(&out_msg, CTL_T_SLOT, m->slot);
-	ctl_put_u32(&out_msg, CTL_T_STATEWORD, m->state_word);
-	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
-	put_geometry(&out_msg, g);
-	int fds[3];
-	if ((err = member_fds(g, m, fds))) {
-		registry_remove(d, m, RING_REC_LEFT);
-		return err;
-	}
-	err = reply(s, req, 0, fds, 3);
-	close(fds[0]);
-	close(fds[1]);
-	if (err)
-		registry_remove(d, m, RING_REC_LEFT);
-	else
-		push_areas(s, g);
-	return err;
+	return reply_membership(d, s, req->hdr.type, req->hdr.id, g, m);
 }
 
 /* Tell one session about writer's area of g (CTL_ASYNC_AREA). */
@@ -534,6 +611,7 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	ctl_put_u32(&note, CTL_T_SLOT, m->slot);
 	ctl_put_u32(&note, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&note, CTL_T_CURSOR, m->start);
+	ctl_put_str(&note, CTL_T_NODE, g->replica ? replica_master(g) : d->node);
 	put_geometry(&note, g);
 	ctl_end(&note);
 	int fds[3];
@@ -559,9 +637,12 @@ static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *re
 {
 	struct group *g;
 	uint32_t pid;
-	int err = get_group_pid(d, req, &g, &pid);
-	if (err)
-		return err;
+	char name[256];
+	int err = get_group_or_replica(d, req, &g, name);
+	if (err == -EREMOTE && !g)
+		return -ESRCH; /* no member of it here */
+	if ((err && err != -EREMOTE) || ctl_get_u32(req, CTL_T_PID, &pid))
+		return err && err != -EREMOTE ? err : -EINVAL;
 	struct member *m = NULL;
 	uint32_t slot;
 	if (pid == 0 && ctl_get_u32(req, CTL_T_SLOT, &slot) == 0) {
@@ -596,6 +677,21 @@ static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req
 	if ((req->hdr.type) == CTL_MEMBERS || req->hdr.type == CTL_MONITOR) {
 		struct group *g;
 		int err = get_group(d, req, &g);
+		if (err == -EREMOTE) {
+			/* The master's view, asked of it; monitoring is the
+			 * library's own (events are in every replica). */
+			char name[256];
+			ctl_get_str(req, CTL_T_NAME, name, sizeof(name));
+			const struct wire_group *info = names_info(d, name);
+			if (!info)
+				return -ENOENT;
+			if ((err = rights_check(&s->creds, info->uid, info->gid, info->mode,
+						RIGHT_READ)))
+				return err;
+			if (req->hdr.type == CTL_MEMBERS)
+				return replica_members(d, s, name, req->hdr.id);
+			return reply(s, req, 0, NULL, 0);
+		}
 		if (err)
 			return err;
 		if ((err = may(s, g, RIGHT_READ)))
@@ -639,6 +735,10 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 	if (err)
 		return err;
 	struct member *m = member_at(g, req);
+	uint32_t slot, word;
+	if (!m && !ctl_get_u32(req, CTL_T_SLOT, &slot) && !ctl_get_u32(req, CTL_T_STATEWORD, &word) &&
+	    replica_stream_page(g, slot, word) >= 0)
+		return -EAGAIN; /* a node's stream: not evicted for now (design.md §12) */
 	if (!m)
 		return -ESRCH;
 	bool own = m->session->pid == s->pid;
@@ -693,9 +793,14 @@ static int do_mpage(struct daemon *d, struct session *s, const struct ctl_in *re
 	if ((err = may(s, g, RIGHT_WRITE)))
 		return err;
 	struct member *m = member_at(g, req);
-	if (!m)
-		return -ESTALE;
-	return reply_ro_fd(s, req, m->page_fd);
+	if (m)
+		return reply_ro_fd(s, req, m->page_fd);
+	/* Or the daemon's own slot of another node's stream (replica.c). */
+	uint32_t slot, word;
+	int fd = ctl_get_u32(req, CTL_T_SLOT, &slot) || ctl_get_u32(req, CTL_T_STATEWORD, &word)
+			 ? -ESTALE
+			 : replica_stream_page(g, slot, word);
+	return fd < 0 ? fd : reply_ro_fd(s, req, fd);
 }
 
 /* Handle one request; false when the session is gone. */
@@ -734,6 +839,8 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		break;
 	case CTL_JOIN:
 		err = do_join(d, s, req);
+		if (err == NAMES_LATER)
+			err = 0; /* answered when the master answers */
 		break;
 	case CTL_LEAVE:
 		err = do_leave(d, s, req);
@@ -742,6 +849,8 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 	case CTL_MONITOR:
 	case CTL_GROUPS:
 		err = do_list(d, s, req);
+		if (err == NAMES_LATER)
+			err = 0;
 		break;
 	case CTL_EVICT:
 		err = do_evict(d, s, req);

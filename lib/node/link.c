@@ -28,12 +28,27 @@
 #define LINK_PLAIN_RECORD_MAX 1024u
 #define LINK_KEEP_BYTES (4u << 20) /* buffers above this are freed when idle */
 
-enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMEOUT, OP_CANCEL };
+enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMEOUT, OP_CANCEL, OP_FUTEX };
+
+/* io_uring's futex wait (Linux 6.7); liburing 2.3 has no helper for it. */
+#ifndef IORING_OP_FUTEX_WAIT
+#define IORING_OP_FUTEX_WAIT 51
+#endif
+#define PG_FUTEX2_SIZE_U32 0x02u /* shared (not FUTEX2_PRIVATE): a memfd word */
+#define PG_FUTEX_BITSET_ANY 0xffffffffu
 
 /* io_uring's user_data points at one of these: which link, which op. */
 struct op {
 	struct link *l;
 	uint8_t kind;
+};
+
+/* A futex wait: freed when it completes. */
+struct futex_op {
+	struct op op; /* first: user_data points at it */
+	void (*fn)(void *arg, int res);
+	void *arg;
+	struct futex_op *next; /* waits in the kernel, for node_io_destroy */
 };
 
 struct link {
@@ -79,6 +94,7 @@ struct node_io {
 	bool accept_armed;
 	void (*accept)(void *arg, int fd, const struct sockaddr *sa, socklen_t len);
 	void *accept_arg;
+	struct futex_op *futexes;
 };
 
 static int64_t now_ns(void)
@@ -180,8 +196,15 @@ void node_io_destroy(struct node_io *io)
 {
 	if (!io)
 		return;
-	/* Exiting the ring cancels what the kernel holds; no callbacks now. */
+	/* Exiting the ring cancels what the kernel holds; no callbacks now,
+	 * but futex waiters hear -ECANCELED so they free what they hold. */
 	io_uring_queue_exit(&io->ring);
+	while (io->futexes) {
+		struct futex_op *f = io->futexes;
+		io->futexes = f->next;
+		f->fn(f->arg, -ECANCELED);
+		free(f);
+	}
 	while (io->links) {
 		struct link *l = io->links;
 		io->links = l->next;
@@ -342,21 +365,62 @@ struct seal *link_rx(struct link *l)
 	return &l->rxs;
 }
 
-int link_send(struct link *l, uint16_t type, const void *payload, uint32_t len)
+int link_send2(struct link *l, uint16_t type, const void *a, uint32_t alen, const void *b,
+	       uint32_t blen)
 {
 	if (l->closing || l->draining)
 		return -EPIPE;
+	uint64_t len = (uint64_t)alen + blen;
 	if (len > WIRE_FRAME_MAX)
 		return -EMSGSIZE;
-	size_t frame = sizeof(struct wire_hdr) + len;
+	size_t frame = sizeof(struct wire_hdr) + (size_t)len;
 	if (l->out_len + l->tx_len - l->tx_off + frame > l->cap)
 		return -ENOBUFS;
 	if (grow(&l->out, &l->out_cap, l->out_len + frame))
 		return -ENOMEM;
 	if (!l->out_len)
 		l->st.queued_since = now_ns();
-	int err = wire_put(l->out, l->out_cap, &l->out_len, type, payload, len);
-	return err;
+	struct wire_hdr h = {.type = type, .len = (uint32_t)len};
+	memcpy(l->out + l->out_len, &h, sizeof(h));
+	if (alen)
+		memcpy(l->out + l->out_len + sizeof(h), a, alen);
+	if (blen)
+		memcpy(l->out + l->out_len + sizeof(h) + alen, b, blen);
+	l->out_len += frame;
+	return 0;
+}
+
+int link_send(struct link *l, uint16_t type, const void *payload, uint32_t len)
+{
+	if (type == 0 || type > WIRE_TYPE_MAX)
+		return -EINVAL;
+	return link_send2(l, type, payload, len, NULL, 0);
+}
+
+int node_io_futex_wait(struct node_io *io, _Atomic uint32_t *word, uint32_t val,
+		       void (*fn)(void *arg, int res), void *arg)
+{
+	struct futex_op *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	struct io_uring_sqe *sqe = sqe_get(io);
+	if (!sqe) {
+		free(f);
+		return -EBUSY;
+	}
+	f->op.kind = OP_FUTEX;
+	f->fn = fn;
+	f->arg = arg;
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_FUTEX_WAIT;
+	sqe->fd = (int)PG_FUTEX2_SIZE_U32;
+	sqe->addr = (uint64_t)(uintptr_t)word;
+	sqe->off = val;
+	sqe->addr3 = PG_FUTEX_BITSET_ANY;
+	io_uring_sqe_set_data(sqe, &f->op);
+	f->next = io->futexes;
+	io->futexes = f;
+	return 0;
 }
 
 void link_key_tx(struct link *l, const uint8_t key[HS_KEY_BYTES], bool encrypt, bool aes)
@@ -585,6 +649,17 @@ static void on_cqe(struct node_io *io, const struct io_uring_cqe *cqe)
 	struct op *op = io_uring_cqe_get_data(cqe);
 	if (!op)
 		return;
+	if (op->kind == OP_FUTEX) {
+		struct futex_op *f = (struct futex_op *)op;
+		for (struct futex_op **p = &io->futexes; *p; p = &(*p)->next)
+			if (*p == f) {
+				*p = f->next;
+				break;
+			}
+		f->fn(f->arg, cqe->res);
+		free(f);
+		return;
+	}
 	if (op->kind == OP_ACCEPT) {
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			io->accept_armed = false;

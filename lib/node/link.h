@@ -19,6 +19,7 @@
 #ifndef PG_NODE_LINK_H
 #define PG_NODE_LINK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,15 @@ void node_io_complete(struct node_io *io);
 /* Seal and send what links queued; submit. */
 void node_io_flush(struct node_io *io);
 
+/*
+ * Wait (in the io_uring, never blocking the loop) until the futex word
+ * `word` (shared memory) is woken or no longer `val`: then fn(arg, res)
+ * runs from node_io_complete, once. -ENOMEM, or -EOPNOTSUPP when this
+ * kernel's io_uring cannot wait on futexes (before 6.7).
+ */
+int node_io_futex_wait(struct node_io *io, _Atomic uint32_t *word, uint32_t val,
+		       void (*fn)(void *arg, int res), void *arg);
+
 /* Listen on a bound, listening socket; each accepted connection is
  * handed to accept(arg, fd, peer address): it takes the fd (link_new) or
  * closes it. */
@@ -76,6 +86,10 @@ void link_set_arg(struct link *l, void *arg);
  * -EPIPE when it is closing.
  */
 int link_send(struct link *l, uint16_t type, const void *payload, uint32_t len);
+/* The same with the payload in two parts (a header and its data), copied
+ * once, into the queue. */
+int link_send2(struct link *l, uint16_t type, const void *a, uint32_t alen, const void *b,
+	       uint32_t blen);
 void link_set_cap(struct link *l, size_t cap);
 /* The link's sealers: keyed by the handshake's owner. */
 struct seal *link_tx(struct link *l);

@@ -708,6 +708,19 @@ int mesh_send(struct mesh_peer *p, uint16_t type, const void *payload, uint32_t 
 	return link_send(p->conn->link, type, payload, len);
 }
 
+int mesh_send2(struct mesh_peer *p, uint16_t type, const void *a, uint32_t alen, const void *b,
+	       uint32_t blen)
+{
+	if (!p->conn || !p->conn->authed || !p->conn->link)
+		return -ENOTCONN;
+	return link_send2(p->conn->link, type, a, alen, b, blen);
+}
+
+struct node_io *mesh_io(struct mesh *m)
+{
+	return m->io;
+}
+
 void mesh_link_stats(const struct mesh_peer *p, struct link_stats *st)
 {
 	if (p->conn && p->conn->link)

@@ -93,6 +93,10 @@ struct mesh_peer *mesh_find(struct mesh *m, const char *node);
 const char *mesh_listen_addr(const struct mesh *m);
 /* Queue a frame to an authenticated peer: 0, -ENOTCONN, or link_send's error. */
 int mesh_send(struct mesh_peer *p, uint16_t type, const void *payload, uint32_t len);
+int mesh_send2(struct mesh_peer *p, uint16_t type, const void *a, uint32_t alen, const void *b,
+	       uint32_t blen);
+/* The io_uring the mesh runs on (for futex waits of its users). */
+struct node_io *mesh_io(struct mesh *m);
 void mesh_link_stats(const struct mesh_peer *p, struct link_stats *st);
 const char *mesh_state_name(enum mesh_state s);
 

@@ -192,6 +192,85 @@ int wire_reply_parse(const struct wire_frame *f, struct wire_reply *out)
 	return 0;
 }
 
+int wire_ask_parse(const struct wire_frame *f, uint16_t type, struct wire_claim *out)
+{
+	if (type != WIRE_CLAIM && type != WIRE_SUB && type != WIRE_MEMBERS)
+		return -EBADMSG;
+	return named_parse(f, type, out, sizeof(*out), offsetof(struct wire_claim, name));
+}
+
+int wire_subbed_parse(const struct wire_frame *f, struct wire_subbed *out)
+{
+	struct wire_subbed r;
+	if (f->type != WIRE_SUBBED || f->len != sizeof(r))
+		return -EBADMSG;
+	memcpy(&r, f->payload, sizeof(r));
+	if (r.status > 0 || r.status < -4095)
+		return -EBADMSG;
+	*out = r;
+	return 0;
+}
+
+int wire_unsub_parse(const struct wire_frame *f, struct wire_unsub *out)
+{
+	struct wire_unsub u;
+	if (f->type != WIRE_UNSUB || f->len != sizeof(u))
+		return -EBADMSG;
+	memcpy(&u, f->payload, sizeof(u));
+	if (u.pad)
+		return -EBADMSG;
+	*out = u;
+	return 0;
+}
+
+int wire_rec_parse(const struct wire_frame *f, struct wire_rec *out, const uint8_t **payload)
+{
+	struct wire_rec r;
+	if (f->type != WIRE_REC || f->len < sizeof(r))
+		return -EBADMSG;
+	memcpy(&r, f->payload, sizeof(r));
+	/* Kinds as in ring/layout.h: MSG (2) .. DOWN (6). */
+	if (r.len != f->len - sizeof(r) || r.kind < 2 || r.kind > 6 || !r.seq)
+		return -EBADMSG;
+	*out = r;
+	*payload = f->payload + sizeof(r);
+	return 0;
+}
+
+int wire_rjoin_parse(const struct wire_frame *f, struct wire_rjoin *out)
+{
+	if (f->type != WIRE_RJOIN && f->type != WIRE_RLEAVE)
+		return -EBADMSG;
+	struct wire_rjoin j;
+	if (named_parse(f, f->type, &j, sizeof(j), offsetof(struct wire_rjoin, name)))
+		return -EBADMSG;
+	if (j.pid <= 0 || (j.flags & ~WIRE_RLEAVE_EXITED))
+		return -EBADMSG;
+	*out = j;
+	return 0;
+}
+
+int wire_members_parse(const struct wire_frame *f, struct wire_members *out,
+		       struct wire_member *entries, size_t cap)
+{
+	struct wire_members h;
+	if (f->type != WIRE_MEMBER_LIST || f->len < sizeof(h))
+		return -EBADMSG;
+	memcpy(&h, f->payload, sizeof(h));
+	if (h.status > 0 || h.status < -4095 || h.n > WIRE_MEMBERS_MAX || h.n > cap ||
+	    f->len != sizeof(h) + (size_t)h.n * sizeof(struct wire_member))
+		return -EBADMSG;
+	for (uint32_t i = 0; i < h.n; i++) {
+		struct wire_member m;
+		memcpy(&m, f->payload + sizeof(h) + (size_t)i * sizeof(m), sizeof(m));
+		if (check_node_field(m.node) || m.pad)
+			return -EBADMSG;
+		entries[i] = m;
+	}
+	*out = h;
+	return 0;
+}
+
 static bool host_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -41,7 +41,16 @@ enum wire_type {
 	WIRE_CREATE = 10, /* struct wire_create: create it here, with you as the requester */
 	WIRE_DELETE = 11, /* struct wire_delete: delete this group of yours for a client */
 	WIRE_REPLY = 12, /* struct wire_reply: the answer to a CLAIM, CREATE or DELETE */
-	WIRE_TYPE_MAX = 12,
+	/* Replicas (docs/protocol.md, "Replicas"). */
+	WIRE_SUB = 13,    /* struct wire_claim: send me your group's order from now on */
+	WIRE_SUBBED = 14, /* struct wire_subbed: the answer, with the stream's id */
+	WIRE_UNSUB = 15,  /* struct wire_unsub: no more (no members left here) */
+	WIRE_REC = 16,    /* struct wire_rec + payload: one record of the order */
+	WIRE_RJOIN = 17,  /* struct wire_rjoin: a member here joins your group */
+	WIRE_RLEAVE = 18, /* struct wire_rjoin: a member here left (or exited) */
+	WIRE_MEMBERS = 19, /* struct wire_claim: who are the members? */
+	WIRE_MEMBER_LIST = 20, /* struct wire_members + entries: answer to RJOIN, MEMBERS */
+	WIRE_TYPE_MAX = 20,
 };
 
 struct wire_hdr {
@@ -90,16 +99,19 @@ struct wire_group {
 	uint32_t stall_ms;
 	uint32_t mode;
 	uint32_t uid, gid; /* its owner, as its master knows it */
-	uint64_t serial;   /* the master's creation order */
+	uint64_t ack;      /* nonzero: answer with a REPLY of this id once known
+			      (a create returns when every node knows it) */
 	char master[WIRE_NODE_MAX];
 	char name[WIRE_NAME_MAX];
 };
 static_assert(sizeof(struct wire_group) == 368, "wire_group is on the wire");
 
 struct wire_name {
+	uint64_t ack; /* nonzero: answer with a REPLY of this id (a delete
+			 returns when every node knows) */
 	char name[WIRE_NAME_MAX];
 };
-static_assert(sizeof(struct wire_name) == 256, "wire_name is on the wire");
+static_assert(sizeof(struct wire_name) == 264, "wire_name is on the wire");
 
 struct wire_claim {
 	uint64_t id; /* echoed in the REPLY */
@@ -129,6 +141,59 @@ struct wire_reply {
 	uint32_t pad;   /* 0 */
 };
 static_assert(sizeof(struct wire_reply) == 16, "wire_reply is on the wire");
+
+struct wire_subbed {
+	uint64_t id;     /* the SUB's */
+	int32_t status;  /* 0 or -errno */
+	uint32_t stream; /* names the group in the REC frames that follow */
+};
+static_assert(sizeof(struct wire_subbed) == 16, "wire_subbed is on the wire");
+
+struct wire_unsub {
+	uint32_t stream;
+	uint32_t pad; /* 0 */
+};
+static_assert(sizeof(struct wire_unsub) == 8, "wire_unsub is on the wire");
+
+/* One record of a group's order, as its master sequenced it. */
+struct wire_rec {
+	uint32_t stream;
+	uint16_t kind;  /* RING_REC_MSG .. RING_REC_DOWN */
+	uint16_t flags; /* RING_F_* */
+	uint64_t seq;   /* its place in the order: the same at every node */
+	uint32_t epoch; /* the master's epoch (0 until masters change) */
+	int32_t from_pid;
+	uint32_t from_node; /* 0 = the master */
+	uint32_t len;       /* payload bytes that follow */
+};
+static_assert(sizeof(struct wire_rec) == 32, "wire_rec is on the wire");
+
+#define WIRE_RLEAVE_EXITED 0x1u /* RLEAVE: the process ended (PG_EXITED) */
+
+struct wire_rjoin {
+	uint64_t id;
+	int32_t pid;    /* the member, as its node sees it */
+	uint32_t flags; /* RLEAVE: WIRE_RLEAVE_EXITED */
+	char name[WIRE_NAME_MAX];
+};
+static_assert(sizeof(struct wire_rjoin) == 272, "wire_rjoin is on the wire");
+
+#define WIRE_MEMBERS_MAX 4096u
+
+struct wire_member {
+	char node[WIRE_NODE_MAX];
+	int32_t pid;
+	uint32_t pad; /* 0 */
+};
+static_assert(sizeof(struct wire_member) == 72, "wire_member is on the wire");
+
+struct wire_members {
+	uint64_t id;
+	int32_t status;
+	uint32_t n;    /* entries that follow (n <= WIRE_MEMBERS_MAX) */
+	uint64_t seq;  /* RJOIN: its JOINED record's place in the order */
+};
+static_assert(sizeof(struct wire_members) == 24, "wire_members is on the wire");
 
 /* A frame found in a record: its type and payload (pointing into the
  * record). */
@@ -167,6 +232,20 @@ int wire_claim_parse(const struct wire_frame *f, struct wire_claim *out);
 int wire_create_parse(const struct wire_frame *f, struct wire_create *out);
 int wire_delete_parse(const struct wire_frame *f, struct wire_delete *out);
 int wire_reply_parse(const struct wire_frame *f, struct wire_reply *out);
+/* SUB and MEMBERS (struct wire_claim, as CLAIM): type one of the three. */
+int wire_ask_parse(const struct wire_frame *f, uint16_t type, struct wire_claim *out);
+int wire_subbed_parse(const struct wire_frame *f, struct wire_subbed *out);
+int wire_unsub_parse(const struct wire_frame *f, struct wire_unsub *out);
+/* REC: the header, and its payload pointing into the frame (len checked
+ * against the frame; the kind in MSG..DOWN; flags only RING_F_ESEND is
+ * the caller's to check). */
+int wire_rec_parse(const struct wire_frame *f, struct wire_rec *out, const uint8_t **payload);
+/* RJOIN and RLEAVE. */
+int wire_rjoin_parse(const struct wire_frame *f, struct wire_rjoin *out);
+/* MEMBER_LIST: the header and its entries (each node name checked), at
+ * most cap copied into out; more is -EBADMSG. */
+int wire_members_parse(const struct wire_frame *f, struct wire_members *out,
+		       struct wire_member *entries, size_t cap);
 
 /* "host:port", shorter than WIRE_ADDR_MAX (it fits a wire_peer), with a
  * port of 1..65535 in at most 5 digits (no sign, no spaces) and a host of

@@ -39,7 +39,7 @@
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
 #define RING_DIR_MAGIC 0x70677263u  /* "pgrc" */
-#define RING_VERSION 4u
+#define RING_VERSION 5u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
@@ -90,7 +90,11 @@ struct ring_rec {
 	uint16_t flags;     /* RING_F_* */
 	int32_t from_pid;   /* sender (as the daemon sees it), or the member an event is about */
 	uint32_t from_node; /* 0 = the group's master node */
-	uint64_t reserved;  /* 0 */
+	/* The record's place in the group's order as its master numbered it
+	 * (pg_message.seq), in a replica's records, which only the daemon
+	 * writes; 0 = its position + 1 (a master's own ring). Readers take it
+	 * from the daemon's area only: no sender can renumber the order. */
+	uint64_t seq;
 };
 static_assert(offsetof(struct ring_rec, order_pos) == 0, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, len) == 8, "ring_rec layout");
@@ -98,6 +102,7 @@ static_assert(offsetof(struct ring_rec, kind) == 12, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, flags) == 14, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, from_pid) == 16, "ring_rec layout");
 static_assert(offsetof(struct ring_rec, from_node) == 20, "ring_rec layout");
+static_assert(offsetof(struct ring_rec, seq) == 24, "ring_rec layout");
 static_assert(sizeof(struct ring_rec) == RING_ALIGN, "ring_rec must be one alignment unit");
 
 /*

@@ -309,6 +309,12 @@ static void claim_done(struct ring *r, const struct ring_claim *c)
 int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
 		int32_t from_pid, uint32_t from_node)
 {
+	return ring_commit_seq(r, c, kind, flags, from_pid, from_node, 0);
+}
+
+int ring_commit_seq(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
+		    int32_t from_pid, uint32_t from_node, uint64_t seq)
+{
 	struct ring_rec *h = c->rec;
 	h->order_pos = c->pos;
 	h->len = c->len;
@@ -316,7 +322,7 @@ int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint1
 	h->flags = flags;
 	h->from_pid = from_pid;
 	h->from_node = from_node;
-	h->reserved = 0;
+	h->seq = seq;
 	bool ok = decide(r, c->pos,
 			 RING_E_MAKE(lap_of(r, c->pos), c->unit, c->writer, RING_E_COMMITTED));
 	claim_done(r, c);
@@ -467,7 +473,7 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		v->kind = copy.kind;
 		v->flags = copy.flags;
 		v->len = copy.len;
-		v->seq = pos + 1;
+		v->seq = writer == RING_DAEMON_WRITER && copy.seq ? copy.seq : pos + 1;
 		/* The sender is who holds the writer slot, as the daemon wrote
 		 * it in the directory: never what the writer wrote. Events are
 		 * the daemon's own, about the member they name. */

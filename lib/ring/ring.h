@@ -196,6 +196,9 @@ int ring_claim(struct ring *r, struct ring_area *a, uint32_t len, uint32_t reser
  * claim first (readers skip it). Does not wake sleepers: call ring_wake. */
 int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
 		int32_t from_pid, uint32_t from_node);
+/* The same with the master's numbering of it (a replica's record). */
+int ring_commit_seq(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
+		    int32_t from_pid, uint32_t from_node, uint64_t seq);
 /* Withdraw a claim: readers skip its position (-ECANCELED: it already was). */
 int ring_abort(struct ring *r, const struct ring_claim *c);
 /* After a commit: wake every sleeping receiver, if any sleeps. */

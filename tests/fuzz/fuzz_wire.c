@@ -182,6 +182,44 @@ static bool ns_valid(const struct ns_kind *k, const uint8_t *p)
 	return true;
 }
 
+/* Every replica parser on one frame: what it takes keeps the rules. */
+static void parse_repl(const struct wire_frame *f)
+{
+	static struct wire_member list[WIRE_MEMBERS_MAX];
+	uint16_t ask[] = {WIRE_CLAIM, WIRE_SUB, WIRE_MEMBERS, WIRE_GONE};
+	for (size_t k = 0; k < sizeof(ask) / sizeof(ask[0]); k++) {
+		struct wire_claim c;
+		if (wire_ask_parse(f, ask[k], &c) == 0)
+			CHECK(ask[k] != WIRE_GONE && f->type == ask[k] && f->len == sizeof(c) &&
+			      group_name_ok(c.name));
+	}
+	struct wire_subbed sb;
+	if (wire_subbed_parse(f, &sb) == 0)
+		CHECK(f->type == WIRE_SUBBED && sb.status <= 0 && sb.status >= -4095);
+	struct wire_unsub u;
+	if (wire_unsub_parse(f, &u) == 0)
+		CHECK(f->type == WIRE_UNSUB && u.pad == 0);
+	struct wire_rec r;
+	const uint8_t *payload = NULL;
+	if (wire_rec_parse(f, &r, &payload) == 0)
+		CHECK(f->type == WIRE_REC && r.len == f->len - sizeof(r) && r.kind >= 2 &&
+		      r.kind <= 6 && r.seq && payload == f->payload + sizeof(r));
+	struct wire_rjoin j;
+	if (wire_rjoin_parse(f, &j) == 0)
+		CHECK((f->type == WIRE_RJOIN || f->type == WIRE_RLEAVE) && j.pid > 0 &&
+		      !(j.flags & ~WIRE_RLEAVE_EXITED) && group_name_ok(j.name));
+	struct wire_members h;
+	if (wire_members_parse(f, &h, list, WIRE_MEMBERS_MAX) == 0) {
+		CHECK(f->type == WIRE_MEMBER_LIST && h.n <= WIRE_MEMBERS_MAX &&
+		      f->len == sizeof(h) + h.n * sizeof(struct wire_member));
+		for (uint32_t i = 0; i < h.n; i++)
+			CHECK(node_ok(list[i].node) && list[i].pad == 0);
+		/* One entry short of room: refused. */
+		if (h.n)
+			CHECK(wire_members_parse(f, &h, list, h.n - 1) == -EBADMSG);
+	}
+}
+
 /* Every namespace parser on one frame: it takes exactly what the rules
  * say, copies it whole (the bytes again once encoded) or leaves out as it
  * was. */
@@ -227,6 +265,7 @@ static void parse(const struct wire_frame *f, const uint8_t *orig, size_t used)
 	CHECK(f->type == WIRE_PEERS || rps);
 	CHECK(f->type == WIRE_BYE || rb);
 	parse_ns(f, orig, used);
+	parse_repl(f);
 
 	switch (f->type) {
 	case WIRE_HELLO:
@@ -270,7 +309,8 @@ static void parse(const struct wire_frame *f, const uint8_t *orig, size_t used)
 			same_bytes(f, NULL, 0, orig, used);
 		break;
 	default:
-		/* A namespace frame, which parse_ns has judged. */
+		/* A namespace or replica frame, which parse_ns and
+		 * parse_repl have judged. */
 		CHECK(f->type >= WIRE_GROUP && f->type <= WIRE_TYPE_MAX);
 	}
 }

@@ -181,11 +181,11 @@ def wire_seeds():
         'put_script': b'\2' + script,
         # the namespace: one of each, then each rule broken once
         'namespace': b'\0' + frame(W_GROUP, group(b'chat')) +
-        frame(W_GONE, b'old'.ljust(256, b'\0')) + frame(W_CLAIM, claim_req(1, b'n' * 255)) +
+        frame(W_GONE, struct.pack('<Q', 0) + b'old'.ljust(256, b'\0')) + frame(W_CLAIM, claim_req(1, b'n' * 255)) +
         frame(W_CREATE, create_req(2, b'a b:c')) + frame(W_DELETE, delete_req(3, b'chat')) +
         frame(W_REPLY, reply(1, 0)) + frame(W_REPLY, reply(2, -4095)),
         'namespace_bad': b'\0' + frame(W_GROUP, group(b'chat', master=b'a/b')) +
-        frame(W_GONE, b'a\0b'.ljust(256, b'\0')) + frame(W_CLAIM, claim_req(1, b'x/y')) +
+        frame(W_GONE, struct.pack('<Q', 0) + b'a\0b'.ljust(256, b'\0')) + frame(W_CLAIM, claim_req(1, b'x/y')) +
         frame(W_CREATE, create_req(2, b'n' * 256)) + frame(W_DELETE, delete_req(3, b'')) +
         frame(W_REPLY, reply(1, 1)) + frame(W_REPLY, reply(2, -4096)) +
         frame(W_REPLY, reply(3, 0, pad=1)) + frame(W_REPLY, reply(4, -2)[:15]),

@@ -129,7 +129,7 @@ static struct wire_group sample_group(void)
 	g.mode = 0640;
 	g.uid = 1000;
 	g.gid = 100;
-	g.serial = 42;
+	g.ack = 42;
 	strcpy(g.master, "node-a");
 	strcpy(g.name, "chat.room-1");
 	return g;
@@ -694,7 +694,7 @@ static void test_group_names(void)
 	/* The values are the daemon's to judge: any of them parses. */
 	g = sample_group();
 	g.created_ns = INT64_MIN;
-	g.ring_bytes = g.max_msg = g.serial = UINT64_MAX;
+	g.ring_bytes = g.max_msg = g.ack = UINT64_MAX;
 	g.stall_ms = g.mode = g.uid = g.gid = UINT32_MAX;
 	CU_ASSERT_EQUAL(ns_parse(ns_of(WIRE_GROUP), WIRE_GROUP, (const uint8_t *)&g, sizeof(g)), 0);
 	struct wire_create c = {.id = 0, .ring_bytes = UINT64_MAX, .mode = UINT32_MAX};

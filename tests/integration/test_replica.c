@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Members on several nodes, through the public API: a group mastered on
+ * one node, joined from others. Every member on every node receives every
+ * message and event in one order with the same seq; joins give the exact
+ * old-member list; a member killed on one node is PG_EXITED everywhere at
+ * one place; a lost node's members exit; a lost master is PG_GROUP_DOWN
+ * and -EHOSTUNREACH.
+ */
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mesh_harness.h"
+#include "proto/ctl.h"
+
+static const char *cookie;
+static struct daemon_proc na, nb, nc;
+
+static pg_ctx *open_on(const struct daemon_proc *d)
+{
+	pg_ctx *ctx = NULL;
+	CU_ASSERT_FATAL(pg_open(&ctx, d->socket) == 0);
+	return ctx;
+}
+
+static int start_three(void)
+{
+	if (mesh_node(&na, "na", 0, cookie, NULL, 0, NULL))
+		return -1;
+	const struct daemon_proc *pa[] = {&na};
+	if (mesh_node(&nb, "nb", 0, cookie, pa, 1, NULL) || mesh_node(&nc, "nc", 0, cookie, pa, 1, NULL))
+		return -1;
+	const struct daemon_proc *all[] = {&na, &nb, &nc};
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			if (i != j && mesh_wait(all[i], all[j]->node, CTL_NODE_UP, 10000) < 0)
+				return -1;
+	return 0;
+}
+
+static int stop_all(void)
+{
+	struct daemon_proc *all[] = {&nc, &nb, &na};
+	int bad = 0;
+	for (int i = 0; i < 3; i++)
+		if (all[i]->pid > 0 && daemon_stop(all[i]))
+			bad = 1;
+	return bad ? -1 : 0;
+}
+
+/* The next record of any kind within timeout_ms: 0 or the error. */
+static int next(pg_ctx *ctx, pg_message *m, int timeout_ms)
+{
+	return pg_recv(ctx, m, timeout_ms);
+}
+
+static bool listed(const pg_member *list, size_t n, const char *node, pid_t pid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i].node, node) && list[i].pid == pid)
+			return true;
+	return false;
+}
+
+/* Joins across nodes: the old-member lists, the events with their nodes,
+ * pg_members on every node. */
+static void test_join_across(void)
+{
+	pg_ctx *a = open_on(&na), *b = open_on(&nb), *c = open_on(&nc);
+	CU_ASSERT_EQUAL_FATAL(pg_create(a, "rep-join"), 0);
+	CU_ASSERT_EQUAL(pg_join(a, "rep-join", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_monitor(a, "rep-join"), 0);
+	pg_member *old;
+	size_t n_old;
+	CU_ASSERT_EQUAL_FATAL(pg_join(b, "rep-join", 0, &old, &n_old), 0);
+	CU_ASSERT_EQUAL(n_old, 1);
+	CU_ASSERT(listed(old, n_old, "na", getpid()));
+	free(old);
+	CU_ASSERT_EQUAL(pg_monitor(b, "rep-join"), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_join(c, "rep-join", 0, &old, &n_old), 0);
+	CU_ASSERT_EQUAL(n_old, 2);
+	CU_ASSERT(listed(old, n_old, "na", getpid()) && listed(old, n_old, "nb", getpid()));
+	free(old);
+	CU_ASSERT_EQUAL(pg_join(c, "rep-join", 0, NULL, NULL), -EALREADY);
+	/* a sees b and c join, b sees c join, at the same places. */
+	pg_message m;
+	uint64_t seq_b = 0, seq_c = 0;
+	while (next(a, &m, 2000) == 0) {
+		if (m.kind == PG_JOINED && !strcmp(m.from.node, "nb"))
+			seq_b = m.seq;
+		if (m.kind == PG_JOINED && !strcmp(m.from.node, "nc")) {
+			seq_c = m.seq;
+			break;
+		}
+	}
+	CU_ASSERT(seq_b && seq_c && seq_b < seq_c);
+	int got = 0;
+	while (next(b, &m, 2000) == 0) {
+		if (m.kind == PG_JOINED && !strcmp(m.from.node, "nc")) {
+			CU_ASSERT_EQUAL(m.seq, seq_c);
+			got = 1;
+			break;
+		}
+	}
+	CU_ASSERT(got);
+	/* The master's view, from every node. */
+	pg_ctx *all[] = {a, b, c};
+	for (int i = 0; i < 3; i++) {
+		pg_member *list;
+		size_t n;
+		CU_ASSERT_EQUAL(pg_members(all[i], "rep-join", &list, &n), 0);
+		CU_ASSERT_EQUAL(n, 3);
+		CU_ASSERT(listed(list, n, "na", getpid()) && listed(list, n, "nb", getpid()) &&
+			  listed(list, n, "nc", getpid()));
+		free(list);
+	}
+	/* b leaves: PG_LEFT from nb, in a's order; members lists shrink. */
+	CU_ASSERT_EQUAL(pg_leave(b, "rep-join", 0), 0);
+	got = 0;
+	while (!got && next(a, &m, 2000) == 0)
+		got = m.kind == PG_LEFT && !strcmp(m.from.node, "nb");
+	CU_ASSERT(got);
+	pg_member *list;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(c, "rep-join", &list, &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT(!listed(list, n, "nb", getpid()));
+	free(list);
+	CU_ASSERT_EQUAL(pg_leave(b, "rep-join", 0), -ESRCH);
+	/* Sending to another node's group is the next step (forwarding). */
+	CU_ASSERT_EQUAL(pg_send(c, "rep-join", "x", 1), -EREMOTE);
+	pg_close(c);
+	pg_close(b);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-join"), 0);
+	pg_close(a);
+}
+
+/* One sender on the master, members on three nodes: every message, in
+ * order, with one seq each, from the master's node. */
+static void test_one_order(void)
+{
+	pg_ctx *a = open_on(&na), *b = open_on(&nb), *c = open_on(&nc);
+	pg_group_opts o = {.ring_bytes = 256 * 1024};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(a, "rep-order", &o), 0);
+	pg_ctx *ma = open_on(&na);
+	CU_ASSERT_EQUAL(pg_join(ma, "rep-order", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_join(b, "rep-order", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_join(c, "rep-order", 0, NULL, NULL), 0);
+	enum { N = 20000 };
+	static uint64_t seqs[3][N];
+	pg_ctx *mem[] = {ma, b, c};
+	int got[3] = {0};
+	/* More than the ring holds: the nodes' streams keep up or hold the
+	 * sender, never lose a message. */
+	for (int i = 0; i < N; i++) {
+		char buf[64];
+		int len = snprintf(buf, sizeof(buf), "m%d", i);
+		int err;
+		while ((err = pg_trysend(a, "rep-order", buf, (size_t)len)) == -EAGAIN) {
+			for (int k = 0; k < 3; k++) {
+				pg_message m;
+				while (got[k] < N && pg_recv(mem[k], &m, 0) == 0)
+					if (m.kind == PG_MSG) {
+						char want[64];
+						snprintf(want, sizeof(want), "m%d", got[k]);
+						CU_ASSERT(m.len == strlen(want) &&
+							  !memcmp(m.data, want, m.len));
+						CU_ASSERT_STRING_EQUAL(m.from.node, "na");
+						seqs[k][got[k]++] = m.seq;
+					}
+			}
+		}
+		CU_ASSERT_EQUAL_FATAL(err, 0);
+	}
+	for (int k = 0; k < 3; k++) {
+		pg_message m;
+		while (got[k] < N && pg_recv(mem[k], &m, 5000) == 0)
+			if (m.kind == PG_MSG) {
+				char want[64];
+				snprintf(want, sizeof(want), "m%d", got[k]);
+				CU_ASSERT(m.len == strlen(want) && !memcmp(m.data, want, m.len));
+				seqs[k][got[k]++] = m.seq;
+			}
+		CU_ASSERT_EQUAL(got[k], N);
+	}
+	int same = 1;
+	for (int i = 0; i < N; i++)
+		same &= seqs[0][i] == seqs[1][i] && seqs[1][i] == seqs[2][i] &&
+			(i == 0 || seqs[0][i] > seqs[0][i - 1]);
+	CU_ASSERT(same);
+	pg_close(ma);
+	pg_close(c);
+	pg_close(b);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-order"), 0);
+	pg_close(a);
+}
+
+/* A member process on b, killed: PG_EXITED from nb everywhere, at one seq. */
+static int member_child(void *arg, int up, int down)
+{
+	const struct daemon_proc *d = arg;
+	pg_ctx *ctx;
+	if (pg_open(&ctx, d->socket) || pg_join(ctx, "rep-exit", 0, NULL, NULL))
+		return 1;
+	pid_t me = getpid();
+	write_all(up, &me, sizeof(me));
+	pause();
+	return 0;
+}
+
+static void test_exit_across(void)
+{
+	pg_ctx *a = open_on(&na), *c = open_on(&nc);
+	CU_ASSERT_EQUAL_FATAL(pg_create(a, "rep-exit"), 0);
+	CU_ASSERT_EQUAL(pg_join(a, "rep-exit", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_monitor(a, "rep-exit"), 0);
+	CU_ASSERT_EQUAL(pg_join(c, "rep-exit", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_monitor(c, "rep-exit"), 0);
+	struct child k;
+	CU_ASSERT_FATAL(child_start(&k, member_child, &nb) == 0);
+	pid_t pid;
+	CU_ASSERT_FATAL(child_read(&k, &pid, sizeof(pid), 5000) == 0);
+	kill(k.pid, SIGKILL);
+	child_wait(&k);
+	uint64_t seq[2] = {0, 0};
+	pg_ctx *mem[] = {a, c};
+	for (int i = 0; i < 2; i++) {
+		pg_message m;
+		while (!seq[i] && next(mem[i], &m, 3000) == 0)
+			if (m.kind == PG_EXITED && m.from.pid == pid && !strcmp(m.from.node, "nb"))
+				seq[i] = m.seq;
+	}
+	CU_ASSERT(seq[0] != 0);
+	CU_ASSERT_EQUAL(seq[0], seq[1]);
+	pg_member *list;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(a, "rep-exit", &list, &n), 0);
+	CU_ASSERT(!listed(list, n, "nb", pid));
+	free(list);
+	pg_close(c);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-exit"), 0);
+	pg_close(a);
+}
+
+/* kill -9 of a node with members: they exit, in order, for the others. */
+static void test_lost_member_node(void)
+{
+	pg_ctx *a = open_on(&na), *b = open_on(&nb);
+	CU_ASSERT_EQUAL_FATAL(pg_create(a, "rep-lost"), 0);
+	CU_ASSERT_EQUAL(pg_join(a, "rep-lost", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_monitor(a, "rep-lost"), 0);
+	CU_ASSERT_EQUAL(pg_join(b, "rep-lost", 0, NULL, NULL), 0);
+	pg_message m;
+	int joined = 0;
+	while (!joined && next(a, &m, 3000) == 0)
+		joined = m.kind == PG_JOINED && !strcmp(m.from.node, "nb");
+	CU_ASSERT(joined);
+	kill(nb.pid, SIGKILL);
+	waitpid(nb.pid, NULL, 0);
+	nb.pid = 0;
+	int exited = 0;
+	while (!exited && next(a, &m, 5000) == 0)
+		exited = m.kind == PG_EXITED && !strcmp(m.from.node, "nb") && m.from.pid == getpid();
+	CU_ASSERT(exited);
+	pg_member *list;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(a, "rep-lost", &list, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(list);
+	pg_close(b);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-lost"), 0);
+	pg_close(a);
+	/* b comes back for the next test. */
+	const struct daemon_proc *pa[] = {&na};
+	CU_ASSERT_FATAL(mesh_node(&nb, "nb", 0, cookie, pa, 1, NULL) == 0);
+	CU_ASSERT(mesh_wait(&na, "nb", CTL_NODE_UP, 10000) >= 0);
+	CU_ASSERT(mesh_wait(&nb, "nc", CTL_NODE_UP, 10000) >= 0);
+	CU_ASSERT(mesh_wait(&nc, "nb", CTL_NODE_UP, 10000) >= 0);
+}
+
+/* kill -9 of the master: its members elsewhere get PG_GROUP_DOWN, and
+ * later calls on the group -EHOSTUNREACH. */
+static void test_lost_master(void)
+{
+	pg_ctx *b = open_on(&nb), *c = open_on(&nc);
+	CU_ASSERT_EQUAL_FATAL(pg_create(b, "rep-master"), 0);
+	CU_ASSERT_EQUAL(pg_join(c, "rep-master", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(b, "rep-master", "before", 6), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(next(c, &m, 3000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 6 && !memcmp(m.data, "before", 6));
+	kill(nb.pid, SIGKILL);
+	waitpid(nb.pid, NULL, 0);
+	nb.pid = 0;
+	int down = 0;
+	while (!down && next(c, &m, 5000) == 0)
+		down = m.kind == PG_GROUP_DOWN;
+	CU_ASSERT(down);
+	CU_ASSERT_EQUAL(pg_join(c, "rep-master", 0, NULL, NULL), -EHOSTUNREACH);
+	pg_member *list;
+	size_t n;
+	CU_ASSERT_EQUAL(pg_members(c, "rep-master", &list, &n), -EHOSTUNREACH);
+	pg_close(c);
+	pg_close(b);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	cookie = mesh_cookie("replica");
+	if (!cookie)
+		return 1;
+	CU_pSuite s = CU_add_suite("replica", start_three, stop_all);
+	CU_add_test(s, "joins across nodes: old members, events, pg_members", test_join_across);
+	CU_add_test(s, "one order at members on three nodes", test_one_order);
+	CU_add_test(s, "a member killed on another node exits everywhere", test_exit_across);
+	CU_add_test(s, "kill -9 of a node with members", test_lost_member_node);
+	CU_add_test(s, "kill -9 of the master", test_lost_master);
+	int rc = run_cunit();
+	unlink(cookie);
+	return rc;
+}
