@@ -69,12 +69,32 @@ static int notice(pg_ctx *ctx, struct group_ref *g, pg_message *msg, enum pg_kin
 	return 1;
 }
 
-/* Whether this handle wants a record: esend skips the sender's process,
- * events go only to monitors. */
+/* The node a message came from: the master's (from_node 0), or the one
+ * the directory (the daemon's) names at that index, if it is a node name. */
+static void node_of(const struct membership *m, uint32_t from_node, char out[PG_NODE_MAX])
+{
+	memcpy(out, m->master, PG_NODE_MAX);
+	if (from_node == 0 || from_node >= RING_NODES)
+		return;
+	char node[PG_NODE_MAX];
+	memcpy(node, m->ring.dir->nodes[from_node], sizeof(node));
+	node[sizeof(node) - 1] = 0;
+	if (ctl_check_node(node, strlen(node)) == 0)
+		memcpy(out, node, sizeof(node));
+}
+
+/* Whether this handle wants a record: esend skips the sender's process
+ * (this node's, the pid as the daemon sees it), events go only to
+ * monitors. */
 static bool wanted(pg_ctx *ctx, struct group_ref *g, const struct ring_view *v)
 {
-	if (v->kind == RING_REC_MSG)
-		return !((v->flags & RING_F_ESEND) && v->from_pid == ctx->dpid && v->from_node == 0);
+	if (v->kind == RING_REC_MSG) {
+		if (!(v->flags & RING_F_ESEND) || v->from_pid != ctx->dpid)
+			return true;
+		char node[PG_NODE_MAX];
+		node_of(g->mem, v->from_node, node);
+		return strcmp(node, ctx->node) != 0;
+	}
 	return v->kind == RING_REC_DOWN || g->monitor;
 }
 
@@ -129,7 +149,7 @@ static int poll_group(pg_ctx *ctx, struct group_ref *g, pg_message *msg)
 	 * ring has yet); an event names its member's node in its payload,
 	 * checked as a node name before it is shown. */
 	if (v.kind == RING_REC_MSG)
-		memcpy(msg->from.node, m->master, sizeof(msg->from.node));
+		node_of(m, v.from_node, msg->from.node);
 	else if (v.len > 0 && v.len < PG_NODE_MAX) {
 		char node[PG_NODE_MAX];
 		memcpy(node, v.payload, v.len);

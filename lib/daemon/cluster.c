@@ -40,6 +40,7 @@ static void on_io(struct loop *l, struct loop_src *src, uint32_t events)
 static void on_idle(void *arg)
 {
 	struct daemon *d = arg;
+	replica_flush(d); /* the acks of what this round of frames sequenced */
 	node_io_flush(d->cluster->io);
 }
 

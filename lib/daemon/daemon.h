@@ -40,6 +40,8 @@ struct cluster;
 struct names;
 struct stream;
 struct replica;
+struct fwd_in;
+struct outbound;
 struct repl;
 struct mesh;
 struct mesh_peer;
@@ -120,8 +122,13 @@ struct pending_event {
 	int32_t pid;
 	uint64_t seq;     /* 0: the position's own number (a master's ring) */
 	char node[64];
-	uint32_t len;     /* a replicated message's payload */
+	uint32_t len;     /* a replicated or forwarded message's payload */
 	uint8_t *data;
+	uint32_t from_node; /* the ring's index of the sender's node (0: master) */
+	/* A forwarded message: which forward, and its place there (acked
+	 * once it is in the order). */
+	uint32_t fwd;
+	uint64_t origin;
 	struct pending_event *next;
 };
 
@@ -179,7 +186,11 @@ struct group {
 	struct rmember *rmembers;
 	unsigned n_rmembers;
 	struct stream *streams;
+	struct fwd_in *fwds; /* forwards from senders on other nodes */
 	bool ship_armed; /* a futex wait on its wake word is in the io_uring */
+	/* Or it is the outbound ring of another node's group: senders here
+	 * write it, the daemon forwards it to the master (replica.c). */
+	struct outbound *outbound;
 	/* Or another node masters it and this is its replica here, written by
 	 * this daemon alone from what the master sends (replica.c). */
 	struct replica *replica;
@@ -216,8 +227,9 @@ struct daemon {
 /* registry.c: groups, members, events written into rings. */
 /* A group this node masters (not a replica). */
 struct group *registry_find(struct daemon *d, const char *name);
-/* This node's replica of another node's group. */
+/* This node's replica of another node's group; its outbound ring. */
 struct group *registry_find_replica(struct daemon *d, const char *name);
+struct group *registry_find_outbound(struct daemon *d, const char *name);
 /* For `who` (a client here, or one of another node's asking through it). */
 int registry_create(struct daemon *d, const struct creds *who, const char *name,
 		    uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms, uint32_t mode,
@@ -360,6 +372,14 @@ void replica_peer_down(struct daemon *d, struct mesh_peer *p);
  * it are -EHOSTUNREACH (until the name is created again). */
 bool replica_lost(struct daemon *d, const char *name);
 void replica_tick(struct daemon *d);
+/* A forwarded message is in g's order now: its forward may be acked. */
+void replica_sequenced(struct daemon *d, struct group *g, const struct pending_event *e);
+/* Senders here of another node's group write its outbound ring, made on
+ * first use: 0 and *out, or -errno. */
+int replica_outbound(struct daemon *d, const struct creds *who, const char *name,
+		     struct group **out);
+/* Send the acks gathered while handling frames (before the loop waits). */
+void replica_flush(struct daemon *d);
 /* The page fd of a stream's slot of g (producers map it), or -ESTALE. */
 int replica_stream_page(struct group *g, uint32_t slot, uint32_t word);
 /* The master node of replica g. */

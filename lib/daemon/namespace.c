@@ -529,6 +529,8 @@ int names_frame(struct daemon *d, struct mesh_peer *from, const struct wire_fram
 void names_peer_up(struct daemon *d, struct mesh_peer *p)
 {
 	for (struct group *g = d->groups; g; g = g->next) {
+		if (g->replica || g->outbound)
+			continue; /* another node's: it says so itself */
 		struct wire_group w;
 		group_info(d, g, &w);
 		mesh_send(p, WIRE_GROUP, &w, sizeof(w));
@@ -597,7 +599,7 @@ void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, 
 	/* Both lists are newest first, serials from one counter: merge them. */
 	struct group *g = d->groups;
 	struct remote_group *r = d->names ? d->names->groups : NULL;
-	while (g && g->serial >= below)
+	while (g && (g->serial >= below || g->replica || g->outbound))
 		g = g->next;
 	while (r && r->serial >= below)
 		r = r->next;
@@ -612,7 +614,9 @@ void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, 
 			denied = rights_check(who, g->uid, g->gid, g->mode, RIGHT_READ);
 			serial = g->serial;
 			name = g->name;
-			g = g->next;
+			do /* another node's groups are listed as theirs */
+				g = g->next;
+			while (g && (g->replica || g->outbound));
 		} else {
 			memset(&info, 0, sizeof(info));
 			info.ring_bytes = r->info.ring_bytes;

@@ -29,7 +29,15 @@
 struct group *registry_find(struct daemon *d, const char *name)
 {
 	for (struct group *g = d->groups; g; g = g->next)
-		if (!g->replica && strcmp(g->name, name) == 0)
+		if (!g->replica && !g->outbound && strcmp(g->name, name) == 0)
+			return g;
+	return NULL;
+}
+
+struct group *registry_find_outbound(struct daemon *d, const char *name)
+{
+	for (struct group *g = d->groups; g; g = g->next)
+		if (g->outbound && strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
 }
@@ -119,7 +127,7 @@ static int append_record(struct daemon *d, struct group *g, const struct pending
 		return err;
 	}
 	memcpy(c.payload, e->kind == RING_REC_MSG ? (const void *)e->data : node, n);
-	err = ring_commit_seq(&g->ring, &c, e->kind, e->flags, e->pid, 0, e->seq);
+	err = ring_commit_seq(&g->ring, &c, e->kind, e->flags, e->pid, e->from_node, e->seq);
 	ring_wake(&g->ring);
 	/* The node commits at once, so only a sender writing the order can
 	 * have cancelled it: the event is not lost, it is placed again. */
@@ -127,6 +135,8 @@ static int append_record(struct daemon *d, struct group *g, const struct pending
 		return -EAGAIN;
 	if (pos)
 		*pos = c.pos;
+	if (e->fwd)
+		replica_sequenced(d, g, e);
 	return 0;
 }
 

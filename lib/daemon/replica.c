@@ -45,7 +45,33 @@ struct stream {
 	uint32_t slot, word;
 	int page_fd;
 	struct ring_reader rd;
+	uint32_t announced; /* from_node indexes the node was told (bit per index) */
 	struct stream *next;
+};
+
+/* The master's end of a forward: messages from senders on one node. */
+struct fwd_in {
+	struct group *g;
+	struct mesh_peer *peer;
+	uint32_t id;
+	uint32_t node_idx;   /* the ring's from_node for that node */
+	uint64_t last;       /* highest origin taken: a repeat is dropped */
+	uint64_t upto;       /* every origin below is in the order */
+	uint64_t acked;      /* what the last FACK said */
+	bool dirty;          /* on repl->dirty */
+	struct fwd_in *next, *next_dirty;
+};
+
+/* The forwarding node's end: the outbound ring's reader, the daemon. */
+struct outbound {
+	char master[WIRE_NODE_MAX];
+	struct mesh_peer *peer;
+	uint64_t open_id;
+	uint32_t fwd;        /* 0 until FOPENED */
+	uint32_t slot, word;
+	int page_fd;
+	struct ring_reader rd;
+	uint64_t sent;       /* next position to send; below it, sent and not acked */
 };
 
 /* A join asked of the master, not yet answered or positioned. */
@@ -91,6 +117,7 @@ struct repl {
 	uint32_t next_stream;
 	struct rask *asks;
 	struct lost *lost;
+	struct fwd_in *dirty; /* forwards with an ack to send */
 };
 
 /* A wait on a group's wake word: the group is named by serial, so a group
@@ -142,7 +169,8 @@ static void on_wake(void *arg, int res);
 /* Caught up: sleep on the ring's wake word, unless a record came meanwhile. */
 static bool arm(struct daemon *d, struct group *g)
 {
-	if (g->ship_armed || !g->streams || !cluster_mesh(d))
+	struct outbound *o = g->outbound;
+	if (g->ship_armed || (!g->streams && !(o && o->fwd)) || !cluster_mesh(d))
 		return false;
 	struct ring *r = &g->ring;
 	uint32_t seen = atomic_load(&r->hdr->wake_seq);
@@ -150,10 +178,18 @@ static bool arm(struct daemon *d, struct group *g)
 	 * (ring_wake reads our page after its decision). */
 	for (struct stream *st = g->streams; st; st = st->next)
 		atomic_store(&st->rd.page->sleeping, 1);
+	if (o)
+		atomic_store(&o->rd.page->sleeping, 1);
 	for (struct stream *st = g->streams; st; st = st->next) {
 		struct ring_view v;
 		if (ring_read(r, &st->rd, &v) != 0)
 			return true; /* something to ship (or to see fail) */
+	}
+	if (o && o->fwd) {
+		struct ring_view v;
+		o->rd.pos = o->sent;
+		if (ring_read(r, &o->rd, &v) != 0)
+			return true;
 	}
 	struct ship_wait *w = malloc(sizeof(*w));
 	if (!w)
@@ -187,6 +223,16 @@ static bool ship_stream(struct daemon *d, struct stream *st)
 	struct ring_view v;
 	int err;
 	while ((err = ring_read(r, &st->rd, &v)) == 1) {
+		if (v.from_node && v.from_node < RING_NODES && !(st->announced & (1u << v.from_node))) {
+			/* Which node that index means, before the first record
+			 * that names it. */
+			struct wire_nodeidx n = {.stream = st->id, .index = v.from_node};
+			memcpy(n.node, r->dir->nodes[v.from_node], sizeof(n.node));
+			n.node[sizeof(n.node) - 1] = 0;
+			if ((err = mesh_send(st->peer, WIRE_NODEIDX, &n, sizeof(n))))
+				return false;
+			st->announced |= 1u << v.from_node;
+		}
 		struct wire_rec h = {.stream = st->id,
 				     .kind = v.kind,
 				     .flags = v.flags,
@@ -211,12 +257,18 @@ static bool ship_stream(struct daemon *d, struct stream *st)
 	return true;
 }
 
+static void ship_outbound(struct daemon *d, struct group *g);
+
 void replica_ship(struct daemon *d, struct group *g)
 {
 	for (int round = 0; round < 4; round++) {
 		for (struct stream *st = g->streams; st; st = st->next) {
 			atomic_store(&st->rd.page->sleeping, 0);
 			ship_stream(d, st);
+		}
+		if (g->outbound) {
+			atomic_store(&g->outbound->rd.page->sleeping, 0);
+			ship_outbound(d, g);
 		}
 		if (!arm(d, g))
 			return;
@@ -351,6 +403,267 @@ static int on_members(struct daemon *d, struct mesh_peer *from, const struct wir
 	return send_members(d, from, g, c.id, g ? 0 : -ENOENT, 0, NULL);
 }
 
+/* ---- senders on other nodes: the master's end ---- */
+
+/* The ring's from_node index of `node` (written into the directory once):
+ * 1.. RING_NODES-1, or 0 when the table is full (shown as the master's). */
+static uint32_t node_index(struct group *g, const char *node)
+{
+	struct ring_dir_hdr *dir = g->ring.dir;
+	for (uint32_t i = 1; i < RING_NODES; i++) {
+		if (!strncmp(dir->nodes[i], node, sizeof(dir->nodes[i])))
+			return i;
+		if (!dir->nodes[i][0]) {
+			snprintf(dir->nodes[i], sizeof(dir->nodes[i]), "%s", node);
+			return i;
+		}
+	}
+	return 0;
+}
+
+static int on_fopen(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
+{
+	struct wire_claim c;
+	if (wire_ask_parse(f, WIRE_FOPEN, &c))
+		return -EBADMSG;
+	struct wire_subbed rep = {.id = c.id};
+	struct group *g = registry_find(d, c.name);
+	struct repl *rp = repl_of(d);
+	struct fwd_in *fw = NULL;
+	if (!g || !rp)
+		rep.status = g ? -ENOMEM : -ENOENT;
+	for (fw = g ? g->fwds : NULL; fw; fw = fw->next)
+		if (fw->peer == from)
+			break;
+	if (!rep.status && !fw) {
+		if (!(fw = calloc(1, sizeof(*fw)))) {
+			rep.status = -ENOMEM;
+		} else {
+			fw->g = g;
+			fw->peer = from;
+			fw->id = ++rp->next_stream;
+			fw->node_idx = node_index(g, from->node);
+			fw->next = g->fwds;
+			g->fwds = fw;
+		}
+	}
+	if (fw)
+		rep.stream = fw->id;
+	mesh_send(from, WIRE_FOPENED, &rep, sizeof(rep));
+	return 0;
+}
+
+static struct fwd_in *fwd_by_id(struct daemon *d, struct mesh_peer *from, uint32_t id)
+{
+	for (struct group *g = d->groups; g; g = g->next)
+		for (struct fwd_in *fw = g->fwds; fw; fw = fw->next)
+			if (fw->peer == from && fw->id == id)
+				return fw;
+	return NULL;
+}
+
+static void mark_dirty(struct daemon *d, struct fwd_in *fw)
+{
+	struct repl *rp = repl_of(d);
+	if (fw->dirty || !rp)
+		return;
+	fw->dirty = true;
+	fw->next_dirty = rp->dirty;
+	rp->dirty = fw;
+}
+
+static int on_fwd(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
+{
+	struct wire_fwd w;
+	const uint8_t *payload;
+	if (wire_fwd_parse(f, &w, &payload))
+		return -EBADMSG;
+	struct fwd_in *fw = fwd_by_id(d, from, w.fwd);
+	if (!fw)
+		return 0; /* a forward of a group deleted meanwhile */
+	if (w.len > fw->g->ring.max_msg)
+		return -EBADMSG;
+	if (fw->last && w.origin <= fw->last) {
+		mark_dirty(d, fw); /* a repeat: it is in the order already */
+		return 0;
+	}
+	fw->last = w.origin;
+	struct pending_event e = {.kind = RING_REC_MSG,
+				  .flags = w.flags,
+				  .pid = w.from_pid,
+				  .len = w.len,
+				  .data = (uint8_t *)payload,
+				  .from_node = fw->node_idx,
+				  .fwd = fw->id,
+				  .origin = w.origin};
+	/* Into the order now, or queued behind what waits for room: a master
+	 * queue is bounded by the senders' node's outbound ring (it sends no
+	 * more than that ring holds unacked). */
+	registry_post(d, fw->g, &e, NULL);
+	return 0;
+}
+
+void replica_sequenced(struct daemon *d, struct group *g, const struct pending_event *e)
+{
+	for (struct fwd_in *fw = g->fwds; fw; fw = fw->next)
+		if (fw->id == e->fwd) {
+			if (e->origin + 1 > fw->upto)
+				fw->upto = e->origin + 1;
+			mark_dirty(d, fw);
+			return;
+		}
+}
+
+void replica_flush(struct daemon *d)
+{
+	struct repl *rp = d->repl;
+	while (rp && rp->dirty) {
+		struct fwd_in *fw = rp->dirty;
+		rp->dirty = fw->next_dirty;
+		fw->dirty = false;
+		if (fw->upto == fw->acked || !fw->peer)
+			continue;
+		struct wire_fack a = {.fwd = fw->id, .upto = fw->upto};
+		if (mesh_send(fw->peer, WIRE_FACK, &a, sizeof(a)) == 0)
+			fw->acked = fw->upto;
+	}
+}
+
+static void fwd_free(struct daemon *d, struct fwd_in *fw)
+{
+	struct repl *rp = d->repl;
+	for (struct fwd_in **p = rp ? &rp->dirty : NULL; p && *p; p = &(*p)->next_dirty)
+		if (*p == fw) {
+			*p = fw->next_dirty;
+			break;
+		}
+	free(fw);
+}
+
+/* ---- senders on other nodes: the forwarding node's end ---- */
+
+/* Send what the outbound ring holds past what was sent: FWD frames, in
+ * order, each tagged with its place here; released on the master's ack. */
+static void ship_outbound(struct daemon *d, struct group *g)
+{
+	struct outbound *o = g->outbound;
+	if (!o->fwd || !o->peer)
+		return;
+	struct ring_view v;
+	int err;
+	o->rd.pos = o->sent;
+	while ((err = ring_read(&g->ring, &o->rd, &v)) == 1) {
+		struct wire_fwd w = {.fwd = o->fwd,
+				     .flags = v.flags & RING_F_ESEND,
+				     .origin = v.pos,
+				     .from_pid = v.from_pid,
+				     .len = v.len};
+		if (v.kind != RING_REC_MSG || v.from_pid <= 0) {
+			o->sent = o->rd.pos = v.next_pos; /* nothing of a sender's */
+			continue;
+		}
+		if (mesh_send2(o->peer, WIRE_FWD, &w, sizeof(w), v.payload, v.len))
+			break; /* the link is full: the tick goes on */
+		o->sent = o->rd.pos = v.next_pos;
+	}
+	if (err < 0)
+		pgd_log("group %s: its outbound ring cannot be read: %s", g->name, strerror(-err));
+}
+
+static int on_fopened(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
+{
+	struct wire_subbed s;
+	if (wire_subbed_parse(f, &s) || f->type != WIRE_FOPENED)
+		return -EBADMSG;
+	for (struct group *g = d->groups; g; g = g->next) {
+		struct outbound *o = g->outbound;
+		if (!o || o->peer != from || o->open_id != s.id)
+			continue;
+		if (s.status) {
+			pgd_log("group %s: its master %s refused our senders: %s", g->name, from->node,
+				strerror(-s.status));
+			return 0;
+		}
+		o->fwd = s.stream;
+		replica_ship(d, g);
+		return 0;
+	}
+	return 0;
+}
+
+static int on_fack(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
+{
+	struct wire_fack a;
+	if (wire_fack_parse(f, &a))
+		return -EBADMSG;
+	for (struct group *g = d->groups; g; g = g->next) {
+		struct outbound *o = g->outbound;
+		if (!o || o->peer != from || o->fwd != a.fwd)
+			continue;
+		/* Only what was sent can have been sequenced. */
+		if (a.upto > o->sent)
+			return -EBADMSG;
+		/* Sequenced: its room goes back to the senders here. */
+		ring_release(&g->ring, &o->rd, a.upto);
+		o->rd.pos = o->sent;
+		return 0;
+	}
+	return 0;
+}
+
+int replica_outbound(struct daemon *d, const struct creds *who, const char *name,
+		     struct group **out)
+{
+	struct group *g = registry_find_outbound(d, name);
+	if (g) {
+		*out = g;
+		return 0;
+	}
+	const struct wire_group *info = names_info(d, name);
+	struct mesh *mesh = cluster_mesh(d);
+	struct mesh_peer *p = info && mesh ? mesh_find(mesh, info->master) : NULL;
+	struct repl *rp = repl_of(d);
+	if (!info)
+		return -ENOENT;
+	if (!p || p->state != MESH_UP || !rp)
+		return -EHOSTUNREACH;
+	struct outbound *o = calloc(1, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	o->page_fd = -1;
+	/* The senders' ring is theirs: the first sender's uid pays for it,
+	 * the group's mode and owner say who may use it. */
+	int err = registry_create(d, who, name, info->ring_bytes, info->max_msg, info->stall_ms,
+				  info->mode, &g);
+	if (err) {
+		free(o);
+		return err;
+	}
+	g->uid = (uid_t)info->uid;
+	g->gid = (gid_t)info->gid;
+	g->outbound = o;
+	uint64_t start;
+	if ((err = ring_member_add(&g->ring, 0, &o->slot, &o->word, &start, &o->page_fd)) ||
+	    !(o->rd.page = ring_page_map(o->page_fd, true))) {
+		registry_drop(d, g);
+		return err ? err : -ENOMEM;
+	}
+	o->rd.pos = o->sent = start;
+	o->rd.slot = o->slot;
+	o->rd.state_word = o->word;
+	snprintf(o->master, sizeof(o->master), "%s", info->master);
+	o->peer = p;
+	o->open_id = ++rp->next_id;
+	struct wire_claim c = {.id = o->open_id};
+	snprintf(c.name, sizeof(c.name), "%s", name);
+	if ((err = mesh_send(p, WIRE_FOPEN, &c, sizeof(c)))) {
+		registry_drop(d, g);
+		return err;
+	}
+	*out = g;
+	return 0;
+}
+
 /* ---- the replica's side ---- */
 
 static struct group *replica_by_stream(struct daemon *d, struct mesh_peer *from, uint32_t id)
@@ -427,7 +740,10 @@ static int on_rec(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 	if (h.len > g->ring.max_msg || (h.kind != RING_REC_MSG && (!h.len || h.len >= 64)) ||
 	    (h.flags & ~RING_F_ESEND))
 		return -EBADMSG;
-	struct pending_event e = {.kind = h.kind, .flags = h.flags, .pid = h.from_pid, .seq = h.seq};
+	if (h.from_node >= RING_NODES)
+		return -EBADMSG;
+	struct pending_event e = {
+	    .kind = h.kind, .flags = h.flags, .pid = h.from_pid, .seq = h.seq, .from_node = h.from_node};
 	if (h.kind == RING_REC_MSG) {
 		e.len = h.len;
 		e.data = (uint8_t *)payload;
@@ -505,6 +821,17 @@ static int on_member_list(struct daemon *d, struct mesh_peer *from, const struct
 	return 0;
 }
 
+static int on_nodeidx(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
+{
+	struct wire_nodeidx n;
+	if (wire_nodeidx_parse(f, &n))
+		return -EBADMSG;
+	struct group *g = replica_by_stream(d, from, n.stream);
+	if (g)
+		memcpy(g->ring.dir->nodes[n.index], n.node, sizeof(g->ring.dir->nodes[n.index]));
+	return 0;
+}
+
 static int on_subbed(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
 {
 	struct wire_subbed s;
@@ -542,6 +869,16 @@ int replica_frame(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 		return on_members(d, from, f);
 	case WIRE_MEMBER_LIST:
 		return on_member_list(d, from, f);
+	case WIRE_FOPEN:
+		return on_fopen(d, from, f);
+	case WIRE_FOPENED:
+		return on_fopened(d, from, f);
+	case WIRE_FWD:
+		return on_fwd(d, from, f);
+	case WIRE_FACK:
+		return on_fack(d, from, f);
+	case WIRE_NODEIDX:
+		return on_nodeidx(d, from, f);
 	}
 	return -EPROTO;
 }
@@ -667,6 +1004,22 @@ void replica_group_gone(struct daemon *d, struct group *g)
 		g->streams = st->next;
 		stream_free(d, st);
 	}
+	while (g->fwds) {
+		struct fwd_in *fw = g->fwds;
+		g->fwds = fw->next;
+		fwd_free(d, fw);
+	}
+	struct outbound *o = g->outbound;
+	if (o) {
+		if (o->rd.page)
+			ring_page_unmap(o->rd.page);
+		if (o->page_fd >= 0) {
+			ring_member_remove(&g->ring, o->slot);
+			close(o->page_fd);
+		}
+		free(o);
+		g->outbound = NULL;
+	}
 	struct replica *r = g->replica;
 	if (!r)
 		return;
@@ -690,6 +1043,8 @@ int replica_stream_page(struct group *g, uint32_t slot, uint32_t word)
 	for (struct stream *st = g->streams; st; st = st->next)
 		if (st->slot == slot && st->word == word)
 			return st->page_fd;
+	if (g->outbound && g->outbound->slot == slot && g->outbound->word == word)
+		return g->outbound->page_fd;
 	return -ESTALE;
 }
 
@@ -721,11 +1076,28 @@ void replica_peer_down(struct daemon *d, struct mesh_peer *p)
 	}
 	for (struct group *g = d->groups, *next; g; g = next) {
 		next = g->next;
-		/* Our groups: that node's stream ends, its members exit. */
+		/* Our groups: that node's stream ends, its members exit; what
+		 * its senders forwarded and we sequenced stays. */
 		for (struct stream *st = g->streams, *sn; st; st = sn) {
 			sn = st->next;
 			if (st->peer == p)
 				stream_drop(d, st);
+		}
+		for (struct fwd_in **fp = &g->fwds; *fp;) {
+			struct fwd_in *fw = *fp;
+			if (fw->peer != p) {
+				fp = &fw->next;
+				continue;
+			}
+			*fp = fw->next;
+			fwd_free(d, fw);
+		}
+		/* Its group's outbound ring: what was not sequenced yet is lost
+		 * with the master (the members get PG_GROUP_DOWN). */
+		if (g->outbound && g->outbound->peer == p) {
+			g->outbound->peer = NULL;
+			registry_drop(d, g);
+			continue;
 		}
 		for (struct rmember *m = g->rmembers, *mn; m; m = mn) {
 			mn = m->next;
@@ -752,7 +1124,7 @@ void replica_tick(struct daemon *d)
 	/* Streams that stopped on a full link go on; a name created again
 	 * is no longer lost. */
 	for (struct group *g = d->groups; g; g = g->next)
-		if (g->streams)
+		if (g->streams || g->outbound)
 			replica_ship(d, g);
 	struct repl *rp = d->repl;
 	for (struct lost **l = rp ? &rp->lost : NULL; l && *l;) {
@@ -771,6 +1143,13 @@ void replica_forget_peers(struct daemon *d)
 	for (struct group *g = d->groups; g; g = g->next) {
 		if (g->replica)
 			g->replica->peer = NULL;
+		if (g->outbound)
+			g->outbound->peer = NULL;
+		while (g->fwds) {
+			struct fwd_in *fw = g->fwds;
+			g->fwds = fw->next;
+			fwd_free(d, fw);
+		}
 		while (g->streams) {
 			struct stream *st = g->streams;
 			g->streams = st->next;

@@ -371,11 +371,23 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 	struct group *g;
 	uint32_t flags = 0, slot = 0;
 	int err = get_group(d, req, &g);
-	if (err)
-		return err;
-	if (ctl_get_u32(req, CTL_T_FLAGS, &flags) == -EPROTO)
-		return -EINVAL;
+	if ((err && err != -EREMOTE) || ctl_get_u32(req, CTL_T_FLAGS, &flags) == -EPROTO)
+		return err && err != -EREMOTE ? err : -EINVAL;
 	bool write = flags & CTL_F_WRITE;
+	if (err == -EREMOTE) {
+		/* Senders of another node's group write its outbound ring here,
+		 * with the rights its master gave the group. */
+		char name[256];
+		ctl_get_str(req, CTL_T_NAME, name, sizeof(name));
+		const struct wire_group *info = names_info(d, name);
+		if (!write)
+			return -EREMOTE; /* reading is a membership's (its replica) */
+		if (!info)
+			return -ENOENT;
+		if ((err = rights_check(&s->creds, info->uid, info->gid, info->mode, RIGHT_WRITE)) ||
+		    (err = replica_outbound(d, &s->creds, name, &g)))
+			return err;
+	}
 	if ((err = may(s, g, write ? RIGHT_WRITE : RIGHT_READ)))
 		return err;
 	bool had_slot = false;
@@ -732,6 +744,8 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 {
 	struct group *g;
 	int err = get_group(d, req, &g);
+	if (err == -EREMOTE)
+		return -EAGAIN; /* only the forwarder reads an outbound ring: it is acked, not evicted */
 	if (err)
 		return err;
 	struct member *m = member_at(g, req);
@@ -787,6 +801,14 @@ static int do_mpage(struct daemon *d, struct session *s, const struct ctl_in *re
 {
 	struct group *g;
 	int err = get_group(d, req, &g);
+	if (err == -EREMOTE) {
+		/* A sender here of another node's group: its outbound ring. */
+		char name[256];
+		ctl_get_str(req, CTL_T_NAME, name, sizeof(name));
+		if (!(g = registry_find_outbound(d, name)))
+			return -ESTALE;
+		err = 0;
+	}
 	if (err)
 		return err;
 	/* Pages are for producers: only they wait on members' cursors. */

@@ -194,7 +194,7 @@ int wire_reply_parse(const struct wire_frame *f, struct wire_reply *out)
 
 int wire_ask_parse(const struct wire_frame *f, uint16_t type, struct wire_claim *out)
 {
-	if (type != WIRE_CLAIM && type != WIRE_SUB && type != WIRE_MEMBERS)
+	if (type != WIRE_CLAIM && type != WIRE_SUB && type != WIRE_MEMBERS && type != WIRE_FOPEN)
 		return -EBADMSG;
 	return named_parse(f, type, out, sizeof(*out), offsetof(struct wire_claim, name));
 }
@@ -202,7 +202,7 @@ int wire_ask_parse(const struct wire_frame *f, uint16_t type, struct wire_claim 
 int wire_subbed_parse(const struct wire_frame *f, struct wire_subbed *out)
 {
 	struct wire_subbed r;
-	if (f->type != WIRE_SUBBED || f->len != sizeof(r))
+	if ((f->type != WIRE_SUBBED && f->type != WIRE_FOPENED) || f->len != sizeof(r))
 		return -EBADMSG;
 	memcpy(&r, f->payload, sizeof(r));
 	if (r.status > 0 || r.status < -4095)
@@ -234,6 +234,45 @@ int wire_rec_parse(const struct wire_frame *f, struct wire_rec *out, const uint8
 		return -EBADMSG;
 	*out = r;
 	*payload = f->payload + sizeof(r);
+	return 0;
+}
+
+int wire_fwd_parse(const struct wire_frame *f, struct wire_fwd *out, const uint8_t **payload)
+{
+	struct wire_fwd w;
+	if (f->type != WIRE_FWD || f->len < sizeof(w))
+		return -EBADMSG;
+	memcpy(&w, f->payload, sizeof(w));
+	/* RING_F_ESEND (1) is the only flag a message has. */
+	if (w.len != f->len - sizeof(w) || (w.flags & ~1u) || w.pad || w.from_pid <= 0)
+		return -EBADMSG;
+	*out = w;
+	*payload = f->payload + sizeof(w);
+	return 0;
+}
+
+int wire_fack_parse(const struct wire_frame *f, struct wire_fack *out)
+{
+	struct wire_fack a;
+	if (f->type != WIRE_FACK || f->len != sizeof(a))
+		return -EBADMSG;
+	memcpy(&a, f->payload, sizeof(a));
+	if (a.pad)
+		return -EBADMSG;
+	*out = a;
+	return 0;
+}
+
+int wire_nodeidx_parse(const struct wire_frame *f, struct wire_nodeidx *out)
+{
+	struct wire_nodeidx n;
+	if (f->type != WIRE_NODEIDX || f->len != sizeof(n))
+		return -EBADMSG;
+	memcpy(&n, f->payload, sizeof(n));
+	/* 32 = RING_NODES: index 0 is the master, never sent. */
+	if (n.index == 0 || n.index >= 32 || check_node_field(n.node))
+		return -EBADMSG;
+	*out = n;
 	return 0;
 }
 

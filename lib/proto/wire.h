@@ -50,7 +50,13 @@ enum wire_type {
 	WIRE_RLEAVE = 18, /* struct wire_rjoin: a member here left (or exited) */
 	WIRE_MEMBERS = 19, /* struct wire_claim: who are the members? */
 	WIRE_MEMBER_LIST = 20, /* struct wire_members + entries: answer to RJOIN, MEMBERS */
-	WIRE_TYPE_MAX = 20,
+	/* Senders on other nodes (docs/protocol.md, "Forwarding"). */
+	WIRE_FOPEN = 21,   /* struct wire_claim: I have senders of your group */
+	WIRE_FOPENED = 22, /* struct wire_subbed: the answer, the forward's id */
+	WIRE_FWD = 23,     /* struct wire_fwd + payload: a message to sequence */
+	WIRE_FACK = 24,    /* struct wire_fack: sequenced up to here */
+	WIRE_NODEIDX = 25, /* struct wire_nodeidx: a stream's from_node index names this node */
+	WIRE_TYPE_MAX = 25,
 };
 
 struct wire_hdr {
@@ -195,6 +201,31 @@ struct wire_members {
 };
 static_assert(sizeof(struct wire_members) == 24, "wire_members is on the wire");
 
+/* A message from a sender on the forwarding node, in its sending order. */
+struct wire_fwd {
+	uint32_t fwd;     /* the FOPENED id */
+	uint16_t flags;   /* RING_F_ESEND or 0 */
+	uint16_t pad;     /* 0 */
+	uint64_t origin;  /* its place at the forwarding node: strictly growing */
+	int32_t from_pid; /* the sender, as its node sees it */
+	uint32_t len;
+};
+static_assert(sizeof(struct wire_fwd) == 24, "wire_fwd is on the wire");
+
+struct wire_fack {
+	uint32_t fwd;
+	uint32_t pad;   /* 0 */
+	uint64_t upto;  /* every origin below this is in the order */
+};
+static_assert(sizeof(struct wire_fack) == 16, "wire_fack is on the wire");
+
+struct wire_nodeidx {
+	uint32_t stream;
+	uint32_t index; /* 1..RING_NODES-1 */
+	char node[WIRE_NODE_MAX];
+};
+static_assert(sizeof(struct wire_nodeidx) == 72, "wire_nodeidx is on the wire");
+
 /* A frame found in a record: its type and payload (pointing into the
  * record). */
 struct wire_frame {
@@ -242,6 +273,10 @@ int wire_unsub_parse(const struct wire_frame *f, struct wire_unsub *out);
 int wire_rec_parse(const struct wire_frame *f, struct wire_rec *out, const uint8_t **payload);
 /* RJOIN and RLEAVE. */
 int wire_rjoin_parse(const struct wire_frame *f, struct wire_rjoin *out);
+/* FOPEN is an ask (wire_ask_parse), FOPENED a subbed (any of the two). */
+int wire_fwd_parse(const struct wire_frame *f, struct wire_fwd *out, const uint8_t **payload);
+int wire_fack_parse(const struct wire_frame *f, struct wire_fack *out);
+int wire_nodeidx_parse(const struct wire_frame *f, struct wire_nodeidx *out);
 /* MEMBER_LIST: the header and its entries (each node name checked), at
  * most cap copied into out; more is -EBADMSG. */
 int wire_members_parse(const struct wire_frame *f, struct wire_members *out,

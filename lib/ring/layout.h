@@ -50,6 +50,7 @@
 				   number fits the order entry's 8 bits */
 #define RING_MEMBER_SLOTS 1024u /* member handles per group per node */
 #define RING_DAEMON_WRITER 0u   /* writer slot the daemon itself appends with */
+#define RING_NODES 32u          /* nodes a group's messages can come from */
 /* Order entries only the daemon may fill, so a membership event finds a
  * place even when senders have filled the order. */
 #define RING_EVENT_RESERVE 64u
@@ -280,10 +281,17 @@ struct ring_dir_hdr {
 	 * before it trusts its minimum or skips a wake. */
 	_Atomic uint32_t seq;
 	uint8_t pad1[RING_CACHELINE - 4];
+	uint8_t pad2[RING_PAGE / 2 - 2 * RING_CACHELINE];
+
+	/* The names of the nodes a record's from_node means (0: the group's
+	 * master, whose name the daemon gives with the membership), written
+	 * once per index before any record names it. NUL-padded. */
+	char nodes[RING_NODES][64];
 };
 static_assert(offsetof(struct ring_dir_hdr, slot_hi) == 12, "dir hdr layout");
+static_assert(offsetof(struct ring_dir_hdr, nodes) == RING_PAGE / 2, "dir hdr layout");
+static_assert(sizeof(struct ring_dir_hdr) == RING_PAGE, "the dir hdr is one page");
 static_assert(offsetof(struct ring_dir_hdr, seq) == 64, "dir hdr layout");
-static_assert(sizeof(struct ring_dir_hdr) == 128, "dir hdr layout");
 
 #define RING_WRITER_IDS_OFF RING_PAGE
 static_assert(RING_WRITER_SLOTS * sizeof(struct ring_writer_id) == RING_PAGE,

@@ -9,6 +9,7 @@
  */
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,8 +134,6 @@ static void test_join_across(void)
 	CU_ASSERT(!listed(list, n, "nb", getpid()));
 	free(list);
 	CU_ASSERT_EQUAL(pg_leave(b, "rep-join", 0), -ESRCH);
-	/* Sending to another node's group is the next step (forwarding). */
-	CU_ASSERT_EQUAL(pg_send(c, "rep-join", "x", 1), -EREMOTE);
 	pg_close(c);
 	pg_close(b);
 	CU_ASSERT_EQUAL(pg_delete(a, "rep-join"), 0);
@@ -198,6 +197,109 @@ static void test_one_order(void)
 	pg_close(c);
 	pg_close(b);
 	CU_ASSERT_EQUAL(pg_delete(a, "rep-order"), 0);
+	pg_close(a);
+}
+
+/* A sender thread's work: n messages "S<k>:<i>" to the group. */
+struct sender_arg {
+	const struct daemon_proc *node;
+	const char *group;
+	int k, n;
+	int err;
+};
+
+static void *send_all(void *p)
+{
+	struct sender_arg *a = p;
+	pg_ctx *ctx;
+	if ((a->err = pg_open(&ctx, a->node->socket)))
+		return NULL;
+	for (int i = 0; i < a->n && !a->err; i++) {
+		char buf[32];
+		int len = snprintf(buf, sizeof(buf), "S%d:%d", a->k, i);
+		a->err = pg_send(ctx, a->group, buf, (size_t)len);
+	}
+	pg_close(ctx);
+	return NULL;
+}
+
+/* Three senders on three nodes, members on three nodes: every member gets
+ * every message once, all in one order, each sender's in its order, each
+ * named with its sender's node; esend skips only the sender's process. */
+static void test_senders_everywhere(void)
+{
+	pg_ctx *a = open_on(&na);
+	pg_group_opts o = {.ring_bytes = 256 * 1024};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(a, "rep-senders", &o), 0);
+	const struct daemon_proc *nodes[] = {&na, &nb, &nc};
+	pg_ctx *mem[3];
+	for (int k = 0; k < 3; k++) {
+		mem[k] = open_on(nodes[k]);
+		CU_ASSERT_EQUAL_FATAL(pg_join(mem[k], "rep-senders", 0, NULL, NULL), 0);
+	}
+	enum { N = 3000 };
+	struct sender_arg args[3];
+	pthread_t t[3];
+	for (int k = 0; k < 3; k++) {
+		args[k] = (struct sender_arg){.node = nodes[k], .group = "rep-senders", .k = k, .n = N};
+		pthread_create(&t[k], NULL, send_all, &args[k]);
+	}
+	static uint64_t seqs[3][3 * N];
+	static char who[3][3 * N];
+	int got[3] = {0};
+	int next_of[3][3] = {{0}};
+	bool ok = true;
+	int64_t until = mesh_ms() + 30000;
+	while (mesh_ms() < until && (got[0] < 3 * N || got[1] < 3 * N || got[2] < 3 * N)) {
+		for (int k = 0; k < 3; k++) {
+			pg_message m;
+			while (got[k] < 3 * N && pg_recv(mem[k], &m, 0) == 0) {
+				if (m.kind != PG_MSG)
+					continue;
+				int s_k, i;
+				char buf[32] = {0};
+				memcpy(buf, m.data, m.len < 31 ? m.len : 31);
+				if (sscanf(buf, "S%d:%d", &s_k, &i) != 2 || s_k < 0 || s_k > 2) {
+					ok = false;
+					continue;
+				}
+				/* Each sender's messages in its order, none twice. */
+				ok &= i == next_of[k][s_k]++;
+				ok &= !strcmp(m.from.node, nodes[s_k]->node);
+				seqs[k][got[k]] = m.seq;
+				who[k][got[k]++] = (char)s_k;
+			}
+		}
+		usleep(200);
+	}
+	for (int k = 0; k < 3; k++) {
+		pthread_join(t[k], NULL);
+		CU_ASSERT_EQUAL(args[k].err, 0);
+		CU_ASSERT_EQUAL(got[k], 3 * N);
+	}
+	CU_ASSERT(ok);
+	bool same = true;
+	for (int i = 0; i < 3 * N; i++)
+		same &= seqs[0][i] == seqs[1][i] && seqs[1][i] == seqs[2][i] &&
+			who[0][i] == who[1][i] && who[1][i] == who[2][i] &&
+			(i == 0 || seqs[0][i] > seqs[0][i - 1]);
+	CU_ASSERT(same);
+	/* esend from b: a and c get it, b's own process does not. */
+	pg_ctx *sb = open_on(&nb);
+	CU_ASSERT_EQUAL(pg_esend(sb, "rep-senders", "E", 1), 0);
+	CU_ASSERT_EQUAL(pg_send(sb, "rep-senders", "F", 1), 0);
+	for (int k = 0; k < 3; k++) {
+		pg_message m;
+		int r;
+		while ((r = pg_recv(mem[k], &m, 3000)) == 0 && m.kind != PG_MSG)
+			;
+		CU_ASSERT_EQUAL(r, 0);
+		CU_ASSERT(m.len == 1 && *(const char *)m.data == (k == 1 ? 'F' : 'E'));
+	}
+	pg_close(sb);
+	for (int k = 0; k < 3; k++)
+		pg_close(mem[k]);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-senders"), 0);
 	pg_close(a);
 }
 
@@ -291,8 +393,12 @@ static void test_lost_master(void)
 	pg_ctx *b = open_on(&nb), *c = open_on(&nc);
 	CU_ASSERT_EQUAL_FATAL(pg_create(b, "rep-master"), 0);
 	CU_ASSERT_EQUAL(pg_join(c, "rep-master", 0, NULL, NULL), 0);
-	CU_ASSERT_EQUAL(pg_send(b, "rep-master", "before", 6), 0);
+	/* A sender on c too, so c has the group's outbound ring. */
+	CU_ASSERT_EQUAL(pg_send(c, "rep-master", "from-c", 6), 0);
 	pg_message m;
+	CU_ASSERT_EQUAL(next(c, &m, 3000), 0);
+	CU_ASSERT(m.kind == PG_MSG && m.len == 6 && !memcmp(m.data, "from-c", 6));
+	CU_ASSERT_EQUAL(pg_send(b, "rep-master", "before", 6), 0);
 	CU_ASSERT_EQUAL(next(c, &m, 3000), 0);
 	CU_ASSERT(m.kind == PG_MSG && m.len == 6 && !memcmp(m.data, "before", 6));
 	kill(nb.pid, SIGKILL);
@@ -302,7 +408,11 @@ static void test_lost_master(void)
 	while (!down && next(c, &m, 5000) == 0)
 		down = m.kind == PG_GROUP_DOWN;
 	CU_ASSERT(down);
+	CU_ASSERT_EQUAL(pg_send(c, "rep-master", "x", 1), -EHOSTUNREACH);
 	CU_ASSERT_EQUAL(pg_join(c, "rep-master", 0, NULL, NULL), -EHOSTUNREACH);
+	pg_ctx *s2 = open_on(&nc);
+	CU_ASSERT_EQUAL(pg_send(s2, "rep-master", "after", 5), -EHOSTUNREACH);
+	pg_close(s2);
 	pg_member *list;
 	size_t n;
 	CU_ASSERT_EQUAL(pg_members(c, "rep-master", &list, &n), -EHOSTUNREACH);
@@ -321,6 +431,7 @@ int main(void)
 	CU_pSuite s = CU_add_suite("replica", start_three, stop_all);
 	CU_add_test(s, "joins across nodes: old members, events, pg_members", test_join_across);
 	CU_add_test(s, "one order at members on three nodes", test_one_order);
+	CU_add_test(s, "three senders on three nodes, members on three", test_senders_everywhere);
 	CU_add_test(s, "a member killed on another node exits everywhere", test_exit_across);
 	CU_add_test(s, "kill -9 of a node with members", test_lost_member_node);
 	CU_add_test(s, "kill -9 of the master", test_lost_master);
