@@ -63,8 +63,7 @@ static int ask_nodes(const struct daemon_proc *d, uint8_t *buf, size_t cap, stru
 	return err;
 }
 
-/* Node `name` in d's listing ("" = d itself): 0 and *out, or -errno. */
-static int find_node(const struct daemon_proc *d, const char *name, struct ctl_node_info *out)
+int mesh_info(const struct daemon_proc *d, const char *name, struct ctl_node_info *out)
 {
 	static uint8_t buf[CTL_MAX_BYTES];
 	struct ctl_in rep;
@@ -87,7 +86,7 @@ static int find_node(const struct daemon_proc *d, const char *name, struct ctl_n
 int mesh_addr(const struct daemon_proc *d, char *addr, size_t cap, unsigned *port)
 {
 	struct ctl_node_info me;
-	int err = find_node(d, "", &me);
+	int err = mesh_info(d, "", &me);
 	if (err)
 		return err;
 	const char *colon = strrchr(me.addr, ':');
@@ -102,7 +101,7 @@ int mesh_addr(const struct daemon_proc *d, char *addr, size_t cap, unsigned *por
 int mesh_state(const struct daemon_proc *d, const char *name)
 {
 	struct ctl_node_info n;
-	return find_node(d, name, &n) ? -1 : (int)n.state;
+	return mesh_info(d, name, &n) ? -1 : (int)n.state;
 }
 
 int mesh_wait(const struct daemon_proc *d, const char *name, int state, int timeout_ms)

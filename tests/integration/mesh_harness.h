@@ -9,6 +9,8 @@
 
 #include "harness.h"
 
+struct ctl_node_info;
+
 /* A fresh cookie file (mode 0600) in a test directory: its path. */
 const char *mesh_cookie(const char *stem);
 /*
@@ -21,6 +23,10 @@ int mesh_node(struct daemon_proc *d, const char *name, unsigned port, const char
 	      const struct daemon_proc *const *peers, unsigned n_peers, const char *extra);
 /* Where d listens ("127.0.0.1:PORT"), and its port; 0 or -errno. */
 int mesh_addr(const struct daemon_proc *d, char *addr, size_t cap, unsigned *port);
+/* Node `name` in d's CTL_NODES listing ("" = d itself; one caller at a
+ * time: the reply is read into a static buffer): 0 and *out, or
+ * -errno (-ENOENT: not listed). */
+int mesh_info(const struct daemon_proc *d, const char *name, struct ctl_node_info *out);
 /* How d sees node `name` (enum ctl_node_state), or -1 when it lists no such node. */
 int mesh_state(const struct daemon_proc *d, const char *name);
 /* Wait up to timeout_ms for d to see `name` in `state`: the ms it took, or -1. */
