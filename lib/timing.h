@@ -43,4 +43,10 @@
  * this grace (the exit watcher normally reports a death first). */
 #define PGD_ORPHAN_GRACE_NS (100 * PG_MS)
 
+/* A node that leaves a namespace or membership request of ours unanswered
+ * this long is lost (its link closed): a create or a join never waits on
+ * it longer, and a client (PG_RPC_TIMEOUT_MS) always gets the node's own
+ * answer. Another node answers at once when it runs at all. */
+#define PGD_NODE_ANSWER_NS (1500 * PG_MS)
+
 #endif /* PG_TIMING_H */

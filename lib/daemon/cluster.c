@@ -125,6 +125,7 @@ void cluster_tick(struct daemon *d)
 {
 	if (d->cluster && d->cluster->mesh) {
 		mesh_tick(d->cluster->mesh, ring_now_ns());
+		names_tick(d);
 		replica_tick(d);
 	}
 }

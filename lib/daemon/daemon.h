@@ -347,6 +347,8 @@ void names_peer_down(struct daemon *d, struct mesh_peer *p);
 void names_destroy(struct daemon *d);
 /* The node links are going: drop what names a peer. */
 void names_forget_peers(struct daemon *d);
+/* Nodes that leave a request unanswered past PGD_NODE_ANSWER_NS are lost. */
+void names_tick(struct daemon *d);
 /* replica.c: groups whose members are on several nodes. On the master,
  * a stream per node with members: a member slot of the daemon's in the
  * ring, read in place and shipped as REC frames in order. On the other

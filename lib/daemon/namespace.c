@@ -30,6 +30,7 @@
 #include "proto/ctl.h"
 #include "proto/wire.h"
 #include "ring/wait.h"
+#include "timing.h"
 
 /* A group another node masters. */
 struct remote_group {
@@ -58,6 +59,8 @@ struct pending {
 	bool acking; /* created: waiting for every node to know it */
 	/* PENDING_REMOTE: the node asked. */
 	struct mesh_peer *target;
+	int64_t since; /* ns: asked then (a node silent on it past
+			  PGD_NODE_ANSWER_NS is lost) */
 	struct pending *next;
 };
 
@@ -81,10 +84,25 @@ static int64_t realtime_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
+static bool older(const struct wire_group *a, const struct wire_group *b);
+
+/* The group of that name another node masters: of several (one name made
+ * on both sides of a partition, told by their masters), the older one. The
+ * others are kept until their masters delete them or are lost, so a node
+ * that lied, or left, takes only its own claim with it. */
 static struct remote_group *remote_find(struct names *n, const char *name)
 {
+	struct remote_group *best = NULL;
 	for (struct remote_group *r = n ? n->groups : NULL; r; r = r->next)
-		if (!strcmp(r->info.name, name))
+		if (!strcmp(r->info.name, name) && (!best || older(&r->info, &best->info)))
+			best = r;
+	return best;
+}
+
+static struct remote_group *remote_of(struct names *n, const char *name, const char *master)
+{
+	for (struct remote_group *r = n ? n->groups : NULL; r; r = r->next)
+		if (!strcmp(r->info.name, name) && !strcmp(r->info.master, master))
 			return r;
 	return NULL;
 }
@@ -198,6 +216,7 @@ static void claim_done(struct daemon *d, struct pending *p)
 	struct mesh *m = cluster_mesh(d);
 	p->acking = true;
 	p->n_waiting = 0;
+	p->since = ring_now_ns();
 	for (struct mesh_peer *q = m ? mesh_peers(m) : NULL; q; q = q->next)
 		if (q->state == MESH_UP && p->n_waiting < NAMES_MAX_PEERS &&
 		    !mesh_send(q, WIRE_GROUP, &w, sizeof(w)))
@@ -256,6 +275,7 @@ int names_create(struct daemon *d, const struct creds *who, const struct names_c
 			goto now;
 		p->kind = PENDING_REMOTE;
 		p->target = t;
+		p->since = ring_now_ns();
 		p->next = n->pending;
 		n->pending = p;
 		return NAMES_LATER;
@@ -276,6 +296,7 @@ int names_create(struct daemon *d, const struct creds *who, const struct names_c
 		err = create_here(d, p, &g); /* nobody else to ask */
 		goto now;
 	}
+	p->since = ring_now_ns();
 	p->next = n->pending;
 	n->pending = p;
 	return NAMES_LATER;
@@ -305,6 +326,7 @@ int names_delete(struct daemon *d, const struct creds *who, const char *name,
 	p->answer = *a;
 	p->target = t;
 	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->since = ring_now_ns();
 	struct wire_delete w = {.id = p->id, .uid = (uint32_t)who->uid, .gid = (uint32_t)who->gid};
 	snprintf(w.name, sizeof(w.name), "%s", name);
 	int err = mesh_send(t, WIRE_DELETE, &w, sizeof(w));
@@ -326,7 +348,11 @@ int names_delete_here(struct daemon *d, const struct creds *who, struct group *g
 	int err = registry_delete(d, who, g);
 	if (err)
 		return err;
-	pgd_log("group %s deleted for uid %u", name, (unsigned)who->uid);
+	if (a->peer)
+		pgd_log("group %s deleted for uid %u of node %s", name, (unsigned)who->uid,
+			a->peer->node);
+	else
+		pgd_log("group %s deleted for uid %u", name, (unsigned)who->uid);
 	/* Answered once every node up knows it is gone: a client told
 	 * "deleted" may at once create the name through any of them. */
 	struct pending *p = n ? calloc(1, sizeof(*p)) : NULL;
@@ -350,6 +376,7 @@ int names_delete_here(struct daemon *d, const struct creds *who, struct group *g
 		free(p);
 		return 0;
 	}
+	p->since = ring_now_ns();
 	p->next = n->pending;
 	n->pending = p;
 	return NAMES_LATER;
@@ -388,10 +415,8 @@ static int on_group(struct daemon *d, struct mesh_peer *from, const struct wire_
 		registry_delete(d, &root, g);
 		names_deleted(d, w.name);
 	}
-	struct remote_group *r = remote_find(n, w.name);
+	struct remote_group *r = remote_of(n, w.name, w.master);
 	if (r) {
-		if (strcmp(r->info.master, w.master) && older(&r->info, &w))
-			return 0;
 		r->info = w;
 		return 0;
 	}
@@ -421,8 +446,8 @@ static int on_gone(struct daemon *d, struct mesh_peer *from, const struct wire_f
 		return -EBADMSG;
 	if (w.ack)
 		send_reply(from, w.ack, 0);
-	struct remote_group *r = remote_find(d->names, w.name);
-	if (r && !strcmp(r->info.master, from->node))
+	struct remote_group *r = remote_of(d->names, w.name, from->node);
+	if (r)
 		remote_drop(d->names, r);
 	return 0;
 }
@@ -623,7 +648,9 @@ void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, 
 			info.mode = r->info.mode;
 			info.owner = r->info.uid;
 			snprintf(info.master, sizeof(info.master), "%s", r->info.master);
-			denied = rights_check(who, r->info.uid, r->info.gid, r->info.mode, RIGHT_READ);
+			/* One line per name: the group that stays. */
+			denied = remote_find(d->names, r->info.name) != r ||
+				 rights_check(who, r->info.uid, r->info.gid, r->info.mode, RIGHT_READ);
 			serial = r->serial;
 			name = r->info.name;
 			r = r->next;
@@ -635,6 +662,29 @@ void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, 
 			return;
 		}
 		below = serial;
+	}
+}
+
+void names_tick(struct daemon *d)
+{
+	struct names *n = d->names;
+	int64_t now = ring_now_ns();
+	for (struct pending *p = n ? n->pending : NULL; p; p = p->next) {
+		if (now - p->since < PGD_NODE_ANSWER_NS)
+			continue;
+		/* Those that have not answered are lost: closing their links
+		 * settles this request as for any node that goes (peer_down). */
+		p->since = now;
+		if (p->kind == PENDING_REMOTE && p->target) {
+			pgd_log("node %s did not answer for group %s: closing its link",
+				p->target->node, p->name);
+			mesh_drop(p->target, -ETIMEDOUT);
+		}
+		for (unsigned i = 0; i < p->n_waiting; i++) {
+			pgd_log("node %s did not answer for group %s: closing its link",
+				p->waiting[i]->node, p->name);
+			mesh_drop(p->waiting[i], -ETIMEDOUT);
+		}
 	}
 }
 

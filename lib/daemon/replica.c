@@ -36,6 +36,7 @@
 #include "proto/ctl.h"
 #include "proto/wire.h"
 #include "ring/wait.h"
+#include "timing.h"
 
 /* The master's stream of one group to one node. */
 struct stream {
@@ -77,6 +78,7 @@ struct outbound {
 /* A join asked of the master, not yet answered or positioned. */
 struct rjoin {
 	uint64_t id;
+	int64_t since; /* asked then: an unanswered master is lost */
 	uint64_t asker;  /* session serial of the caller */
 	uint32_t req_id;
 	uint64_t target; /* session serial of the new member's */
@@ -100,6 +102,7 @@ struct replica {
 /* A MEMBERS asked of a master for a client here. */
 struct rask {
 	uint64_t id;
+	int64_t since;
 	uint64_t session;
 	uint32_t req_id;
 	struct mesh_peer *peer;
@@ -363,9 +366,13 @@ static int send_members(struct daemon *d, struct mesh_peer *to, struct group *g,
 		snprintf(list[n].node, sizeof(list[n].node), "%s", m->node);
 		list[n++].pid = m->pid;
 	}
+	/* An answer is a control frame: it goes, or the link does. */
+	static uint8_t frame[sizeof(struct wire_members) + sizeof(list)];
 	struct wire_members h = {.id = id, .status = status, .n = status ? 0 : n, .seq = seq};
-	return mesh_send2(to, WIRE_MEMBER_LIST, &h, sizeof(h), list,
-			  (uint32_t)(h.n * sizeof(list[0])));
+	memcpy(frame, &h, sizeof(h));
+	memcpy(frame + sizeof(h), list, h.n * sizeof(list[0]));
+	return mesh_send(to, WIRE_MEMBER_LIST, frame,
+			 (uint32_t)(sizeof(h) + h.n * sizeof(list[0])));
 }
 
 static int on_rjoin(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
@@ -937,6 +944,7 @@ int replica_join(struct daemon *d, struct session *s, struct session *target, co
 		return -ENOMEM;
 	}
 	j->id = ++rp->next_id;
+	j->since = ring_now_ns();
 	j->asker = s->serial;
 	j->req_id = req_id;
 	j->target = target->serial;
@@ -973,7 +981,11 @@ int replica_members(struct daemon *d, struct session *s, const char *name, uint3
 	struct rask *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	*a = (struct rask){.id = ++rp->next_id, .session = s->serial, .req_id = req_id, .peer = p};
+	*a = (struct rask){.id = ++rp->next_id,
+			   .since = ring_now_ns(),
+			   .session = s->serial,
+			   .req_id = req_id,
+			   .peer = p};
 	struct wire_claim c = {.id = a->id};
 	snprintf(c.name, sizeof(c.name), "%s", name);
 	int err = mesh_send(p, WIRE_MEMBERS, &c, sizeof(c));
@@ -1121,6 +1133,23 @@ void replica_peer_down(struct daemon *d, struct mesh_peer *p)
 
 void replica_tick(struct daemon *d)
 {
+	/* A master that leaves a join or a listing unanswered is lost. */
+	int64_t now = ring_now_ns();
+	for (struct rask *a = d->repl ? d->repl->asks : NULL; a; a = a->next)
+		if (now - a->since >= PGD_NODE_ANSWER_NS && a->peer) {
+			a->since = now;
+			pgd_log("node %s did not answer a members request: closing its link",
+				a->peer->node);
+			mesh_drop(a->peer, -ETIMEDOUT);
+		}
+	for (struct group *g = d->groups; g; g = g->next)
+		for (struct rjoin *j = g->replica ? g->replica->joins : NULL; j; j = j->next)
+			if (!j->answered && now - j->since >= PGD_NODE_ANSWER_NS && g->replica->peer) {
+				j->since = now;
+				pgd_log("node %s did not answer a join of group %s: closing its link",
+					g->replica->peer->node, g->name);
+				mesh_drop(g->replica->peer, -ETIMEDOUT);
+			}
 	/* Streams that stopped on a full link go on; a name created again
 	 * is no longer lost. */
 	for (struct group *g = d->groups; g; g = g->next)

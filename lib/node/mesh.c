@@ -15,6 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Data frames may fill half a link's queue: control frames (heartbeats,
+ * answers) always find room in the rest. */
+#define MESH_DATA_CAP (32u << 20)
+
 /* One link and its handshake. A dialled link belongs to its peer from the
  * start; an accepted one finds its peer when the other proves who it is. */
 struct mesh_conn {
@@ -38,6 +42,7 @@ struct mesh {
 	struct mesh_peer *peers;
 	struct mesh_conn *conns;
 	unsigned strangers;
+	unsigned n_peers;
 };
 
 static int64_t now_ns(void)
@@ -98,6 +103,7 @@ static struct mesh_peer *peer_new(struct mesh *m)
 	p->mesh = m;
 	p->next = m->peers;
 	m->peers = p;
+	m->n_peers++;
 	return p;
 }
 
@@ -272,6 +278,11 @@ static int on_peers(struct mesh_peer *from, const struct wire_frame *f)
 		if (dialled)
 			continue; /* an address we dial already, not yet named */
 		if (!p) {
+			if (m->n_peers >= MESH_MAX_PEERS) {
+				m->o.log("node link: %s tells of more nodes than %u: %s ignored",
+					 from->node, MESH_MAX_PEERS, list[i].node);
+				continue;
+			}
 			if (!(p = peer_new(m)))
 				return 0;
 			snprintf(p->node, sizeof(p->node), "%s", list[i].node);
@@ -328,10 +339,11 @@ static bool conn_adopt(struct mesh *m, struct mesh_conn *c, int64_t now)
 				*pp = dup->next;
 				break;
 			}
+		m->n_peers--;
 		free(dup);
 		c->peer = NULL;
 	}
-	if (!p && !(p = peer_new(m)))
+	if (!p && (m->n_peers >= MESH_MAX_PEERS || !(p = peer_new(m))))
 		return false;
 	if (!p->node[0])
 		snprintf(p->node, sizeof(p->node), "%s", name);
@@ -705,7 +717,20 @@ int mesh_send(struct mesh_peer *p, uint16_t type, const void *payload, uint32_t 
 {
 	if (!p->conn || !p->conn->authed || !p->conn->link)
 		return -ENOTCONN;
-	return link_send(p->conn->link, type, payload, len);
+	int err = link_send(p->conn->link, type, payload, len);
+	if (err) {
+		p->mesh->o.log("node link: %s: cannot queue a frame (%s): closing", p->node,
+			       strerror(-err));
+		conn_drop(p->conn, err);
+		return -ENOTCONN;
+	}
+	return 0;
+}
+
+void mesh_drop(struct mesh_peer *p, int err)
+{
+	if (p->conn)
+		conn_drop(p->conn, err);
 }
 
 int mesh_send2(struct mesh_peer *p, uint16_t type, const void *a, uint32_t alen, const void *b,
@@ -713,6 +738,10 @@ int mesh_send2(struct mesh_peer *p, uint16_t type, const void *a, uint32_t alen,
 {
 	if (!p->conn || !p->conn->authed || !p->conn->link)
 		return -ENOTCONN;
+	struct link_stats st;
+	link_stats(p->conn->link, &st);
+	if (st.queued + st.in_flight + alen + blen > MESH_DATA_CAP)
+		return -ENOBUFS;
 	return link_send2(p->conn->link, type, a, alen, b, blen);
 }
 

@@ -33,6 +33,7 @@
 #define MESH_HANDSHAKE_MS 3000u /* an unauthenticated link is closed after this */
 #define MESH_MAX_STRANGERS 64u  /* unauthenticated links at once */
 #define MESH_DEFAULT_TIMEOUT_MS 1000u
+#define MESH_MAX_PEERS 255u     /* nodes one node links to (a PEERS frame's worth) */
 
 enum mesh_state {
 	MESH_DOWN = 0,   /* no link; dialled again at next_try if we know where */
@@ -91,10 +92,20 @@ struct mesh_peer *mesh_peers(struct mesh *m);
 struct mesh_peer *mesh_find(struct mesh *m, const char *node);
 /* The address others dial us at ("" when not listening). */
 const char *mesh_listen_addr(const struct mesh *m);
-/* Queue a frame to an authenticated peer: 0, -ENOTCONN, or link_send's error. */
+/*
+ * Queue a control frame to an authenticated peer: 0 or -ENOTCONN. One that
+ * does not fit (the peer stopped reading: its link holds the cap) closes
+ * the link: a node that cannot be told things is lost, not silently
+ * behind.
+ */
 int mesh_send(struct mesh_peer *p, uint16_t type, const void *payload, uint32_t len);
+/* Queue a data frame (a record, a forwarded message) in two parts: 0,
+ * -ENOTCONN, or -ENOBUFS when the link holds half its cap already (the
+ * caller waits: back-pressure; control frames keep the other half). */
 int mesh_send2(struct mesh_peer *p, uint16_t type, const void *a, uint32_t alen, const void *b,
 	       uint32_t blen);
+/* Close p's link (a peer that broke the protocol's rules): it is lost. */
+void mesh_drop(struct mesh_peer *p, int err);
 /* The io_uring the mesh runs on (for futex waits of its users). */
 struct node_io *mesh_io(struct mesh *m);
 void mesh_link_stats(const struct mesh_peer *p, struct link_stats *st);

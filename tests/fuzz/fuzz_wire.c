@@ -186,7 +186,7 @@ static bool ns_valid(const struct ns_kind *k, const uint8_t *p)
 static void parse_repl(const struct wire_frame *f)
 {
 	static struct wire_member list[WIRE_MEMBERS_MAX];
-	uint16_t ask[] = {WIRE_CLAIM, WIRE_SUB, WIRE_MEMBERS, WIRE_GONE};
+	uint16_t ask[] = {WIRE_CLAIM, WIRE_SUB, WIRE_MEMBERS, WIRE_FOPEN, WIRE_GONE};
 	for (size_t k = 0; k < sizeof(ask) / sizeof(ask[0]); k++) {
 		struct wire_claim c;
 		if (wire_ask_parse(f, ask[k], &c) == 0)
@@ -195,7 +195,19 @@ static void parse_repl(const struct wire_frame *f)
 	}
 	struct wire_subbed sb;
 	if (wire_subbed_parse(f, &sb) == 0)
-		CHECK(f->type == WIRE_SUBBED && sb.status <= 0 && sb.status >= -4095);
+		CHECK((f->type == WIRE_SUBBED || f->type == WIRE_FOPENED) && sb.status <= 0 &&
+		      sb.status >= -4095);
+	struct wire_fwd fw;
+	const uint8_t *fp = NULL;
+	if (wire_fwd_parse(f, &fw, &fp) == 0)
+		CHECK(f->type == WIRE_FWD && fw.len == f->len - sizeof(fw) && !(fw.flags & ~1u) &&
+		      !fw.pad && fw.from_pid > 0 && fp == f->payload + sizeof(fw));
+	struct wire_fack fa;
+	if (wire_fack_parse(f, &fa) == 0)
+		CHECK(f->type == WIRE_FACK && f->len == sizeof(fa) && !fa.pad);
+	struct wire_nodeidx ni;
+	if (wire_nodeidx_parse(f, &ni) == 0)
+		CHECK(f->type == WIRE_NODEIDX && ni.index >= 1 && ni.index < 32 && node_ok(ni.node));
 	struct wire_unsub u;
 	if (wire_unsub_parse(f, &u) == 0)
 		CHECK(f->type == WIRE_UNSUB && u.pad == 0);

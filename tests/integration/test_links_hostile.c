@@ -254,12 +254,19 @@ static void atk_take(struct atk *a, const uint8_t *plain, size_t n)
 			bad = wire_peers_parse(&f, peers, WIRE_PEERS_MAX, &np);
 			break;
 		case WIRE_GROUP:
-			if (!(bad = wire_group_parse(&f, &a->group)))
+			if (!(bad = wire_group_parse(&f, &a->group))) {
 				a->groups++;
+				/* A create waits for every node to know: say so. */
+				if (a->group.ack && a->answer_claims)
+					atk_reply(a, a->group.ack, 0);
+			}
 			break;
 		case WIRE_GONE:
-			if (!(bad = wire_name_parse(&f, &gone)))
+			if (!(bad = wire_name_parse(&f, &gone))) {
 				a->gones++;
+				if (gone.ack && a->answer_claims)
+					atk_reply(a, gone.ack, 0);
+			}
 			break;
 		case WIRE_PONG:
 			bad = wire_ping_parse(&f, &ping);

@@ -230,8 +230,15 @@ static void test_lost_node(void)
 	CU_ASSERT_STRING_EQUAL(m, "");
 	kill(nc.pid, SIGCONT);
 	CU_ASSERT(mesh_wait(&na, "nc", CTL_NODE_UP, 15000) >= 0);
+	CU_ASSERT(mesh_wait(&nc, "na", CTL_NODE_UP, 15000) >= 0);
 	CU_ASSERT(mesh_wait(&nc, "nb", CTL_NODE_UP, 15000) >= 0);
-	master_seen(&na, "names-of-c", m, sizeof(m));
+	/* c tells its groups when it sees a link up: soon after. */
+	for (int i = 0; i < 300; i++) {
+		master_seen(&na, "names-of-c", m, sizeof(m));
+		if (!strcmp(m, "nc"))
+			break;
+		usleep(10000);
+	}
 	CU_ASSERT_STRING_EQUAL(m, "nc");
 	CU_ASSERT_EQUAL(pg_delete(a, "names-of-c"), 0);
 	pg_close(a);
