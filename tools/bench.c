@@ -23,6 +23,8 @@ static void usage(FILE *f)
 	      "  prints delivery, latency percentiles, rates and CPU per delivery.\n"
 	      "  --senders S      sender processes, not members (default 1)\n"
 	      "  --members N      member processes (default 4)\n"
+	      "  --member-socket PATH  members join through another node (its daemon's\n"
+	      "                   socket): every message crosses a node link\n"
 	      "  --size BYTES     message size, at least 16 (default 64)\n"
 	      "  --count K        messages per sender (default 200000; paced: 5 s worth)\n"
 	      "  --rate R         messages/s per sender, 0 = back to back (default 0)\n"
@@ -66,6 +68,7 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 {
 	static const struct option opts[] = {
 		{"senders", required_argument, NULL, 's'}, {"members", required_argument, NULL, 'm'},
+		{"member-socket", required_argument, NULL, 'M'},
 		{"size", required_argument, NULL, 'z'},    {"count", required_argument, NULL, 'c'},
 		{"rate", required_argument, NULL, 'r'},    {"wait", required_argument, NULL, 'w'},
 		{"pin", no_argument, NULL, 'p'},           {"ring", required_argument, NULL, 'R'},
@@ -83,6 +86,9 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 			if (!bench_parse_u64(optarg, 1024, &v) || !v)
 				return bad_opt(ch == 's' ? "--senders" : "--members", "1..1024");
 			*(ch == 's' ? &cfg->senders : &cfg->members) = (unsigned)v;
+			break;
+		case 'M':
+			cfg->member_socket = optarg;
 			break;
 		case 'z':
 			if (!cli_size(optarg, &cfg->size) || cfg->size < 16)

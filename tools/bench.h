@@ -98,6 +98,9 @@ struct bench_cfg {
 	enum bench_wait wait;
 	bool pin;
 	bool progress; /* live line on stderr */
+	/* Members on another node (its daemon's socket): the group's master
+	 * is the senders' node, so every message crosses a node link. */
+	const char *member_socket;
 };
 
 #define BENCH_NO_CPU (-1.0)

@@ -212,7 +212,7 @@ static int member_main(void *arg)
 	} else if (r->cfg->wait == BENCH_WAIT_BLOCK)
 		setenv("PGROUP_SPIN_US", "0", 1);
 	pg_ctx *ctx;
-	int err = pg_open(&ctx, r->socket);
+	int err = pg_open(&ctx, r->cfg->member_socket ? r->cfg->member_socket : r->socket);
 	if (!err && (err = pg_join(ctx, r->group, 0, NULL, NULL)))
 		pg_close(ctx);
 	bench_gate_ready(&r->gate, err);

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * ZeroMQ PUB/SUB over ipc://. High-water marks are 0 (no limit), so PUB
+ * ZeroMQ PUB/SUB over ipc:// (zmq), and over loopback tcp:// (zmqtcp: the
+ * reference for pgroup's links between nodes). High-water marks are 0 (no limit), so PUB
  * never drops: it queues without bound instead of blocking. Each process
  * makes its own context after fork; a context must not cross a fork.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +76,29 @@ static int zx_prepare(struct cmp_run *r)
 	snprintf(endpoint, sizeof(endpoint), "ipc:///tmp/pgcompare-%d-%u.ipc", (int)getpid(),
 		 r->id);
 	return 0;
+}
+
+/* Over loopback TCP: the reference for links between nodes. A port the
+ * kernel gives now, for the sender to bind after the fork. */
+static int zt_prepare(struct cmp_run *r)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len)) {
+		int err = -errno;
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	close(fd);
+	snprintf(endpoint, sizeof(endpoint), "tcp://127.0.0.1:%u", ntohs(sa.sin_port));
+	return 0;
+}
+
+static void zt_cleanup(struct cmp_run *r)
+{
 }
 
 static void zx_cleanup(struct cmp_run *r)
@@ -168,6 +195,19 @@ const struct xport xport_zmq = {
 	.probe = true,
 	.prepare = zx_prepare,
 	.cleanup = zx_cleanup,
+	.tx_open = zx_tx_open,
+	.tx_send = zx_tx_send,
+	.tx_close = zx_tx_close,
+	.rx_open = zx_rx_open,
+	.rx_recv = zx_rx_recv,
+	.rx_close = zx_rx_close,
+};
+
+const struct xport xport_zmq_tcp = {
+	.name = "zmqtcp",
+	.probe = true,
+	.prepare = zt_prepare,
+	.cleanup = zt_cleanup,
 	.tx_open = zx_tx_open,
 	.tx_send = zx_tx_send,
 	.tx_close = zx_tx_close,

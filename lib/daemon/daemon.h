@@ -272,6 +272,9 @@ void registry_progress(struct group *g, struct member *m, int64_t now);
 bool registry_stalled(struct group *g, struct member *m, int64_t now);
 /* Evict m: out of the group (PG_LEFT); it learns PG_EVICTED from its slot. */
 void registry_evict(struct daemon *d, struct member *m);
+/* Evict the member that holds g's queued records back now (a replica's
+ * queue over its bound): whether there was one. */
+bool registry_evict_blocker(struct daemon *d, struct group *g);
 /* Free writer slots whose areas nobody can read any more: give their
  * memory back and end their holders' charges. */
 void registry_reclaim_areas(struct daemon *d, struct group *g);
@@ -382,8 +385,17 @@ int replica_outbound(struct daemon *d, const struct creds *who, const char *name
 		     struct group **out);
 /* Send the acks gathered while handling frames (before the loop waits). */
 void replica_flush(struct daemon *d);
+/* A sender found slot `slot` of g holding it up past the stall limit (or,
+ * `asked` false, the tick did): if that is another node's stream and it
+ * made no progress for the limit, that node's membership of g ends (its
+ * members get PG_EVICTED). 0 when evicted, -EAGAIN not stalled that long,
+ * -ESRCH no stream there. */
+int replica_evict_slot(struct daemon *d, struct group *g, uint32_t slot, bool asked);
 /* The page fd of a stream's slot of g (producers map it), or -ESTALE. */
 int replica_stream_page(struct group *g, uint32_t slot, uint32_t word);
+/* Whether replica g ended (this node was dropped for lagging): it only
+ * waits for its evicted members to be told. */
+bool replica_ended(const struct group *g);
 /* The master node of replica g. */
 const char *replica_master(const struct group *g);
 void replica_destroy(struct daemon *d);

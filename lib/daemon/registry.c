@@ -45,7 +45,7 @@ struct group *registry_find_outbound(struct daemon *d, const char *name)
 struct group *registry_find_replica(struct daemon *d, const char *name)
 {
 	for (struct group *g = d->groups; g; g = g->next)
-		if (g->replica && strcmp(g->name, name) == 0)
+		if (g->replica && !replica_ended(g) && strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
 }
@@ -724,6 +724,22 @@ static void evict_event_blocker(struct daemon *d, struct group *g, int64_t now)
 			registry_evict(d, m);
 			return;
 		}
+	/* Or another node's stream: that node's membership goes. */
+	replica_evict_slot(d, g, slot, true);
+}
+
+bool registry_evict_blocker(struct daemon *d, struct group *g)
+{
+	if (!g->event_wait.since)
+		return false;
+	uint32_t slot = (uint32_t)g->event_wait.what;
+	g->event_wait.since = 0;
+	for (struct member *m = g->members; m; m = m->next_in_group)
+		if (m->slot == slot && !m->evicted) {
+			registry_evict(d, m);
+			return true;
+		}
+	return false;
 }
 
 /*

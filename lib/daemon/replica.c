@@ -47,6 +47,8 @@ struct stream {
 	int page_fd;
 	struct ring_reader rd;
 	uint32_t announced; /* from_node indexes the node was told (bit per index) */
+	uint64_t seen_pos;  /* its cursor when last seen moving, and when */
+	int64_t seen_at;
 	struct stream *next;
 };
 
@@ -92,6 +94,7 @@ struct rjoin {
 };
 
 struct replica {
+	bool ended; /* our node's membership was dropped: no new joins here */
 	char master[WIRE_NODE_MAX];
 	struct mesh_peer *peer;
 	uint32_t stream; /* 0 until SUBBED */
@@ -249,6 +252,8 @@ static bool ship_stream(struct daemon *d, struct stream *st)
 		if (err)
 			return false;
 		ring_release(r, &st->rd, v.next_pos);
+		st->seen_pos = v.next_pos;
+		st->seen_at = ring_now_ns();
 	}
 	if (err < 0) {
 		/* Our slot was evicted (the node lagged past the stall limit)
@@ -315,7 +320,8 @@ static int on_sub(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 				free(st);
 				st = NULL;
 			} else {
-				st->rd.pos = start;
+				st->rd.pos = st->seen_pos = start;
+				st->seen_at = ring_now_ns();
 				st->rd.slot = st->slot;
 				st->rd.state_word = st->word;
 				st->next = g->streams;
@@ -328,6 +334,36 @@ static int on_sub(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 	mesh_send(from, WIRE_SUBBED, &rep, sizeof(rep));
 	if (st)
 		replica_ship(d, g);
+	return 0;
+}
+
+int replica_evict_slot(struct daemon *d, struct group *g, uint32_t slot, bool asked)
+{
+	struct stream *st = g->streams;
+	while (st && st->slot != slot)
+		st = st->next;
+	if (!st)
+		return -ESRCH;
+	/* Stalled: no progress for the stall limit while the ring has more
+	 * for it (a node that keeps up with an idle group is not late). */
+	int64_t now = ring_now_ns();
+	bool behind = st->rd.pos < atomic_load(&g->ring.hdr->tail);
+	if (!behind)
+		st->seen_at = now;
+	if (now - st->seen_at < (int64_t)g->ring.stall_ms * PG_MS)
+		return -EAGAIN;
+	pgd_log("group %s: node %s lagged past the stall limit (%u ms): its members are evicted",
+		g->name, st->peer->node, g->ring.stall_ms);
+	(void)asked;
+	struct wire_unsub e = {.stream = st->id};
+	mesh_send(st->peer, WIRE_EVICTED, &e, sizeof(e));
+	/* Out of the order for everyone: LEFT, as for any evicted member. */
+	for (struct rmember *m = g->rmembers, *mn; m; m = mn) {
+		mn = m->next;
+		if (!strcmp(m->node, st->peer->node))
+			registry_rleave(d, g, st->peer->node, m->pid, RING_REC_LEFT);
+	}
+	stream_drop(d, st);
 	return 0;
 }
 
@@ -762,9 +798,14 @@ static int on_rec(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 	}
 	uint64_t pos;
 	int err = registry_post(d, g, &e, &pos);
+	if (err == -ENOBUFS && registry_evict_blocker(d, g))
+		err = registry_post(d, g, &e, &pos); /* the member that held it all is out */
 	if (err == -ENOBUFS) {
-		pgd_log("group %s: replica over its bound behind a member that does not read",
-			g->name);
+		/* Nothing here to blame and no room: rather down than lose a
+		 * record silently. */
+		pgd_log("group %s: replica over its bound: down here", g->name);
+		g->replica->ended = true;
+		registry_drop(d, g);
 		return 0;
 	}
 	/* A JOINED of ours: the oldest join of that pid waiting for its place
@@ -828,6 +869,29 @@ static int on_member_list(struct daemon *d, struct mesh_peer *from, const struct
 	return 0;
 }
 
+/* Our node lagged: every member here is evicted (the master wrote their
+ * LEFT); the replica takes no new joins and goes when they are told. */
+static int on_evicted(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
+{
+	struct wire_unsub e;
+	if (wire_unsub_parse(f, &e) || f->type != WIRE_EVICTED)
+		return -EBADMSG;
+	struct group *g = replica_by_stream(d, from, e.stream);
+	if (!g)
+		return 0;
+	pgd_log("group %s: its master %s dropped this node for lagging", g->name, from->node);
+	for (struct member *m = g->members; m; m = m->next_in_group)
+		if (!m->evicted && ring_member_evict(&g->ring, m->slot, m->state_word)) {
+			m->evicted = true;
+			g->n_members--;
+		}
+	while (g->replica->joins)
+		rjoin_fail(d, g, g->replica->joins, -ENOBUFS);
+	g->replica->stream = 0;
+	g->replica->ended = true;
+	return 0;
+}
+
 static int on_nodeidx(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
 {
 	struct wire_nodeidx n;
@@ -886,6 +950,8 @@ int replica_frame(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 		return on_fack(d, from, f);
 	case WIRE_NODEIDX:
 		return on_nodeidx(d, from, f);
+	case WIRE_EVICTED:
+		return on_evicted(d, from, f);
 	}
 	return -EPROTO;
 }
@@ -1060,6 +1126,11 @@ int replica_stream_page(struct group *g, uint32_t slot, uint32_t word)
 	return -ESTALE;
 }
 
+bool replica_ended(const struct group *g)
+{
+	return g->replica->ended;
+}
+
 const char *replica_master(const struct group *g)
 {
 	return g->replica->master;
@@ -1155,6 +1226,11 @@ void replica_tick(struct daemon *d)
 	for (struct group *g = d->groups; g; g = g->next)
 		if (g->streams || g->outbound)
 			replica_ship(d, g);
+	for (struct group *g = d->groups, *next; g; g = next) {
+		next = g->next;
+		if (g->replica && g->replica->ended && !g->members)
+			registry_drop(d, g); /* every evicted member was told */
+	}
 	struct repl *rp = d->repl;
 	for (struct lost **l = rp ? &rp->lost : NULL; l && *l;) {
 		if (names_info(d, (*l)->name) || registry_find(d, (*l)->name)) {

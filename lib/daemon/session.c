@@ -649,14 +649,28 @@ static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *re
 {
 	struct group *g;
 	uint32_t pid;
-	char name[256];
+	char name[256] = "";
 	int err = get_group_or_replica(d, req, &g, name);
-	if (err == -EREMOTE && !g)
-		return -ESRCH; /* no member of it here */
 	if ((err && err != -EREMOTE) || ctl_get_u32(req, CTL_T_PID, &pid))
 		return err && err != -EREMOTE ? err : -EINVAL;
-	struct member *m = NULL;
 	uint32_t slot;
+	if (err == -EREMOTE && pid == 0 && ctl_get_u32(req, CTL_T_SLOT, &slot) == 0) {
+		/* A membership of a replica, maybe of one that ended (this
+		 * node was dropped for lagging) and only waits for it. */
+		for (struct member *x = s->members; x; x = x->next_in_session)
+			if (x->group->replica && x->slot == slot && !strcmp(x->group->name, name)) {
+				bool told = x->evicted;
+				registry_remove(d, x, RING_REC_LEFT);
+				if (told)
+					return -ESRCH;
+				begin_reply(req);
+				return reply(s, req, 0, NULL, 0);
+			}
+		return -ESRCH;
+	}
+	if (err == -EREMOTE && !g)
+		return -ESRCH; /* no member of it here */
+	struct member *m = NULL;
 	if (pid == 0 && ctl_get_u32(req, CTL_T_SLOT, &slot) == 0) {
 		/* The library is done with this one slot: left, or told it
 		 * was evicted (then only the slot goes; PG_LEFT was written). */
@@ -751,8 +765,13 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 	struct member *m = member_at(g, req);
 	uint32_t slot, word;
 	if (!m && !ctl_get_u32(req, CTL_T_SLOT, &slot) && !ctl_get_u32(req, CTL_T_STATEWORD, &word) &&
-	    replica_stream_page(g, slot, word) >= 0)
-		return -EAGAIN; /* a node's stream: not evicted for now (design.md §12) */
+	    replica_stream_page(g, slot, word) >= 0) {
+		/* Another node's stream: that node goes if it lagged that long. */
+		if ((err = may(s, g, RIGHT_WRITE)) || (err = replica_evict_slot(d, g, slot, true)))
+			return err;
+		begin_reply(req);
+		return reply(s, req, 0, NULL, 0);
+	}
 	if (!m)
 		return -ESRCH;
 	bool own = m->session->pid == s->pid;

@@ -214,7 +214,7 @@ int wire_subbed_parse(const struct wire_frame *f, struct wire_subbed *out)
 int wire_unsub_parse(const struct wire_frame *f, struct wire_unsub *out)
 {
 	struct wire_unsub u;
-	if (f->type != WIRE_UNSUB || f->len != sizeof(u))
+	if ((f->type != WIRE_UNSUB && f->type != WIRE_EVICTED) || f->len != sizeof(u))
 		return -EBADMSG;
 	memcpy(&u, f->payload, sizeof(u));
 	if (u.pad)

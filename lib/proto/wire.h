@@ -56,7 +56,8 @@ enum wire_type {
 	WIRE_FWD = 23,     /* struct wire_fwd + payload: a message to sequence */
 	WIRE_FACK = 24,    /* struct wire_fack: sequenced up to here */
 	WIRE_NODEIDX = 25, /* struct wire_nodeidx: a stream's from_node index names this node */
-	WIRE_TYPE_MAX = 25,
+	WIRE_EVICTED = 26, /* struct wire_unsub: your node lagged: its membership is gone */
+	WIRE_TYPE_MAX = 26,
 };
 
 struct wire_hdr {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mesh_harness.h"
@@ -420,6 +421,104 @@ static void test_lost_master(void)
 	pg_close(b);
 }
 
+struct flood {
+	const struct daemon_proc *node;
+	const char *group;
+	int64_t ms;        /* send for this long */
+	int err;
+	uint64_t sent;
+	int64_t longest_us; /* the longest single pg_send */
+};
+
+static void *flood(void *p)
+{
+	struct flood *f = p;
+	pg_ctx *ctx;
+	if ((f->err = pg_open(&ctx, f->node->socket)))
+		return NULL;
+	char buf[64] = "flood";
+	int64_t end = mesh_ms() + f->ms;
+	while (!f->err && mesh_ms() < end) {
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		f->err = pg_send(ctx, f->group, buf, sizeof(buf));
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		int64_t us = (b.tv_sec - a.tv_sec) * 1000000ll + (b.tv_nsec - a.tv_nsec) / 1000;
+		if (us > f->longest_us)
+			f->longest_us = us;
+		f->sent++;
+	}
+	pg_close(ctx);
+	return NULL;
+}
+
+/*
+ * A slow node: its daemon stopped (not long enough to be lost), so its
+ * link backs up. The master's sender is held at most about the stall
+ * limit, then that node's membership is dropped: LEFT in the order for
+ * the others, PG_EVICTED for its members once it runs again; the master's
+ * own members miss nothing.
+ */
+static void test_slow_node(void)
+{
+	struct daemon_proc s1 = {0}, s2 = {0};
+	CU_ASSERT_FATAL(mesh_node(&s1, "slow1", 0, cookie, NULL, 0, "--link-timeout 8000") == 0);
+	const struct daemon_proc *p1[] = {&s1};
+	CU_ASSERT_FATAL(mesh_node(&s2, "slow2", 0, cookie, p1, 1, "--link-timeout 8000") == 0);
+	CU_ASSERT_FATAL(mesh_wait(&s1, "slow2", CTL_NODE_UP, 10000) >= 0);
+	CU_ASSERT_FATAL(mesh_wait(&s2, "slow1", CTL_NODE_UP, 10000) >= 0);
+	pg_ctx *a = open_on(&s1), *b = open_on(&s2);
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .stall_ms = 200};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(a, "rep-slow", &o), 0);
+	CU_ASSERT_EQUAL(pg_join(a, "rep-slow", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_monitor(a, "rep-slow"), 0);
+	CU_ASSERT_EQUAL(pg_join(b, "rep-slow", 0, NULL, NULL), 0);
+	pg_message m;
+	int joined = 0;
+	while (!joined && next(a, &m, 3000) == 0)
+		joined = m.kind == PG_JOINED && !strcmp(m.from.node, "slow2");
+	CU_ASSERT_FATAL(joined);
+	kill(s2.pid, SIGSTOP);
+	struct flood f = {.node = &s1, .group = "rep-slow", .ms = 3000};
+	pthread_t t;
+	pthread_create(&t, NULL, flood, &f);
+	/* The master's member reads everything, and sees b's member leave. */
+	uint64_t got = 0;
+	int left = 0;
+	int64_t end = mesh_ms() + 6000;
+	while (mesh_ms() < end) {
+		if (pg_recv(a, &m, 100) != 0)
+			continue;
+		if (m.kind == PG_MSG)
+			got++;
+		left |= m.kind == PG_LEFT && !strcmp(m.from.node, "slow2");
+		if (left && got >= f.sent && f.sent && mesh_ms() > end - 2500)
+			break;
+	}
+	pthread_join(t, NULL);
+	while (pg_recv(a, &m, 200) == 0)
+		got += m.kind == PG_MSG;
+	printf("[sent %llu, longest pg_send %lld us] ", (unsigned long long)f.sent,
+	       (long long)f.longest_us);
+	CU_ASSERT_EQUAL(f.err, 0);
+	CU_ASSERT(left);
+	CU_ASSERT_EQUAL(got, f.sent);
+	CU_ASSERT(mesh_logged(&s1, "lagged past the stall limit"));
+	kill(s2.pid, SIGCONT);
+	int evicted = 0;
+	end = mesh_ms() + 5000;
+	while (!evicted && mesh_ms() < end)
+		if (pg_recv(b, &m, 100) == 0)
+			evicted = m.kind == PG_EVICTED;
+	CU_ASSERT(evicted);
+	/* And it may join again. */
+	CU_ASSERT_EQUAL(pg_join(b, "rep-slow", 0, NULL, NULL), 0);
+	pg_close(b);
+	pg_close(a);
+	CU_ASSERT_EQUAL(daemon_stop(&s2), 0);
+	CU_ASSERT_EQUAL(daemon_stop(&s1), 0);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -433,6 +532,7 @@ int main(void)
 	CU_add_test(s, "one order at members on three nodes", test_one_order);
 	CU_add_test(s, "three senders on three nodes, members on three", test_senders_everywhere);
 	CU_add_test(s, "a member killed on another node exits everywhere", test_exit_across);
+	CU_add_test(s, "a slow node is dropped after the stall limit", test_slow_node);
 	CU_add_test(s, "kill -9 of a node with members", test_lost_member_node);
 	CU_add_test(s, "kill -9 of the master", test_lost_master);
 	int rc = run_cunit();
