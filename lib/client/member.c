@@ -72,6 +72,9 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	}
 	m->reader = (struct ring_reader){
 	    .pos = start, .slot = slot, .state_word = word, .page = page};
+	uint32_t flags = 0;
+	ctl_get_u32(msg, CTL_T_FLAGS, &flags);
+	m->ring.seq_from_records = flags & CTL_F_REPLICA;
 	if (ctl_get_str(msg, CTL_T_NODE, m->master, sizeof(m->master)) ||
 	    ctl_check_node(m->master, strlen(m->master)))
 		snprintf(m->master, sizeof(m->master), "%s", ctx->node);

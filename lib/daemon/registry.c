@@ -384,10 +384,11 @@ static void unlink_member(struct daemon *d, struct member *m)
 		m->group->n_members--;
 }
 
-int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out)
+/* A member slot of g for target: quota, the slot (at the ring's tail), its
+ * page. Not yet in any list. */
+static int member_new(struct daemon *d, struct group *g, struct session *target,
+		      struct member **out)
 {
-	if (g->bad)
-		return -EBADMSG;
 	int err = quota_take(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 	if (err)
 		return err;
@@ -396,35 +397,33 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		return -ENOMEM;
 	}
-	uint64_t start;
-	err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &start,
-			      &m->page_fd);
-	if (err) {
+	if ((err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &m->start,
+				   &m->page_fd))) {
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
 		return err;
 	}
-	/* The member's first record is its own JOINED event, so its place in
-	 * the order is exact. Without room for it the join fails cleanly,
-	 * and the caller tries again: room comes back within the stall
-	 * limit (registry_tick evicts whoever holds it). */
-	flush_pending(d, g);
-	err = g->pending ? -EAGAIN : append_event(d, g, RING_REC_JOINED, target->pid, &start);
-	if (err) {
-		ring_member_remove(&g->ring, m->slot);
-		close(m->page_fd);
-		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
-		free(m);
-		if (err == -EAGAIN)
-			g->join_blocked_at = ring_now_ns(); /* time who holds the room */
-		return err == -EAGAIN ? -ENOBUFS : err;
-	}
+	*out = m;
+	return 0;
+}
+
+static void member_drop(struct daemon *d, struct group *g, struct session *target,
+			struct member *m)
+{
+	ring_member_remove(&g->ring, m->slot);
+	close(m->page_fd);
+	quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
+	free(m);
+}
+
+/* Into the group's list (at the tail: listings follow join order) and
+ * the session's. */
+static void member_link(struct group *g, struct session *target, struct member *m)
+{
 	m->group = g;
 	m->session = target;
-	m->start = start;
-	m->seen_cursor = start;
+	m->seen_cursor = m->start;
 	m->seen_at = ring_now_ns();
-	/* Append at the tail, so listings follow join order. */
 	struct member **p = &g->members;
 	while (*p)
 		p = &(*p)->next_in_group;
@@ -432,6 +431,29 @@ int registry_join(struct daemon *d, struct group *g, struct session *target, str
 	m->next_in_session = target->members;
 	target->members = m;
 	g->n_members++;
+}
+
+int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out)
+{
+	if (g->bad)
+		return -EBADMSG;
+	struct member *m;
+	int err = member_new(d, g, target, &m);
+	if (err)
+		return err;
+	/* The member's first record is its own JOINED event, so its place in
+	 * the order is exact. Without room for it the join fails cleanly,
+	 * and the caller tries again: room comes back within the stall
+	 * limit (registry_tick evicts whoever holds it). */
+	flush_pending(d, g);
+	err = g->pending ? -EAGAIN : append_event(d, g, RING_REC_JOINED, target->pid, &m->start);
+	if (err) {
+		member_drop(d, g, target, m);
+		if (err == -EAGAIN)
+			g->join_blocked_at = ring_now_ns(); /* time who holds the room */
+		return err == -EAGAIN ? -ENOBUFS : err;
+	}
+	member_link(g, target, m);
 	*out = m;
 	return 0;
 }
@@ -441,35 +463,13 @@ int registry_join_replica(struct daemon *d, struct group *g, struct session *tar
 {
 	if (g->bad)
 		return -EBADMSG;
-	int err = quota_take(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
-	if (err)
-		return err;
-	struct member *m = calloc(1, sizeof(*m));
-	if (!m) {
-		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
-		return -ENOMEM;
-	}
 	/* A slot now, at the tail: nothing behind it is overwritten until
 	 * its JOINED comes from the master and puts its cursor there. */
-	uint64_t start;
-	if ((err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &start,
-				   &m->page_fd))) {
-		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
-		free(m);
+	struct member *m;
+	int err = member_new(d, g, target, &m);
+	if (err)
 		return err;
-	}
-	m->group = g;
-	m->session = target;
-	m->start = start;
-	m->seen_cursor = start;
-	m->seen_at = ring_now_ns();
-	struct member **p = &g->members;
-	while (*p)
-		p = &(*p)->next_in_group;
-	*p = m;
-	m->next_in_session = target->members;
-	target->members = m;
-	g->n_members++;
+	member_link(g, target, m);
 	*out = m;
 	return 0;
 }

@@ -148,6 +148,42 @@ static struct group *group_by_serial(struct daemon *d, uint64_t serial)
 	return NULL;
 }
 
+/* The group's master, up: 0 and what it said of the group, or -ENOENT
+ * (no such group), -EHOSTUNREACH (its master is not up). */
+static int master_of(struct daemon *d, const char *name, const struct wire_group **info,
+		     struct mesh_peer **peer)
+{
+	struct mesh *mesh = cluster_mesh(d);
+	*info = names_info(d, name);
+	*peer = *info && mesh ? mesh_find(mesh, (*info)->master) : NULL;
+	if (!*info)
+		return -ENOENT;
+	if (!*peer || (*peer)->state != MESH_UP || !repl_of(d))
+		return -EHOSTUNREACH;
+	return 0;
+}
+
+/* A member slot of the daemon's own in g (a stream's, the forwarder's),
+ * read with rd from the tail on. */
+static int own_slot(struct group *g, uint32_t *slot, uint32_t *word, int *page_fd,
+		    struct ring_reader *rd)
+{
+	uint64_t start;
+	int err = ring_member_add(&g->ring, 0, slot, word, &start, page_fd);
+	if (err)
+		return err;
+	if (!(rd->page = ring_page_map(*page_fd, true))) {
+		ring_member_remove(&g->ring, *slot);
+		close(*page_fd);
+		*page_fd = -1;
+		return -ENOMEM;
+	}
+	rd->pos = start;
+	rd->slot = *slot;
+	rd->state_word = *word;
+	return 0;
+}
+
 /* ---- the master's side ---- */
 
 static void stream_free(struct daemon *d, struct stream *st)
@@ -304,26 +340,17 @@ static int on_sub(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 			free(st);
 			rep.status = -ENOMEM;
 		} else {
-			uint64_t start;
 			st->g = g;
 			st->peer = from;
 			st->id = ++rp->next_stream;
-			rep.status = ring_member_add(&g->ring, 0, &st->slot, &st->word, &start,
-						     &st->page_fd);
-			if (!rep.status && !(st->rd.page = ring_page_map(st->page_fd, true)))
-				rep.status = -ENOMEM;
+			st->page_fd = -1;
+			rep.status = own_slot(g, &st->slot, &st->word, &st->page_fd, &st->rd);
 			if (rep.status) {
-				if (st->page_fd > 0) {
-					ring_member_remove(&g->ring, st->slot);
-					close(st->page_fd);
-				}
 				free(st);
 				st = NULL;
 			} else {
-				st->rd.pos = st->seen_pos = start;
+				st->seen_pos = st->rd.pos;
 				st->seen_at = ring_now_ns();
-				st->rd.slot = st->slot;
-				st->rd.state_word = st->word;
 				st->next = g->streams;
 				g->streams = st;
 			}
@@ -662,22 +689,20 @@ int replica_outbound(struct daemon *d, const struct creds *who, const char *name
 		*out = g;
 		return 0;
 	}
-	const struct wire_group *info = names_info(d, name);
-	struct mesh *mesh = cluster_mesh(d);
-	struct mesh_peer *p = info && mesh ? mesh_find(mesh, info->master) : NULL;
-	struct repl *rp = repl_of(d);
-	if (!info)
-		return -ENOENT;
-	if (!p || p->state != MESH_UP || !rp)
-		return -EHOSTUNREACH;
+	const struct wire_group *info;
+	struct mesh_peer *p;
+	int err = master_of(d, name, &info, &p);
+	if (err)
+		return err;
+	struct repl *rp = d->repl;
 	struct outbound *o = calloc(1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
 	o->page_fd = -1;
 	/* The senders' ring is theirs: the first sender's uid pays for it,
 	 * the group's mode and owner say who may use it. */
-	int err = registry_create(d, who, name, info->ring_bytes, info->max_msg, info->stall_ms,
-				  info->mode, &g);
+	err = registry_create(d, who, name, info->ring_bytes, info->max_msg, info->stall_ms,
+			      info->mode, &g);
 	if (err) {
 		free(o);
 		return err;
@@ -685,15 +710,11 @@ int replica_outbound(struct daemon *d, const struct creds *who, const char *name
 	g->uid = (uid_t)info->uid;
 	g->gid = (gid_t)info->gid;
 	g->outbound = o;
-	uint64_t start;
-	if ((err = ring_member_add(&g->ring, 0, &o->slot, &o->word, &start, &o->page_fd)) ||
-	    !(o->rd.page = ring_page_map(o->page_fd, true))) {
+	if ((err = own_slot(g, &o->slot, &o->word, &o->page_fd, &o->rd))) {
 		registry_drop(d, g);
-		return err ? err : -ENOMEM;
+		return err;
 	}
-	o->rd.pos = o->sent = start;
-	o->rd.slot = o->slot;
-	o->rd.state_word = o->word;
+	o->sent = o->rd.pos;
 	snprintf(o->master, sizeof(o->master), "%s", info->master);
 	o->peer = p;
 	o->open_id = ++rp->next_id;
@@ -964,18 +985,16 @@ static int replica_get(struct daemon *d, const char *name, struct group **out)
 		*out = g;
 		return 0;
 	}
-	const struct wire_group *info = names_info(d, name);
-	struct mesh *mesh = cluster_mesh(d);
-	struct mesh_peer *p = info && mesh ? mesh_find(mesh, info->master) : NULL;
-	struct repl *rp = repl_of(d);
-	if (!info)
-		return -ENOENT;
-	if (!p || p->state != MESH_UP || !rp)
-		return -EHOSTUNREACH;
+	const struct wire_group *info;
+	struct mesh_peer *p;
+	int err = master_of(d, name, &info, &p);
+	if (err)
+		return err;
+	struct repl *rp = d->repl;
 	struct replica *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	int err = registry_new_replica(d, name, info->ring_bytes, info->max_msg, info->stall_ms,
+	err = registry_new_replica(d, name, info->ring_bytes, info->max_msg, info->stall_ms,
 				       info->mode, (uid_t)info->uid, (gid_t)info->gid, &g);
 	if (err) {
 		free(r);
@@ -1036,14 +1055,12 @@ int replica_join(struct daemon *d, struct session *s, struct session *target, co
 
 int replica_members(struct daemon *d, struct session *s, const char *name, uint32_t req_id)
 {
-	const struct wire_group *info = names_info(d, name);
-	struct mesh *mesh = cluster_mesh(d);
-	struct mesh_peer *p = info && mesh ? mesh_find(mesh, info->master) : NULL;
-	struct repl *rp = repl_of(d);
-	if (!info)
-		return -ENOENT;
-	if (!p || p->state != MESH_UP || !rp)
-		return -EHOSTUNREACH;
+	const struct wire_group *info;
+	struct mesh_peer *p;
+	int err = master_of(d, name, &info, &p);
+	if (err)
+		return err;
+	struct repl *rp = d->repl;
 	struct rask *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
@@ -1054,7 +1071,7 @@ int replica_members(struct daemon *d, struct session *s, const char *name, uint3
 			   .peer = p};
 	struct wire_claim c = {.id = a->id};
 	snprintf(c.name, sizeof(c.name), "%s", name);
-	int err = mesh_send(p, WIRE_MEMBERS, &c, sizeof(c));
+	err = mesh_send(p, WIRE_MEMBERS, &c, sizeof(c));
 	if (err) {
 		free(a);
 		return err;

@@ -474,6 +474,8 @@ static int reply_membership(struct daemon *d, struct session *s, uint8_t type, u
 	ctl_put_u64(&out_msg, CTL_T_CURSOR, m->start);
 	/* Whose messages from_node 0 are: the master's. */
 	ctl_put_str(&out_msg, CTL_T_NODE, g->replica ? replica_master(g) : d->node);
+	if (g->replica)
+		ctl_put_u32(&out_msg, CTL_T_FLAGS, CTL_F_REPLICA);
 	put_geometry(&out_msg, g);
 	int fds[3];
 	int err = member_fds(g, m, fds);
@@ -624,6 +626,8 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	ctl_put_u32(&note, CTL_T_STATEWORD, m->state_word);
 	ctl_put_u64(&note, CTL_T_CURSOR, m->start);
 	ctl_put_str(&note, CTL_T_NODE, g->replica ? replica_master(g) : d->node);
+	if (g->replica)
+		ctl_put_u32(&note, CTL_T_FLAGS, CTL_F_REPLICA);
 	put_geometry(&note, g);
 	ctl_end(&note);
 	int fds[3];

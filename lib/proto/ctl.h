@@ -79,6 +79,7 @@ enum ctl_tag {
 };
 
 #define CTL_F_WRITE 0x1u
+#define CTL_F_REPLICA 0x2u /* join replies: the ring is another node's group's replica */
 
 struct ctl_hdr {
 	uint16_t magic;

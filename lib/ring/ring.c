@@ -473,7 +473,8 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		v->kind = copy.kind;
 		v->flags = copy.flags;
 		v->len = copy.len;
-		v->seq = writer == RING_DAEMON_WRITER && copy.seq ? copy.seq : pos + 1;
+		v->seq = r->seq_from_records && writer == RING_DAEMON_WRITER && copy.seq ? copy.seq
+											 : pos + 1;
 		/* The sender is who holds the writer slot, as the daemon wrote
 		 * it in the directory: never what the writer wrote. Events are
 		 * the daemon's own, about the member they name. */

@@ -62,6 +62,11 @@ struct ring {
 	size_t data_map_bytes;
 	bool writable;
 	bool owner; /* the directory is mapped writable: the daemon's */
+	/* A replica's mapping: its records carry the master's seq. Only in a
+	 * replica does nobody but the daemon write the order, so only there
+	 * can no forged entry make daemon-written bytes a record with a seq
+	 * of someone's choosing; elsewhere seq is the position's. */
+	bool seq_from_records;
 };
 
 /*

@@ -210,7 +210,7 @@ static void parse_repl(const struct wire_frame *f)
 		CHECK(f->type == WIRE_NODEIDX && ni.index >= 1 && ni.index < 32 && node_ok(ni.node));
 	struct wire_unsub u;
 	if (wire_unsub_parse(f, &u) == 0)
-		CHECK(f->type == WIRE_UNSUB && u.pad == 0);
+		CHECK((f->type == WIRE_UNSUB || f->type == WIRE_EVICTED) && u.pad == 0);
 	struct wire_rec r;
 	const uint8_t *payload = NULL;
 	if (wire_rec_parse(f, &r, &payload) == 0)

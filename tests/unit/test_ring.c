@@ -2560,11 +2560,9 @@ static void fuzz(struct ring *r, struct ring_reader *rd, unsigned iters, unsigne
 		int n = read_at(r, rd, p, &v);
 		if (n == 1) {
 			res[0]++;
-			/* The master's numbering only from the daemon's own
-			 * area (a replica's records); a sender cannot renumber. */
-			res[3] += v.pos - p >= r->order_slots ||
-				  (v.seq != v.pos + 1 && view_writer(r, &v) != RING_DAEMON_WRITER) ||
-				  !v.seq ||
+			/* A master's ring: seq is the position's, whatever a
+			 * record says (only a replica's mapping reads it). */
+			res[3] += v.pos - p >= r->order_slots || v.seq != v.pos + 1 ||
 				  v.next_pos != v.pos + 1 || v.len > r->max_msg ||
 				  v.kind < RING_REC_MSG || v.kind > RING_REC_DOWN ||
 				  rd->pos != v.pos || view_writer(r, &v) < 0;
