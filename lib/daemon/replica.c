@@ -305,15 +305,20 @@ static void ship_outbound(struct daemon *d, struct group *g);
 
 void replica_ship(struct daemon *d, struct group *g)
 {
-	for (int round = 0; round < 4; round++) {
-		for (struct stream *st = g->streams; st; st = st->next) {
+	/* Awake (woken, or a record arrived): producers need not wake us
+	 * while we ship. A wait still armed keeps the flag up: it is what
+	 * makes a commit end that wait. */
+	if (!g->ship_armed) {
+		for (struct stream *st = g->streams; st; st = st->next)
 			atomic_store(&st->rd.page->sleeping, 0);
-			ship_stream(d, st);
-		}
-		if (g->outbound) {
+		if (g->outbound)
 			atomic_store(&g->outbound->rd.page->sleeping, 0);
+	}
+	for (int round = 0; round < 4; round++) {
+		for (struct stream *st = g->streams; st; st = st->next)
+			ship_stream(d, st);
+		if (g->outbound)
 			ship_outbound(d, g);
-		}
 		if (!arm(d, g))
 			return;
 	}
