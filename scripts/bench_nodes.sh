@@ -36,10 +36,12 @@ node() {
 	pids="$pids $!"
 }
 
-up() { # wait until node a lists b up
+up() { # wait until each node lists the other up
 	for _ in $(seq 100); do
 		"$B/tools/pgroup" nodes --json --socket "$dir/a.sock" 2>/dev/null |
-			grep -q '"node":"b","addr":"[^"]*","state":"up"' && return 0
+			grep -q '"node":"b","addr":"[^"]*","state":"up"' &&
+			"$B/tools/pgroup" nodes --json --socket "$dir/b.sock" 2>/dev/null |
+			grep -q '"node":"a","addr":"[^"]*","state":"up"' && return 0
 		sleep 0.1
 	done
 	echo "bench_nodes: the nodes did not link (logs in $dir)" >&2

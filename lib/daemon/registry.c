@@ -180,8 +180,9 @@ int registry_post(struct daemon *d, struct group *g, const struct pending_event 
 		return 0;
 	/* Events keep their order: behind any already waiting for room. A
 	 * replica's queue is bounded: what holds it is evicted after the
-	 * stall limit (registry_tick), and past four rings' worth at once. */
-	if (g->replica && g->pending_bytes > 4 * g->ring.capacity)
+	 * stall limit (registry_tick), and past 16 rings' worth at once (no flow control
+	 * per stream yet: design.md §11). */
+	if (g->replica && g->pending_bytes > 16 * g->ring.capacity)
 		return -ENOBUFS;
 	struct pending_event *q = calloc(1, sizeof(*q));
 	uint8_t *data = e->len ? malloc(e->len) : NULL;
