@@ -151,10 +151,12 @@ int cli_bench_purge(struct cli *c, int argc, char **argv)
 	static const struct option opts[] = {
 		{"purge", no_argument, NULL, 'x'},
 		{"kills", required_argument, NULL, 'k'},
+		{"member-socket", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	unsigned long kills = 1000;
+	const char *member_socket = NULL; /* victims on another node */
 	int ch;
 	char *end;
 	optind = 1;
@@ -165,10 +167,14 @@ int cli_bench_purge(struct cli *c, int argc, char **argv)
 				fprintf(stderr, "pgroup: bench: --kills takes 1..1000000\n");
 				return 2;
 			}
+		} else if (ch == 'M') {
+			member_socket = optarg;
 		} else if (ch == 'h') {
-			puts("usage: pgroup bench --purge [--kills N] [--json]\n"
+			puts("usage: pgroup bench --purge [--kills N] [--member-socket PATH] [--json]\n"
 			     "Times SIGKILL -> PG_EXITED (and gone from pg_members) for N members,\n"
-			     "and SIGKILL of a writer inside its claim -> the message behind it.");
+			     "and SIGKILL of a writer inside its claim -> the message behind it.\n"
+			     "--member-socket: the members killed are on another node (that daemon's\n"
+			     "socket); the event and the listing are this node's, the master's.");
 			return 0;
 		} else if (ch != 'x') {
 			return 2;
@@ -195,8 +201,10 @@ int cli_bench_purge(struct cli *c, int argc, char **argv)
 	struct purge_child pc = {.socket = c->socket, .group = group, .ready = fds[1]};
 	for (; !err && n < kills && !bench_interrupted(); n++) {
 		pc.claim = false;
+		pc.socket = member_socket ? member_socket : c->socket;
 		int64_t t = one_member_purge(ctx, &pc, fds[0]);
 		pc.claim = true;
+		pc.socket = c->socket;
 		int64_t u = t < 0 ? t : one_writer_seal(ctx, snd, &pc, fds[0]);
 		if (t < 0 || u < 0)
 			err = (int)(t < 0 ? t : u);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "node/handshake.h"
@@ -27,6 +29,9 @@ struct cluster {
 	struct node_io *io;
 	struct mesh *mesh;
 	struct loop_src io_src;
+	struct loop_src poll_src;
+	int poll_fd; /* one-shot timer of cluster_poll_soon */
+	bool poll_armed;
 	bool encrypt;
 	int64_t started;
 };
@@ -35,6 +40,26 @@ static void on_io(struct loop *l, struct loop_src *src, uint32_t events)
 {
 	struct daemon *d = src->arg;
 	node_io_complete(d->cluster->io);
+}
+
+static void on_poll(struct loop *l, struct loop_src *src, uint32_t events)
+{
+	struct daemon *d = src->arg;
+	uint64_t n;
+	if (read(d->cluster->poll_fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	d->cluster->poll_armed = false;
+	replica_poll(d);
+}
+
+void cluster_poll_soon(struct daemon *d)
+{
+	struct cluster *c = d->cluster;
+	if (!c || c->poll_fd < 0 || c->poll_armed)
+		return;
+	struct itimerspec its = {.it_value = {0, 1000000}};
+	if (timerfd_settime(c->poll_fd, 0, &its, NULL) == 0)
+		c->poll_armed = true;
 }
 
 static void on_idle(void *arg)
@@ -76,6 +101,7 @@ int cluster_start(struct daemon *d, const struct pgd_opts *o)
 	if (!c)
 		return -ENOMEM;
 	d->cluster = c;
+	c->poll_fd = -1;
 	char path[4096];
 	int err = 0;
 	if (o->cookie_file)
@@ -111,6 +137,11 @@ int cluster_start(struct daemon *d, const struct pgd_opts *o)
 		goto out;
 	if ((err = loop_add(&d->loop, &c->io_src, node_io_fd(c->io), EPOLLIN, on_io, d)))
 		goto out;
+	if ((c->poll_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0 ||
+	    (err = loop_add(&d->loop, &c->poll_src, c->poll_fd, EPOLLIN, on_poll, d))) {
+		err = err ? err : -errno;
+		goto out;
+	}
 	d->loop.idle = on_idle;
 	d->loop.idle_arg = d;
 	pgd_log("node links: listening on %s, %u peer(s) given, cookie %s, %s",
@@ -138,6 +169,10 @@ void cluster_stop(struct daemon *d)
 	d->loop.idle = NULL;
 	if (c->io)
 		loop_del(&d->loop, &c->io_src);
+	if (c->poll_fd >= 0) {
+		loop_del(&d->loop, &c->poll_src);
+		close(c->poll_fd);
+	}
 	replica_forget_peers(d);
 	names_forget_peers(d);
 	mesh_stop(c->mesh);

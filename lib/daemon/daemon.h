@@ -303,6 +303,9 @@ void cluster_tick(struct daemon *d);
 void cluster_stop(struct daemon *d);
 /* CTL_NODES: this node, then every peer. */
 void cluster_put_nodes(struct daemon *d, struct ctl_out *out);
+/* Run replica_poll in about a millisecond (a one-shot timer): members here
+ * are reading while a master waits for our credit. */
+void cluster_poll_soon(struct daemon *d);
 /* The mesh of node links, or NULL for a node of its own. */
 struct mesh *cluster_mesh(struct daemon *d);
 
@@ -383,6 +386,8 @@ void replica_sequenced(struct daemon *d, struct group *g, const struct pending_e
  * first use: 0 and *out, or -errno. */
 int replica_outbound(struct daemon *d, const struct creds *who, const char *name,
 		     struct group **out);
+/* Credits of the replicas whose masters may be waiting for them. */
+void replica_poll(struct daemon *d);
 /* Send the acks gathered while handling frames (before the loop waits). */
 void replica_flush(struct daemon *d);
 /* A sender found slot `slot` of g holding it up past the stall limit (or,

@@ -49,6 +49,9 @@ struct stream {
 	uint32_t announced; /* from_node indexes the node was told (bit per index) */
 	uint64_t seen_pos;  /* its cursor when last seen moving, and when */
 	int64_t seen_at;
+	/* Flow control: records sent, and how many the node says its
+	 * members have read; no more than a window ahead. */
+	uint64_t shipped, credit;
 	struct stream *next;
 };
 
@@ -95,6 +98,9 @@ struct rjoin {
 
 struct replica {
 	bool ended; /* our node's membership was dropped: no new joins here */
+	/* Flow control: the replica's tail when the stream began (its records
+	 * are dense from there), records received, and the last credit sent. */
+	uint64_t base, received, credited;
 	char master[WIRE_NODE_MAX];
 	struct mesh_peer *peer;
 	uint32_t stream; /* 0 until SUBBED */
@@ -206,6 +212,21 @@ static void stream_drop(struct daemon *d, struct stream *st)
 	stream_free(d, st);
 }
 
+/* How far a stream may run ahead of what its node's members have read:
+ * two rings' worth of records (one in the replica, one on the way), so a
+ * node that keeps up never waits for credit, and one that does not holds
+ * the ring like a slow member (its own node evicts the member that lags
+ * past the stall limit; the master, a node that lags past it). */
+static uint64_t window(const struct group *g)
+{
+	return 2 * g->ring.order_slots;
+}
+
+static bool window_open(const struct stream *st)
+{
+	return st->shipped - st->credit < window(st->g);
+}
+
 static void on_wake(void *arg, int res);
 
 /* Caught up: sleep on the ring's wake word, unless a record came meanwhile. */
@@ -224,7 +245,8 @@ static bool arm(struct daemon *d, struct group *g)
 		atomic_store(&o->rd.page->sleeping, 1);
 	for (struct stream *st = g->streams; st; st = st->next) {
 		struct ring_view v;
-		if (ring_read(r, &st->rd, &v) != 0)
+		/* A closed window waits for CREDIT, not for records. */
+		if (window_open(st) && ring_read(r, &st->rd, &v) != 0)
 			return true; /* something to ship (or to see fail) */
 	}
 	if (o && o->fwd) {
@@ -258,13 +280,14 @@ static void on_wake(void *arg, int res)
 }
 
 /* Ship what st has not sent: false when the link is full (the tick and
- * the link's drain retry) or the stream ended. */
+ * the link's drain retry), the window is (a CREDIT reopens it), or the
+ * stream ended. */
 static bool ship_stream(struct daemon *d, struct stream *st)
 {
 	struct ring *r = &st->g->ring;
 	struct ring_view v;
 	int err;
-	while ((err = ring_read(r, &st->rd, &v)) == 1) {
+	while (window_open(st) && (err = ring_read(r, &st->rd, &v)) == 1) {
 		if (v.from_node && v.from_node < RING_NODES && !(st->announced & (1u << v.from_node))) {
 			/* Which node that index means, before the first record
 			 * that names it. */
@@ -287,10 +310,13 @@ static bool ship_stream(struct daemon *d, struct stream *st)
 			return false;
 		if (err)
 			return false;
+		st->shipped++;
 		ring_release(r, &st->rd, v.next_pos);
 		st->seen_pos = v.next_pos;
 		st->seen_at = ring_now_ns();
 	}
+	if (!window_open(st))
+		return false;
 	if (err < 0) {
 		/* Our slot was evicted (the node lagged past the stall limit)
 		 * or the ring is corrupt: that node's membership ends. */
@@ -382,7 +408,11 @@ int replica_evict_slot(struct daemon *d, struct group *g, uint32_t slot, bool as
 	bool behind = st->rd.pos < atomic_load(&g->ring.hdr->tail);
 	if (!behind)
 		st->seen_at = now;
-	if (now - st->seen_at < (int64_t)g->ring.stall_ms * PG_MS)
+	/* Waiting for credit, the node's own rule goes first: it evicts the
+	 * member of its own that lags past the stall limit, and its credit
+	 * comes; only a node that does not is dropped, a few ticks later. */
+	int64_t limit = (int64_t)g->ring.stall_ms * PG_MS + (window_open(st) ? 0 : 4 * PGD_TICK_NS);
+	if (now - st->seen_at < limit)
 		return -EAGAIN;
 	pgd_log("group %s: node %s lagged past the stall limit (%u ms): its members are evicted",
 		g->name, st->peer->node, g->ring.stall_ms);
@@ -396,6 +426,28 @@ int replica_evict_slot(struct daemon *d, struct group *g, uint32_t slot, bool as
 			registry_rleave(d, g, st->peer->node, m->pid, RING_REC_LEFT);
 	}
 	stream_drop(d, st);
+	return 0;
+}
+
+static int on_credit(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
+{
+	struct wire_fack c;
+	if (wire_fack_parse(f, &c) || f->type != WIRE_CREDIT)
+		return -EBADMSG;
+	for (struct group *g = d->groups; g; g = g->next)
+		for (struct stream *st = g->streams; st; st = st->next) {
+			if (st->peer != from || st->id != c.fwd)
+				continue;
+			if (c.upto > st->shipped)
+				return -EBADMSG; /* read more than was sent */
+			if (c.upto > st->credit) {
+				bool was_closed = !window_open(st);
+				st->credit = c.upto;
+				if (was_closed)
+					replica_ship(d, g);
+			}
+			return 0;
+		}
 	return 0;
 }
 
@@ -796,6 +848,8 @@ static void rjoin_done(struct daemon *d, struct group *g, struct rjoin *j)
 	rjoin_free(j);
 }
 
+static bool send_credit(struct daemon *d, struct group *g, bool all);
+
 /* A record arrived in order: into the replica. */
 static int on_rec(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
 {
@@ -823,6 +877,7 @@ static int on_rec(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 			return -EBADMSG;
 	}
 	uint64_t pos;
+	g->replica->received++;
 	int err = registry_post(d, g, &e, &pos);
 	if (err == -ENOBUFS && registry_evict_blocker(d, g))
 		err = registry_post(d, g, &e, &pos); /* the member that held it all is out */
@@ -854,6 +909,8 @@ static int on_rec(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 			break;
 		}
 	}
+	if (send_credit(d, g, false))
+		cluster_poll_soon(d);
 	return 0;
 }
 
@@ -945,7 +1002,29 @@ static int on_subbed(struct daemon *d, struct mesh_peer *from, const struct wire
 		return 0;
 	}
 	g->replica->stream = s.stream;
+	g->replica->base = atomic_load(&g->ring.hdr->tail);
 	return 0;
+}
+
+/* Tell the master how much of its stream our members have read: at least
+ * a quarter window at a time, or all of it when asked (the tick). True
+ * when the stream is still far ahead of the members (poll again soon). */
+static bool send_credit(struct daemon *d, struct group *g, bool all)
+{
+	struct replica *r = g->replica;
+	if (!r || !r->stream || !r->peer || r->ended)
+		return false;
+	uint32_t slowest;
+	uint64_t consumed = ring_min_cursor(&g->ring, &slowest) - r->base;
+	if (consumed > r->received)
+		consumed = r->received; /* a cursor past the tail is no reading */
+	uint64_t w = window(g);
+	if (consumed > r->credited && (all || consumed - r->credited >= w / 4)) {
+		struct wire_fack c = {.fwd = r->stream, .upto = consumed};
+		if (mesh_send(r->peer, WIRE_CREDIT, &c, sizeof(c)) == 0)
+			r->credited = consumed;
+	}
+	return r->received - r->credited >= w / 2;
 }
 
 int replica_frame(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f)
@@ -978,6 +1057,8 @@ int replica_frame(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 		return on_nodeidx(d, from, f);
 	case WIRE_EVICTED:
 		return on_evicted(d, from, f);
+	case WIRE_CREDIT:
+		return on_credit(d, from, f);
 	}
 	return -EPROTO;
 }
@@ -1245,9 +1326,12 @@ void replica_tick(struct daemon *d)
 			}
 	/* Streams that stopped on a full link go on; a name created again
 	 * is no longer lost. */
-	for (struct group *g = d->groups; g; g = g->next)
+	for (struct group *g = d->groups; g; g = g->next) {
 		if (g->streams || g->outbound)
 			replica_ship(d, g);
+		if (g->replica)
+			send_credit(d, g, true);
+	}
 	for (struct group *g = d->groups, *next; g; g = next) {
 		next = g->next;
 		if (g->replica && g->replica->ended && !g->members)
@@ -1263,6 +1347,16 @@ void replica_tick(struct daemon *d)
 			l = &(*l)->next;
 		}
 	}
+}
+
+void replica_poll(struct daemon *d)
+{
+	bool again = false;
+	for (struct group *g = d->groups; g; g = g->next)
+		if (g->replica)
+			again |= send_credit(d, g, true);
+	if (again)
+		cluster_poll_soon(d);
 }
 
 void replica_forget_peers(struct daemon *d)

@@ -254,7 +254,7 @@ int wire_fwd_parse(const struct wire_frame *f, struct wire_fwd *out, const uint8
 int wire_fack_parse(const struct wire_frame *f, struct wire_fack *out)
 {
 	struct wire_fack a;
-	if (f->type != WIRE_FACK || f->len != sizeof(a))
+	if ((f->type != WIRE_FACK && f->type != WIRE_CREDIT) || f->len != sizeof(a))
 		return -EBADMSG;
 	memcpy(&a, f->payload, sizeof(a));
 	if (a.pad)

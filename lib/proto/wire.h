@@ -57,7 +57,8 @@ enum wire_type {
 	WIRE_FACK = 24,    /* struct wire_fack: sequenced up to here */
 	WIRE_NODEIDX = 25, /* struct wire_nodeidx: a stream's from_node index names this node */
 	WIRE_EVICTED = 26, /* struct wire_unsub: your node lagged: its membership is gone */
-	WIRE_TYPE_MAX = 26,
+	WIRE_CREDIT = 27,  /* struct wire_fack: of a stream, this many records are read here */
+	WIRE_TYPE_MAX = 27,
 };
 
 struct wire_hdr {

@@ -204,7 +204,8 @@ static void parse_repl(const struct wire_frame *f)
 		      !fw.pad && fw.from_pid > 0 && fp == f->payload + sizeof(fw));
 	struct wire_fack fa;
 	if (wire_fack_parse(f, &fa) == 0)
-		CHECK(f->type == WIRE_FACK && f->len == sizeof(fa) && !fa.pad);
+		CHECK((f->type == WIRE_FACK || f->type == WIRE_CREDIT) && f->len == sizeof(fa) &&
+		      !fa.pad);
 	struct wire_nodeidx ni;
 	if (wire_nodeidx_parse(f, &ni) == 0)
 		CHECK(f->type == WIRE_NODEIDX && ni.index >= 1 && ni.index < 32 && node_ok(ni.node));

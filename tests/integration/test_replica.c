@@ -526,6 +526,50 @@ static void test_slow_node(void)
 	CU_ASSERT_EQUAL(daemon_stop(&s1), 0);
 }
 
+/*
+ * A remote member slower than the sender, but reading: it holds the
+ * master's sender back (flow control), as a local member would, and is
+ * neither evicted nor short of a message.
+ */
+static void test_slow_remote_member(void)
+{
+	pg_ctx *a = open_on(&na), *c = open_on(&nc);
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .stall_ms = 5000};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(a, "rep-credit", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_join(c, "rep-credit", 0, NULL, NULL), 0);
+	struct flood f = {.node = &na, .group = "rep-credit", .ms = 1500};
+	pthread_t t;
+	pthread_create(&t, NULL, flood, &f);
+	uint64_t got = 0;
+	int evicted = 0;
+	pg_message m;
+	int64_t end = mesh_ms() + 20000;
+	/* About 100k messages a second at most: slower than the sender. */
+	while (!evicted && mesh_ms() < end) {
+		int r = pg_recv(c, &m, 200);
+		if (r == -ETIMEDOUT && f.sent && got >= f.sent)
+			break;
+		if (r)
+			continue;
+		got += m.kind == PG_MSG;
+		evicted = m.kind == PG_EVICTED;
+		if (got % 100 == 0)
+			usleep(1000);
+	}
+	pthread_join(t, NULL);
+	while (!evicted && got < f.sent && pg_recv(c, &m, 1000) == 0) {
+		got += m.kind == PG_MSG;
+		evicted = m.kind == PG_EVICTED;
+	}
+	printf("[sent %llu, received %llu] ", (unsigned long long)f.sent, (unsigned long long)got);
+	CU_ASSERT_EQUAL(f.err, 0);
+	CU_ASSERT(!evicted);
+	CU_ASSERT_EQUAL(got, f.sent);
+	pg_close(c);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-credit"), 0);
+	pg_close(a);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -539,6 +583,7 @@ int main(void)
 	CU_add_test(s, "one order at members on three nodes", test_one_order);
 	CU_add_test(s, "three senders on three nodes, members on three", test_senders_everywhere);
 	CU_add_test(s, "a member killed on another node exits everywhere", test_exit_across);
+	CU_add_test(s, "a slow remote member holds the sender, is not evicted", test_slow_remote_member);
 	CU_add_test(s, "a slow node is dropped after the stall limit", test_slow_node);
 	CU_add_test(s, "kill -9 of a node with members", test_lost_member_node);
 	CU_add_test(s, "kill -9 of the master", test_lost_master);
