@@ -1014,11 +1014,16 @@ static bool send_credit(struct daemon *d, struct group *g, bool all)
 	struct replica *r = g->replica;
 	if (!r || !r->stream || !r->peer || r->ended)
 		return false;
+	uint64_t w = window(g);
+	/* The members cannot have read more than was received: below a
+	 * quarter window received since the last credit there is nothing to
+	 * send, and no scan of the members' cursors per record. */
+	if (!all && r->received - r->credited < w / 4)
+		return false;
 	uint32_t slowest;
 	uint64_t consumed = ring_min_cursor(&g->ring, &slowest) - r->base;
 	if (consumed > r->received)
 		consumed = r->received; /* a cursor past the tail is no reading */
-	uint64_t w = window(g);
 	if (consumed > r->credited && (all || consumed - r->credited >= w / 4)) {
 		struct wire_fack c = {.fwd = r->stream, .upto = consumed};
 		if (mesh_send(r->peer, WIRE_CREDIT, &c, sizeof(c)) == 0)
