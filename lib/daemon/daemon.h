@@ -372,6 +372,10 @@ int replica_join(struct daemon *d, struct session *s, struct session *target, co
 int replica_members(struct daemon *d, struct session *s, const char *name, uint32_t req_id);
 /* A member of replica g left or exited here: the master writes it. */
 void replica_member_left(struct daemon *d, struct group *g, int32_t pid, uint16_t kind);
+/* A member of a replica is freed: a join still waiting for the master's
+ * answer or its place no longer holds it (the join fails, its end is
+ * told to the master as for any member). */
+void replica_member_freed(struct group *g, const struct member *m);
 int replica_frame(struct daemon *d, struct mesh_peer *from, const struct wire_frame *f);
 /* A node is lost: its streams, its members of our groups (PG_EXITED), and
  * the replicas of its groups (PG_GROUP_DOWN). */

@@ -383,6 +383,8 @@ static void unlink_member(struct daemon *d, struct member *m)
 		}
 	if (!m->evicted)
 		m->group->n_members--;
+	if (m->group->replica)
+		replica_member_freed(m->group, m);
 }
 
 /* A member slot of g for target: quota, the slot (at the ring's tail), its

@@ -818,6 +818,13 @@ static void rjoin_unlink(struct replica *rp, struct rjoin *j)
 		}
 }
 
+void replica_member_freed(struct group *g, const struct member *m)
+{
+	for (struct rjoin *j = g->replica->joins; j; j = j->next)
+		if (j->m == m)
+			j->m = NULL;
+}
+
 /* A join failed: its reserved slot goes, the caller hears why. */
 static void rjoin_fail(struct daemon *d, struct group *g, struct rjoin *j, int err)
 {

@@ -274,6 +274,9 @@ int child_wait(struct child *c)
 	c->pid = 0;
 	close(c->rd);
 	close(c->wr);
+	/* Not the numbers any more: a later pipe gets them, and a read of
+	 * this child's would take another child's reports. */
+	c->rd = c->wr = -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 

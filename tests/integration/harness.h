@@ -54,7 +54,8 @@ int child_start(struct child *c, child_fn fn, void *arg);
 /* Read exactly n bytes from the child (timeout in ms): 0 or -errno. */
 int child_read(struct child *c, void *buf, size_t n, int timeout_ms);
 int child_write(struct child *c, const void *buf, size_t n);
-/* Wait for exit; the exit code, or 128+signal. */
+/* Wait for exit; the exit code, or 128+signal. Its pipes are closed
+ * (rd, wr = -1): read what it reported first. */
 int child_wait(struct child *c);
 void child_kill(struct child *c, int sig);
 

@@ -358,6 +358,68 @@ static void test_exit_across(void)
 	pg_close(a);
 }
 
+/* A joiner on b that says it is about to join, then joins (and waits). */
+static int joiner_child(void *arg, int up, int down)
+{
+	const struct daemon_proc *d = arg;
+	pg_ctx *ctx;
+	if (pg_open(&ctx, d->socket))
+		return 1;
+	char b = 'o';
+	write_all(up, &b, 1);
+	pg_join(ctx, "rep-joindie", 0, NULL, NULL);
+	pause();
+	return 0;
+}
+
+/*
+ * A process on b killed while its join waits for the master's answer (the
+ * master stopped meanwhile): b's daemon must forget the member it reserved
+ * for it, take the master's late answer, tell the master it is gone, and
+ * go on serving joins.
+ */
+static void test_joiner_dies_before_answer(void)
+{
+	pg_ctx *a = open_on(&na);
+	CU_ASSERT_EQUAL_FATAL(pg_create(a, "rep-joindie"), 0);
+	CU_ASSERT_EQUAL(pg_join(a, "rep-joindie", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(kill(na.pid, SIGSTOP), 0);
+	struct child k;
+	CU_ASSERT_FATAL(child_start(&k, joiner_child, &nb) == 0);
+	char b;
+	CU_ASSERT_EQUAL(child_read(&k, &b, 1, 5000), 0);
+	pid_t dead = k.pid;
+	usleep(150 * 1000); /* its RJOIN is on its way to the stopped master */
+	kill(k.pid, SIGKILL);
+	child_wait(&k);
+	usleep(150 * 1000); /* b saw it die */
+	CU_ASSERT_EQUAL(kill(na.pid, SIGCONT), 0);
+	/* b still serves: a new member there gets what a sends. */
+	pg_ctx *bb = open_on(&nb);
+	CU_ASSERT_EQUAL(pg_join(bb, "rep-joindie", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(a, "rep-joindie", "after", 5), 0);
+	pg_message m;
+	bool got = false;
+	while (!got && next(bb, &m, 3000) == 0)
+		got = m.kind == PG_MSG && m.len == 5 && !memcmp(m.data, "after", 5);
+	CU_ASSERT(got);
+	/* And the dead joiner is nobody's member. */
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++) {
+		pg_member *list;
+		size_t n;
+		CU_ASSERT_EQUAL_FATAL(pg_members(a, "rep-joindie", &list, &n), 0);
+		gone = !listed(list, n, "nb", dead);
+		free(list);
+		if (!gone)
+			usleep(20 * 1000);
+	}
+	CU_ASSERT(gone);
+	pg_close(bb);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-joindie"), 0);
+	pg_close(a);
+}
+
 /* kill -9 of a node with members: they exit, in order, for the others. */
 static void test_lost_member_node(void)
 {
@@ -583,6 +645,8 @@ int main(void)
 	CU_add_test(s, "one order at members on three nodes", test_one_order);
 	CU_add_test(s, "three senders on three nodes, members on three", test_senders_everywhere);
 	CU_add_test(s, "a member killed on another node exits everywhere", test_exit_across);
+	CU_add_test(s, "a joiner killed before the master answers its join",
+		    test_joiner_dies_before_answer);
 	CU_add_test(s, "a slow remote member holds the sender, is not evicted", test_slow_remote_member);
 	CU_add_test(s, "a slow node is dropped after the stall limit", test_slow_node);
 	CU_add_test(s, "kill -9 of a node with members", test_lost_member_node);
