@@ -74,5 +74,5 @@ done
 if [ -x "$B/bench/compare/pgcompare" ]; then
 	m=$(echo $MEMBERS | tr ' ' ,)
 	r=$(echo $RATES | tr ' ' ,)
-	"$B/bench/compare/pgcompare" --transports zmqtcp --members "$m" --rate "$r" --runs "$RUNS"
+	"$B/bench/compare/pgcompare" --transports zmqtcp,tcp --members "$m" --rate "$r" --runs "$RUNS"
 fi

@@ -77,7 +77,7 @@ struct xport {
 	void (*rx_close)(void *rx);
 };
 
-extern const struct xport xport_unix, xport_zmq, xport_zmq_tcp, xport_iceoryx, xport_pgroup;
+extern const struct xport xport_unix, xport_tcp, xport_zmq, xport_zmq_tcp, xport_iceoryx, xport_pgroup;
 
 struct cmp_cfg {
 	const struct xport *x;

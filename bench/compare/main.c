@@ -18,7 +18,7 @@
 #define B2B_COUNT 50000u
 
 static const struct xport *const all_xports[] = {&xport_unix, &xport_zmq, &xport_iceoryx,
-						 &xport_pgroup, &xport_zmq_tcp};
+						 &xport_pgroup, &xport_zmq_tcp, &xport_tcp};
 #define N_XPORTS (sizeof(all_xports) / sizeof(all_xports[0]))
 
 struct opts {
@@ -51,7 +51,8 @@ static void usage(FILE *f)
 	      "  --count K          timed messages per run (default: 2 s worth when paced,\n"
 	      "                     50000 back to back)\n"
 	      "  --size BYTES       message size, at least 16 (default 64)\n"
-	      "  --transports LIST  of unix, zmq, iceoryx, pgroup, zmqtcp (default: all)\n"
+	      "  --transports LIST  of unix, zmq, iceoryx, pgroup, zmqtcp, tcp\n"
+	      "                     (default: all)\n"
 	      "  --runs R           repeat each run R times, report medians (default 3)\n"
 	      "  --json             a JSON array instead of the table\n"
 	      "  --socket PATH      pgroup: use this daemon instead of starting one\n"
@@ -139,7 +140,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 't':
 			if (!parse_xports(optarg, o))
-				return bad_opt("--transports", "a list of unix, zmq, iceoryx, pgroup, zmqtcp");
+				return bad_opt("--transports", "a list of unix, zmq, iceoryx, pgroup, zmqtcp, tcp");
 			break;
 		case 'R':
 			if (!bench_parse_u64(optarg, 100, &o->runs) || !o->runs)

@@ -279,6 +279,10 @@ static void on_wake(void *arg, int res)
 	replica_ship(d, g);
 }
 
+/* A long batch publishes the stream's cursor this often (records), so
+ * senders waiting for room need not wait for the whole batch. */
+#define STREAM_RELEASE_EVERY 256
+
 /* Ship what st has not sent: false when the link is full (the tick and
  * the link's drain retry), the window is (a CREDIT reopens it), or the
  * stream ended. */
@@ -286,7 +290,9 @@ static bool ship_stream(struct daemon *d, struct stream *st)
 {
 	struct ring *r = &st->g->ring;
 	struct ring_view v;
-	int err;
+	int err = 0;
+	bool full = false, released = false;
+	uint64_t from = st->rd.pos;
 	while (window_open(st) && (err = ring_read(r, &st->rd, &v)) == 1) {
 		if (v.from_node && v.from_node < RING_NODES && !(st->announced & (1u << v.from_node))) {
 			/* Which node that index means, before the first record
@@ -294,8 +300,10 @@ static bool ship_stream(struct daemon *d, struct stream *st)
 			struct wire_nodeidx n = {.stream = st->id, .index = v.from_node};
 			memcpy(n.node, r->dir->nodes[v.from_node], sizeof(n.node));
 			n.node[sizeof(n.node) - 1] = 0;
-			if ((err = mesh_send(st->peer, WIRE_NODEIDX, &n, sizeof(n))))
-				return false;
+			if (mesh_send(st->peer, WIRE_NODEIDX, &n, sizeof(n))) {
+				full = true;
+				break;
+			}
 			st->announced |= 1u << v.from_node;
 		}
 		struct wire_rec h = {.stream = st->id,
@@ -305,16 +313,27 @@ static bool ship_stream(struct daemon *d, struct stream *st)
 				     .from_pid = v.from_pid,
 				     .from_node = v.from_node,
 				     .len = v.len};
-		err = mesh_send2(st->peer, WIRE_REC, &h, sizeof(h), v.payload, v.len);
-		if (err == -ENOBUFS)
-			return false;
-		if (err)
-			return false;
+		if (mesh_send2(st->peer, WIRE_REC, &h, sizeof(h), v.payload, v.len)) {
+			full = true; /* the link is full (or closing): the tick goes on */
+			break;
+		}
 		st->shipped++;
-		ring_release(r, &st->rd, v.next_pos);
-		st->seen_pos = v.next_pos;
+		st->rd.pos = v.next_pos; /* ours; published below */
+		if (st->rd.pos - from >= STREAM_RELEASE_EVERY) {
+			ring_release(r, &st->rd, st->rd.pos); /* room for the senders */
+			from = st->rd.pos;
+			released = true;
+		}
+	}
+	if (st->rd.pos != from || released) {
+		/* Once per batch, not per record: the cursor's CAS and the
+		 * clock cost more than the rest of a small record's shipping. */
+		ring_release(r, &st->rd, st->rd.pos);
+		st->seen_pos = st->rd.pos;
 		st->seen_at = ring_now_ns();
 	}
+	if (full)
+		return false;
 	if (!window_open(st))
 		return false;
 	if (err < 0) {
