@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * pgroup groups: every group with its master, members, ring fill and the
- * slowest member's lag. Not in the public API (an operator's view), so it
+ * pgroup groups: every group with its master, members, ring fill, the
+ * slowest member's lag, and for a group mastered here each member node's lag. Not in the public API (an operator's view), so it
  * speaks the control protocol directly.
  */
 #include <errno.h>
@@ -24,8 +24,8 @@ static int ask(int fd, uint64_t below, struct ctl_in *rep)
 	return cli_ctl_ask(fd, &req, buf, sizeof(buf), rep);
 }
 
-static void print_group(struct cli *c, const struct ctl_group_info *info, const char *name,
-			int nlen, bool first)
+static void print_group(struct cli *c, const struct ctl_group_info *info,
+			const struct ctl_node_lag *lags, const char *name, int nlen, bool first)
 {
 	if (c->json) {
 		printf("%s{\"group\":", first ? "" : ",");
@@ -33,16 +33,28 @@ static void print_group(struct cli *c, const struct ctl_group_info *info, const 
 		printf(",\"master\":");
 		cli_json_str(info->master, strlen(info->master));
 		printf(",\"members\":%u,\"ring_bytes\":%llu,\"fill\":%llu,\"lag\":%llu,"
-		       "\"mode\":\"%04o\",\"owner\":%u,\"memory\":%llu}",
+		       "\"mode\":\"%04o\",\"owner\":%u,\"memory\":%llu,\"nodes\":[",
 		       info->members, (unsigned long long)info->ring_bytes,
 		       (unsigned long long)info->fill, (unsigned long long)info->lag, info->mode,
 		       info->owner, (unsigned long long)info->memory);
-	} else {
-		printf("%-24.*s %-16s %8u %10llu %10llu %10llu %8u %10llu\n", nlen, name,
-		       info->master, info->members, (unsigned long long)info->ring_bytes,
-		       (unsigned long long)info->fill, (unsigned long long)info->lag, info->owner,
-		       (unsigned long long)info->memory);
+		for (uint32_t i = 0; i < info->n_nodes; i++) {
+			printf("%s{\"node\":", i ? "," : "");
+			cli_json_str(lags[i].node, strlen(lags[i].node));
+			printf(",\"unshipped\":%llu,\"unread\":%llu}",
+			       (unsigned long long)lags[i].unshipped,
+			       (unsigned long long)lags[i].unread);
+		}
+		printf("]}");
+		return;
 	}
+	printf("%-24.*s %-16s %8u %10llu %10llu %10llu %8u %10llu\n", nlen, name, info->master,
+	       info->members, (unsigned long long)info->ring_bytes, (unsigned long long)info->fill,
+	       (unsigned long long)info->lag, info->owner, (unsigned long long)info->memory);
+	/* The master's view of each node with members: records not sent to
+	 * it yet, and sent but not yet read by all its members. */
+	for (uint32_t i = 0; i < info->n_nodes; i++)
+		printf("  node %-16s unshipped %llu, unread there %llu\n", lags[i].node,
+		       (unsigned long long)lags[i].unshipped, (unsigned long long)lags[i].unread);
 }
 
 int cli_groups(struct cli *c)
@@ -68,14 +80,25 @@ int cli_groups(struct cli *c)
 		}
 		while (ctl_next(&rep, CTL_T_GROUP, &cur, &v, &len) == 1) {
 			struct ctl_group_info info;
-			if (len < sizeof(info) || len - sizeof(info) > 255) {
+			static struct ctl_node_lag lags[CTL_NODE_LAGS_MAX];
+			if (len < sizeof(info)) {
 				close(fd);
 				return cli_fail("groups", -EPROTO);
 			}
 			memcpy(&info, v, sizeof(info));
+			size_t lag_bytes = (size_t)info.n_nodes * sizeof(lags[0]);
+			if (info.n_nodes > CTL_NODE_LAGS_MAX || len - sizeof(info) < lag_bytes ||
+			    len - sizeof(info) - lag_bytes > 255) {
+				close(fd);
+				return cli_fail("groups", -EPROTO);
+			}
+			memcpy(lags, (const uint8_t *)v + sizeof(info), lag_bytes);
 			info.master[sizeof(info.master) - 1] = 0;
-			print_group(c, &info, (const char *)v + sizeof(info),
-				    (int)(len - sizeof(info)), first);
+			for (uint32_t i = 0; i < info.n_nodes; i++)
+				lags[i].node[sizeof(lags[i].node) - 1] = 0;
+			size_t name_at = sizeof(info) + lag_bytes;
+			print_group(c, &info, lags, (const char *)v + name_at, (int)(len - name_at),
+				    first);
 			first = false;
 		}
 		uint64_t next;

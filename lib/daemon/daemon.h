@@ -49,6 +49,7 @@ struct wire_frame;
 struct wire_member;
 struct wire_group;
 struct ctl_out;
+struct ctl_node_lag;
 
 /* A member: one session's membership of one group, holding one ring slot. */
 struct member {
@@ -94,6 +95,7 @@ struct session {
 	uint64_t serial; /* accept order: "the first handle a process opened" */
 	int64_t orphaned_at; /* closed without BYE, exit not yet seen (ns) */
 	bool said_bye;       /* pg_close: it will use nothing of ours again */
+	bool bye_waits;      /* its pg_close waits for leaves placed by other nodes */
 	bool broken;         /* a reply could not be sent: to be dropped */
 	pid_t pid;
 	struct creds creds; /* uid, gid and supplementary groups */
@@ -372,6 +374,19 @@ int replica_join(struct daemon *d, struct session *s, struct session *target, co
 int replica_members(struct daemon *d, struct session *s, const char *name, uint32_t req_id);
 /* A member of replica g left or exited here: the master writes it. */
 void replica_member_left(struct daemon *d, struct group *g, int32_t pid, uint16_t kind);
+/* A member of replica g left here (request req_id of session, or its
+ * pg_close when bye): NAMES_LATER, answered once the master's LEFT is in
+ * the order, or 0 when there is nothing to wait for. */
+int replica_leave_wait(struct daemon *d, struct group *g, uint64_t session, uint32_t req_id,
+		       int32_t pid, bool bye);
+/* g is deleted here, its master: ship what its streams have not sent
+ * (the DOWN record last), as far as the links take it now. */
+void replica_ship_last(struct daemon *d, struct group *g);
+/* The master says `name` is gone: its replica and outbound ring here go
+ * too (members get PG_GROUP_DOWN, senders -ENOENT). */
+void replica_name_gone(struct daemon *d, const char *name, const struct mesh_peer *master);
+/* The master's streams of g: each node's lag (at most max); how many. */
+unsigned replica_node_lags(const struct group *g, struct ctl_node_lag *out, unsigned max);
 /* A member of a replica is freed: a join still waiting for the master's
  * answer or its place no longer holds it (the join fails, its end is
  * told to the master as for any member). */
@@ -416,6 +431,8 @@ void session_answer(struct daemon *d, uint64_t serial, uint8_t type, uint32_t id
 /* A join that came later: the membership m of session `target` in g,
  * answered to `serial`'s request `id`, with the members before it. */
 struct session *session_by_serial(struct daemon *d, uint64_t serial);
+/* A pg_close that waited for its leaves across nodes: reply, then close. */
+void session_bye_done(struct daemon *d, uint64_t serial, uint32_t req_id);
 int session_answer_join(struct daemon *d, struct session *s, uint32_t id, struct session *target,
 			struct member *m, const struct wire_member *old, uint32_t n_old);
 /* The answer to a MEMBERS that came later. */

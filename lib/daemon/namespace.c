@@ -447,8 +447,10 @@ static int on_gone(struct daemon *d, struct mesh_peer *from, const struct wire_f
 	if (w.ack)
 		send_reply(from, w.ack, 0);
 	struct remote_group *r = remote_of(d->names, w.name, from->node);
-	if (r)
+	if (r) {
 		remote_drop(d->names, r);
+		replica_name_gone(d, w.name, from);
+	}
 	return 0;
 }
 
@@ -591,24 +593,28 @@ void names_peer_down(struct daemon *d, struct mesh_peer *p)
 	}
 }
 
-/* Room for one listing line and the TRUNCATED that may have to follow. */
-static bool list_put(struct ctl_out *out, const struct ctl_group_info *info, const char *name)
+/* One listing line: the info, its nodes' lags, the name; false when it
+ * and the TRUNCATED that may have to follow do not fit. */
+static bool list_put(struct ctl_out *out, const struct ctl_group_info *info,
+		     const struct ctl_node_lag *lags, const char *name)
 {
-	struct {
-		struct ctl_group_info info;
-		char name[256];
-	} v;
-	size_t len = strlen(name);
-	if (out->len + 2 * sizeof(struct ctl_tlv) + sizeof(v.info) + len + 8 + 3 > CTL_MAX_BYTES)
+	static uint8_t v[sizeof(struct ctl_group_info) +
+			 CTL_NODE_LAGS_MAX * sizeof(struct ctl_node_lag) + 256];
+	size_t len = strlen(name), n = info->n_nodes * sizeof(*lags);
+	size_t total = sizeof(*info) + n + len;
+	if (out->len + 2 * sizeof(struct ctl_tlv) + total + 8 + 3 > CTL_MAX_BYTES)
 		return false;
-	v.info = *info;
-	memcpy(v.name, name, len);
-	return ctl_put(out, CTL_T_GROUP, &v, sizeof(v.info) + len);
+	memcpy(v, info, sizeof(*info));
+	memcpy(v + sizeof(*info), lags, n);
+	memcpy(v + sizeof(*info) + n, name, len);
+	return ctl_put(out, CTL_T_GROUP, v, total);
 }
 
-static void local_info(struct daemon *d, struct group *g, struct ctl_group_info *info)
+static void local_info(struct daemon *d, struct group *g, struct ctl_group_info *info,
+		       struct ctl_node_lag *lags)
 {
 	memset(info, 0, sizeof(*info));
+	info->n_nodes = replica_node_lags(g, lags, CTL_NODE_LAGS_MAX);
 	info->ring_bytes = g->ring.capacity;
 	info->lag = ring_lag(&g->ring);
 	info->fill = info->lag > g->ring.order_slots ? g->ring.order_slots : info->lag;
@@ -631,11 +637,12 @@ void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, 
 	while (g || r) {
 		bool local = g && (!r || g->serial > r->serial);
 		struct ctl_group_info info;
+		static struct ctl_node_lag lags[CTL_NODE_LAGS_MAX];
 		uint64_t serial;
 		const char *name;
 		int denied;
 		if (local) {
-			local_info(d, g, &info);
+			local_info(d, g, &info, lags);
 			denied = rights_check(who, g->uid, g->gid, g->mode, RIGHT_READ);
 			serial = g->serial;
 			name = g->name;
@@ -657,7 +664,7 @@ void names_list(struct daemon *d, const struct creds *who, struct ctl_out *out, 
 		}
 		if (denied)
 			continue; /* listing is reading */
-		if (!list_put(out, &info, name)) {
+		if (!list_put(out, &info, lags, name)) {
 			ctl_put_u64(out, CTL_T_TRUNCATED, below);
 			return;
 		}

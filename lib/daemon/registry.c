@@ -677,6 +677,8 @@ int registry_delete(struct daemon *d, const struct creds *who, struct group *g)
 	if (who->uid != 0 && who->uid != g->uid)
 		return -EACCES;
 	group_down(d, g);
+	/* Other nodes' members read the backlog to the DOWN record too. */
+	replica_ship_last(d, g);
 	group_free(d, g);
 	return 0;
 }

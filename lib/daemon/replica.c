@@ -96,6 +96,18 @@ struct rjoin {
 	struct rjoin *next;
 };
 
+/* A leave (or a pg_close) here of a replica's member, answered once the
+ * master's LEFT for it is in the order: as on the master, pg_leave and
+ * pg_close return with the leave placed. */
+struct rleave {
+	uint64_t session;
+	uint32_t req_id;
+	bool bye; /* a pg_close: session_bye_done once its last leave is placed */
+	int32_t pid;
+	int64_t since;
+	struct rleave *next;
+};
+
 struct replica {
 	bool ended; /* our node's membership was dropped: no new joins here */
 	/* Flow control: the replica's tail when the stream began (its records
@@ -106,6 +118,7 @@ struct replica {
 	uint32_t stream; /* 0 until SUBBED */
 	uint64_t sub_id;
 	struct rjoin *joins;
+	struct rleave *leaves; /* oldest first */
 };
 
 /* A MEMBERS asked of a master for a client here. */
@@ -837,6 +850,82 @@ static void rjoin_unlink(struct replica *rp, struct rjoin *j)
 		}
 }
 
+/* A leave is placed (or given up on): its caller hears it. */
+static void rleave_answer(struct daemon *d, struct group *g, struct rleave *l)
+{
+	for (struct rleave **p = &g->replica->leaves; *p; p = &(*p)->next)
+		if (*p == l) {
+			*p = l->next;
+			break;
+		}
+	uint64_t session = l->session;
+	uint32_t id = l->req_id;
+	bool bye = l->bye;
+	free(l);
+	if (!bye) {
+		session_answer(d, session, CTL_LEAVE, id, 0);
+		return;
+	}
+	for (struct group *o = d->groups; o; o = o->next)
+		for (struct rleave *x = o->replica ? o->replica->leaves : NULL; x; x = x->next)
+			if (x->bye && x->session == session)
+				return; /* more of its leaves to be placed */
+	session_bye_done(d, session, id);
+}
+
+int replica_leave_wait(struct daemon *d, struct group *g, uint64_t session, uint32_t req_id,
+		       int32_t pid, bool bye)
+{
+	struct replica *r = g->replica;
+	if (!r->peer || r->peer->state != MESH_UP || r->ended)
+		return 0; /* no master to place it: nothing to wait for */
+	struct rleave *l = calloc(1, sizeof(*l));
+	if (!l)
+		return 0; /* answered now: the leave itself is done */
+	*l = (struct rleave){.session = session,
+			     .req_id = req_id,
+			     .bye = bye,
+			     .pid = pid,
+			     .since = ring_now_ns()};
+	struct rleave **p = &r->leaves;
+	while (*p)
+		p = &(*p)->next;
+	*p = l;
+	return NAMES_LATER;
+}
+
+void replica_ship_last(struct daemon *d, struct group *g)
+{
+	for (struct stream *st = g->streams; st; st = st->next)
+		if (st->peer && st->peer->state == MESH_UP)
+			ship_stream(d, st);
+}
+
+void replica_name_gone(struct daemon *d, const char *name, const struct mesh_peer *master)
+{
+	for (struct group *g = d->groups, *next; g; g = next) {
+		next = g->next;
+		bool theirs = (g->replica && g->replica->peer == master) ||
+			      (g->outbound && g->outbound->peer == master);
+		if (theirs && !strcmp(g->name, name))
+			registry_drop(d, g);
+	}
+}
+
+unsigned replica_node_lags(const struct group *g, struct ctl_node_lag *out, unsigned max)
+{
+	unsigned n = 0;
+	uint64_t tail = atomic_load(&g->ring.hdr->tail);
+	for (const struct stream *st = g->streams; st && n < max; st = st->next, n++) {
+		memset(&out[n], 0, sizeof(out[n]));
+		snprintf(out[n].node, sizeof(out[n].node), "%s", st->peer->node);
+		/* The tail is any sender's to write: shown, never trusted. */
+		out[n].unshipped = tail > st->rd.pos ? tail - st->rd.pos : 0;
+		out[n].unread = st->shipped - st->credit;
+	}
+	return n;
+}
+
 void replica_member_freed(struct group *g, const struct member *m)
 {
 	for (struct rjoin *j = g->replica->joins; j; j = j->next)
@@ -915,6 +1004,13 @@ static int on_rec(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 		registry_drop(d, g);
 		return 0;
 	}
+	/* A LEFT or EXITED of ours: the oldest leave of that pid is placed. */
+	if ((h.kind == RING_REC_LEFT || h.kind == RING_REC_EXITED) && !strcmp(e.node, d->node))
+		for (struct rleave *l = g->replica->leaves; l; l = l->next)
+			if (l->pid == h.from_pid) {
+				rleave_answer(d, g, l);
+				break;
+			}
 	/* A JOINED of ours: the oldest join of that pid waiting for its place
 	 * starts at it. One queued behind a member that holds the ring full
 	 * has no place yet: that join waits for the next (rare). */
@@ -1235,6 +1331,8 @@ void replica_group_gone(struct daemon *d, struct group *g)
 	struct replica *r = g->replica;
 	if (!r)
 		return;
+	while (r->leaves)
+		rleave_answer(d, g, r->leaves); /* the group is gone: so is the membership */
 	while (r->joins) {
 		struct rjoin *j = r->joins;
 		r->joins = j->next;
@@ -1347,6 +1445,12 @@ void replica_tick(struct daemon *d)
 				a->peer->node);
 			mesh_drop(a->peer, -ETIMEDOUT);
 		}
+	/* A leave the master has not placed in time is answered anyway: it
+	 * is done here, and the master is lagging or going. */
+	for (struct group *g = d->groups; g; g = g->next)
+		while (g->replica && g->replica->leaves &&
+		       now - g->replica->leaves->since >= PGD_NODE_ANSWER_NS)
+			rleave_answer(d, g, g->replica->leaves);
 	for (struct group *g = d->groups; g; g = g->next)
 		for (struct rjoin *j = g->replica ? g->replica->joins : NULL; j; j = j->next)
 			if (!j->answered && now - j->since >= PGD_NODE_ANSWER_NS && g->replica->peer) {

@@ -493,6 +493,17 @@ static int reply_membership(struct daemon *d, struct session *s, uint8_t type, u
 	return err;
 }
 
+void session_bye_done(struct daemon *d, uint64_t serial, uint32_t req_id)
+{
+	struct session *s = session_by_serial(d, serial);
+	if (!s || !s->bye_waits)
+		return;
+	ctl_begin(&out_msg, (uint8_t)(CTL_BYE | CTL_REPLY), req_id, 0);
+	ctl_end(&out_msg);
+	ctl_send(s->fd, &out_msg, NULL, 0);
+	session_close(d, s, RING_REC_LEFT);
+}
+
 struct session *session_by_serial(struct daemon *d, uint64_t serial)
 {
 	for (struct session *s = d->sessions; s; s = s->next)
@@ -649,6 +660,18 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	return 0;
 }
 
+/* A leave is done here: the reply now, or for a replica's member once
+ * the master has placed its LEFT in the order (NAMES_LATER). */
+static int leave_placed(struct daemon *d, struct session *s, const struct ctl_in *req,
+			struct group *g, pid_t pid)
+{
+	if (g->replica &&
+	    replica_leave_wait(d, g, s->serial, req->hdr.id, pid, false) == NAMES_LATER)
+		return NAMES_LATER;
+	begin_reply(req);
+	return reply(s, req, 0, NULL, 0);
+}
+
 static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *req)
 {
 	struct group *g;
@@ -664,11 +687,11 @@ static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *re
 		for (struct member *x = s->members; x; x = x->next_in_session)
 			if (x->group->replica && x->slot == slot && !strcmp(x->group->name, name)) {
 				bool told = x->evicted;
+				struct group *rg = x->group;
 				registry_remove(d, x, RING_REC_LEFT);
 				if (told)
 					return -ESRCH;
-				begin_reply(req);
-				return reply(s, req, 0, NULL, 0);
+				return leave_placed(d, s, req, rg, s->pid);
 			}
 		return -ESRCH;
 	}
@@ -696,9 +719,9 @@ static int do_leave(struct daemon *d, struct session *s, const struct ctl_in *re
 	}
 	if (!m)
 		return -ESRCH;
+	pid_t who = m->session->pid;
 	registry_remove(d, m, RING_REC_LEFT);
-	begin_reply(req);
-	return reply(s, req, 0, NULL, 0);
+	return leave_placed(d, s, req, g, who);
 }
 
 static int do_list(struct daemon *d, struct session *s, const struct ctl_in *req)
@@ -889,6 +912,8 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		break;
 	case CTL_LEAVE:
 		err = do_leave(d, s, req);
+		if (err == NAMES_LATER)
+			err = 0; /* answered when the master has placed the leave */
 		break;
 	case CTL_MEMBERS:
 	case CTL_MONITOR:
@@ -915,7 +940,22 @@ static bool handle(struct daemon *d, struct session *s, const struct ctl_in *req
 		/* Leave first, then reply: pg_close returns once its PG_LEFT
 		 * records are in the rings. */
 		s->said_bye = true;
-		registry_drop_session(d, s, RING_REC_LEFT);
+		{
+			/* Leaves of other nodes' groups are placed by their
+			 * masters: the reply (and the close) waits for them. */
+			unsigned later = 0;
+			for (struct member *m = s->members; m; m = m->next_in_session)
+				if (m->group->replica && !m->evicted &&
+				    replica_leave_wait(d, m->group, s->serial, req->hdr.id, s->pid,
+						       true) == NAMES_LATER)
+					later++;
+			registry_drop_session(d, s, RING_REC_LEFT);
+			if (later) {
+				loop_del(&d->loop, &s->src); /* it asks nothing more */
+				s->bye_waits = true;
+				return false;
+			}
+		}
 		begin_reply(req);
 		reply(s, req, 0, NULL, 0);
 		session_close(d, s, RING_REC_LEFT);

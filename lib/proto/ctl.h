@@ -106,10 +106,20 @@ struct ctl_group_info {
 	uint32_t mode;
 	char master[64];
 	uint32_t owner;  /* the creator's uid: its quota pays for the group */
-	uint32_t pad;
+	uint32_t n_nodes; /* struct ctl_node_lag entries after this, before the name */
 	uint64_t memory; /* bytes of memory the group's shared memory holds now */
 };
 static_assert(sizeof(struct ctl_group_info) == 112, "ctl_group_info is on the wire");
+
+/* A group's stream to one node with members of it (the master's view):
+ * how far that node is behind the group's tail. */
+struct ctl_node_lag {
+	char node[64];
+	uint64_t unshipped; /* records in the ring not yet sent to that node */
+	uint64_t unread;    /* sent, not yet read by all of that node's members */
+};
+static_assert(sizeof(struct ctl_node_lag) == 80, "ctl_node_lag is on the wire");
+#define CTL_NODE_LAGS_MAX 32 /* per group in a listing (a ring names at most 32 nodes) */
 
 /* One line of a nodes listing. */
 enum ctl_node_state {

@@ -420,6 +420,72 @@ static void test_joiner_dies_before_answer(void)
 	pg_close(a);
 }
 
+/* pgroup groups --json on d: node's (unshipped, unread) for group g; -1
+ * if not listed. */
+static int node_lag(const struct daemon_proc *d, const char *g, const char *node,
+		    unsigned long long *unshipped, unsigned long long *unread)
+{
+	char cmd[512], want[128], buf[65536];
+	snprintf(cmd, sizeof(cmd), "%s groups --json --socket %s", getenv("PGROUP_CLI"), d->socket);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	pclose(f);
+	buf[n] = 0;
+	snprintf(want, sizeof(want), "{\"group\":\"%s\"", g);
+	char *at = strstr(buf, want);
+	char *end = at ? strstr(at, "]}") : NULL;
+	if (!end)
+		return -1;
+	*end = 0;
+	snprintf(want, sizeof(want), "{\"node\":\"%s\",", node);
+	char *e = strstr(at, want);
+	if (!e || sscanf(e + strlen(want), "\"unshipped\":%llu,\"unread\":%llu", unshipped, unread) != 2)
+		return -1;
+	return 0;
+}
+
+/* pgroup groups on the master shows each member node's lag: what a member
+ * there has not read, then nothing once it has. */
+static void test_node_lag_listed(void)
+{
+	pg_ctx *a = open_on(&na), *b = open_on(&nb);
+	CU_ASSERT_EQUAL_FATAL(pg_create(a, "rep-lag"), 0);
+	CU_ASSERT_EQUAL(pg_join(b, "rep-lag", 0, NULL, NULL), 0);
+	for (int i = 0; i < 500; i++)
+		CU_ASSERT_EQUAL(pg_send(a, "rep-lag", "x", 1), 0);
+	unsigned long long unshipped = 0, unread = 0;
+	bool behind = false;
+	for (int i = 0; i < 100 && !behind; i++) {
+		CU_ASSERT_EQUAL_FATAL(node_lag(&na, "rep-lag", "nb", &unshipped, &unread), 0);
+		behind = unshipped + unread >= 500;
+		if (!behind)
+			usleep(20 * 1000);
+	}
+	CU_ASSERT(behind);
+	pg_message m;
+	int got = 0;
+	while (got < 500 && next(b, &m, 3000) == 0)
+		got += m.kind == PG_MSG;
+	CU_ASSERT_EQUAL(got, 500);
+	/* The view of the last one is ours until the next call: release it. */
+	CU_ASSERT_EQUAL(next(b, &m, 0), -EAGAIN);
+	bool caught_up = false;
+	for (int i = 0; i < 100 && !caught_up; i++) {
+		CU_ASSERT_EQUAL_FATAL(node_lag(&na, "rep-lag", "nb", &unshipped, &unread), 0);
+		caught_up = unshipped + unread == 0;
+		if (!caught_up)
+			usleep(20 * 1000);
+	}
+	if (!caught_up)
+		printf("[still: unshipped %llu, unread %llu] ", unshipped, unread);
+	CU_ASSERT(caught_up);
+	pg_close(b);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-lag"), 0);
+	pg_close(a);
+}
+
 /* kill -9 of a node with members: they exit, in order, for the others. */
 static void test_lost_member_node(void)
 {
@@ -647,6 +713,7 @@ int main(void)
 	CU_add_test(s, "a member killed on another node exits everywhere", test_exit_across);
 	CU_add_test(s, "a joiner killed before the master answers its join",
 		    test_joiner_dies_before_answer);
+	CU_add_test(s, "pgroup groups shows each member node's lag", test_node_lag_listed);
 	CU_add_test(s, "a slow remote member holds the sender, is not evicted", test_slow_remote_member);
 	CU_add_test(s, "a slow node is dropped after the stall limit", test_slow_node);
 	CU_add_test(s, "kill -9 of a node with members", test_lost_member_node);
