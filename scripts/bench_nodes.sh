@@ -9,7 +9,9 @@
 #
 # BUILD_DIR (default build) should be a build without test hooks
 # (meson setup B -Dtests=disabled). Members and rates: $MEMBERS ("1 2 4"),
-# $RATES ("20000 0": paced at 20k msg/s, then back to back).
+# $RATES ("20000 0": paced at 20k msg/s, then back to back); then, per link
+# mode, 16 KiB messages back to back (N = 1) and SIGKILL -> PG_EXITED
+# across the link (pgroup bench --purge --member-socket).
 set -eu
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -66,6 +68,18 @@ for mode in encrypted plain; do
 			done
 		done
 	done
+	# Payload leaving the master: 16 KiB messages back to back, one member
+	# on B (bytes/s = deliveries/s x 16384).
+	for _ in $(seq "$RUNS"); do
+		printf '{"link":"%s","test":"16k",' "$mode"
+		"$B/tools/pgroup" bench --socket "$dir/a.sock" --member-socket "$dir/b.sock" \
+			--members 1 --size 16384 --ring 8M --count 100000 --rate 0 --json |
+			sed 's/^{//'
+	done
+	# SIGKILL of a member on B -> its PG_EXITED (gone from pg_members) on A.
+	printf '{"link":"%s","test":"purge",' "$mode"
+	"$B/tools/pgroup" bench --purge --socket "$dir/a.sock" --member-socket "$dir/b.sock" \
+		--kills 200 --json | sed 's/^{//'
 	for p in $pids; do kill "$p"; done
 	wait 2>/dev/null || true
 	pids=
