@@ -29,7 +29,10 @@ static void usage(FILE *f)
 	      "  --count K        messages per sender (default 200000; paced: 5 s worth)\n"
 	      "  --rate R         messages/s per sender, 0 = back to back (default 0)\n"
 	      "  --wait MODE      receivers: default, spin (busy polling: PGROUP_SPIN_US\n"
-	      "                   and PGROUP_BUSY_US=1000000) or block (PGROUP_SPIN_US=0)\n"
+	      "                   and PGROUP_BUSY_US=1000000), block (PGROUP_SPIN_US=0)\n"
+	      "                   or fd (pg_fd + epoll, then pg_recv without waiting)\n"
+	      "  --groups G       each member joins G groups; each message goes to one\n"
+	      "                   picked at random (default 1)\n"
 	      "  --pin            pin senders, then members, to CPUs round robin\n"
 	      "  --ring BYTES     the group's ring size (default: the daemon's)\n"
 	      "  --plot FILE.png  draw the latency histogram and CDF with gnuplot\n"
@@ -42,7 +45,7 @@ static void usage(FILE *f)
 
 static bool parse_wait(const char *s, enum bench_wait *out)
 {
-	static const char *names[] = {"default", "spin", "block"};
+	static const char *names[] = {"default", "spin", "block", "fd"};
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (strcmp(s, names[i]) == 0) {
 			*out = (enum bench_wait)i;
@@ -54,7 +57,10 @@ static bool parse_wait(const char *s, enum bench_wait *out)
 
 static const char *wait_name(enum bench_wait w)
 {
-	return w == BENCH_WAIT_SPIN ? "spin" : w == BENCH_WAIT_BLOCK ? "block" : "default";
+	return w == BENCH_WAIT_SPIN	 ? "spin"
+	       : w == BENCH_WAIT_BLOCK ? "block"
+	       : w == BENCH_WAIT_FD	 ? "fd"
+				 : "default";
 }
 
 static int bad_opt(const char *opt, const char *what)
@@ -73,6 +79,7 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 		{"rate", required_argument, NULL, 'r'},    {"wait", required_argument, NULL, 'w'},
 		{"pin", no_argument, NULL, 'p'},           {"ring", required_argument, NULL, 'R'},
 		{"plot", required_argument, NULL, 'P'},    {"help", no_argument, NULL, 'h'},
+		{"groups", required_argument, NULL, 'g'},
 		{0},
 	};
 	uint64_t v;
@@ -116,6 +123,11 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 			break;
 		case 'P':
 			*plot = optarg;
+			break;
+		case 'g':
+			if (!bench_parse_u64(optarg, 100000, &v) || !v)
+				return bad_opt("--groups", "1..100000");
+			cfg->groups = (unsigned)v;
 			break;
 		case 'h':
 			return -1;
@@ -164,7 +176,10 @@ static void print_table(const struct bench_cfg *cfg, const struct bench_result *
 		printf("%" PRIu64 " msg/s per sender", cfg->rate);
 	else
 		printf("back to back");
-	printf(", wait %s%s\n", wait_name(cfg->wait), cfg->pin ? ", pinned" : "");
+	printf(", wait %s%s", wait_name(cfg->wait), cfg->pin ? ", pinned" : "");
+	if (cfg->groups > 1)
+		printf(", %u groups per member", cfg->groups);
+	putchar('\n');
 	printf("delivered       %" PRIu64 "/%" PRIu64 "%s\n", res->delivered, res->expected,
 	       bench_ok(res) ? "  (exactly once, in order, same order at every member)" : "");
 	printf("latency us      %9s %9s %9s %9s %9s\n", "p50", "p90", "p99", "p99.9", "max");
@@ -199,9 +214,10 @@ static void print_json(const struct bench_cfg *cfg, const struct bench_result *r
 	printf("{\"group\":");
 	cli_json_str(res->group, strlen(res->group));
 	printf(",\"senders\":%u,\"members\":%u,\"size\":%zu,\"count\":%" PRIu64
-	       ",\"rate\":%" PRIu64 ",\"wait\":\"%s\",\"pin\":%s,\"ring\":%zu",
+	       ",\"rate\":%" PRIu64 ",\"wait\":\"%s\",\"pin\":%s,\"ring\":%zu,\"groups\":%u",
 	       cfg->senders, cfg->members, cfg->size, cfg->count, cfg->rate,
-	       wait_name(cfg->wait), cfg->pin ? "true" : "false", cfg->ring);
+	       wait_name(cfg->wait), cfg->pin ? "true" : "false", cfg->ring,
+	       cfg->groups ? cfg->groups : 1);
 	printf(",\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"duplicates\":%" PRIu64
 	       ",\"skipped\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"evicted\":%u"
 	       ",\"same_order\":%s,\"ok\":%s",

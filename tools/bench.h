@@ -66,6 +66,10 @@ void bench_gate_close(struct bench_gate *g);
  */
 struct bench_order {
 	uint32_t *next; /* next expected sequence per sender */
+	/* Messages of several groups have no order among them (--groups):
+	 * then only which arrived counts, a bit per (sender, seq). */
+	uint64_t *seen;
+	uint64_t per_sender;
 	unsigned senders;
 	uint64_t hash;
 	uint64_t last_gseq;
@@ -74,6 +78,8 @@ struct bench_order {
 	uint64_t bad;      /* unknown sender, short message, or group seq not growing */
 };
 int bench_order_init(struct bench_order *o, unsigned senders);
+/* Any order: each sender's 0..count-1 at most once; the hash is of the set. */
+int bench_order_init_set(struct bench_order *o, unsigned senders, uint64_t count);
 void bench_order_free(struct bench_order *o);
 /* true if the message is new (counts as a delivery). */
 bool bench_order_add(struct bench_order *o, uint32_t sender, uint32_t seq, uint64_t gseq);
@@ -87,7 +93,7 @@ int bench_group_create(pg_ctx *ctx, const char *prefix, const pg_group_opts *opt
 void bench_catch_signals(void);
 bool bench_interrupted(void);
 
-enum bench_wait { BENCH_WAIT_DEFAULT, BENCH_WAIT_SPIN, BENCH_WAIT_BLOCK };
+enum bench_wait { BENCH_WAIT_DEFAULT, BENCH_WAIT_SPIN, BENCH_WAIT_BLOCK, BENCH_WAIT_FD };
 
 struct bench_cfg {
 	const char *prefix; /* group name prefix */
@@ -101,6 +107,9 @@ struct bench_cfg {
 	/* Members on another node (its daemon's socket): the group's master
 	 * is the senders' node, so every message crosses a node link. */
 	const char *member_socket;
+	/* Each member joins this many groups (the run's, then quiet ones);
+	 * each message goes to one of them, picked at random. */
+	unsigned groups;
 };
 
 #define BENCH_NO_CPU (-1.0)

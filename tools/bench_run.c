@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -52,7 +53,20 @@ struct run {
 	uint64_t per_member;
 	size_t map_len;
 	unsigned index; /* set before each fork: which child this is */
+	/* --groups: every group of the run, [0] = group; made before fork. */
+	char (*names)[PG_GROUP_MAX + 1];
+	unsigned n_names;
 };
+
+/* The group message i of a sender goes to: the run's, or one of --groups
+ * picked by a multiplicative hash (spread, repeatable). */
+static const char *group_of(const struct run *r, unsigned sender, uint64_t i)
+{
+	if (r->n_names <= 1)
+		return r->group;
+	uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ull + sender * 0xbf58476d1ce4e5b9ull;
+	return r->names[(h >> 32) % r->n_names];
+}
 
 /* Absolute-deadline pacing: sleep for the bulk of long gaps, spin the rest,
  * so the send time is set by our clock, not by the timer's slack. */
@@ -107,7 +121,7 @@ static int send_all(struct run *r, pg_ctx *ctx, struct slot *s, unsigned idx)
 			pace_until(s->t_first + i * 1000000000u / cfg->rate);
 		struct bench_hdr h = {.sent_ns = bench_now_ns(), .sender = idx, .seq = (uint32_t)i};
 		memcpy(buf, &h, sizeof(h));
-		err = pg_send(ctx, r->group, buf, cfg->size);
+		err = pg_send(ctx, group_of(r, idx, i), buf, cfg->size);
 		if (!err && ++s->count % PROGRESS_EVERY == 0)
 			atomic_store_explicit(&s->progress, s->count, memory_order_relaxed);
 	}
@@ -122,9 +136,14 @@ static int send_all(struct run *r, pg_ctx *ctx, struct slot *s, unsigned idx)
  */
 static int warm_up(struct run *r, pg_ctx *ctx)
 {
-	void *buf;
-	int err = pg_send_claim(ctx, r->group, r->cfg->size, &buf);
-	return err ? err : pg_send_abort(ctx, buf);
+	int err = 0;
+	for (unsigned k = 0; k < (r->n_names ? r->n_names : 1) && !err; k++) {
+		void *buf;
+		err = pg_send_claim(ctx, r->n_names ? r->names[k] : r->group, r->cfg->size, &buf);
+		if (!err)
+			err = pg_send_abort(ctx, buf);
+	}
+	return err;
 }
 
 static int sender_main(void *arg)
@@ -157,11 +176,41 @@ static int sender_main(void *arg)
 static void receive_all(struct run *r, pg_ctx *ctx, struct slot *s, uint64_t *lat)
 {
 	struct bench_order o;
-	if ((s->err = bench_order_init(&o, r->cfg->senders)))
+	/* Messages of different groups have no order among them. */
+	if ((s->err = r->n_names > 1 ? bench_order_init_set(&o, r->cfg->senders, r->cfg->count)
+				     : bench_order_init(&o, r->cfg->senders)))
 		return;
+	int ep = -1;
+	if (r->cfg->wait == BENCH_WAIT_FD) {
+		/* The epoll way: sleep in epoll_wait on pg_fd, then take what
+		 * is there without waiting. */
+		int fd = pg_fd(ctx);
+		struct epoll_event ev = {.events = EPOLLIN};
+		if (fd < 0 || (ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			s->err = fd < 0 ? fd : -errno;
+			bench_order_free(&o);
+			return;
+		}
+	}
 	while (s->count < r->per_member) {
 		pg_message m;
-		int err = pg_recv(ctx, &m, BENCH_IDLE_MS);
+		int err;
+		if (ep >= 0) {
+			err = pg_recv(ctx, &m, 0);
+			if (err == -EAGAIN) {
+				struct epoll_event ev;
+				int n = epoll_wait(ep, &ev, 1, BENCH_IDLE_MS);
+				if (n < 0 && errno != EINTR)
+					err = -errno;
+				else if (n == 0)
+					err = -ETIMEDOUT;
+				else
+					continue;
+			}
+		} else {
+			err = pg_recv(ctx, &m, BENCH_IDLE_MS);
+		}
 		if (err == -EINTR)
 			continue;
 		if (err) {
@@ -183,13 +232,17 @@ static void receive_all(struct run *r, pg_ctx *ctx, struct slot *s, uint64_t *la
 			continue;
 		}
 		memcpy(&h, m.data, sizeof(h));
-		if (!bench_order_add(&o, h.sender, h.seq, m.seq))
+		/* seq grows along one group's order: with --groups, each
+		 * group has its own, and only which arrived is checked. */
+		if (!bench_order_add(&o, h.sender, h.seq, r->n_names > 1 ? 0 : m.seq))
 			continue;
 		lat[s->count++] = now - h.sent_ns;
 		s->t_last = now;
 		if (s->count % PROGRESS_EVERY == 0)
 			atomic_store_explicit(&s->progress, s->count, memory_order_relaxed);
 	}
+	if (ep >= 0)
+		close(ep);
 	s->hash = o.hash;
 	s->dups = o.dups;
 	s->gaps = o.gaps;
@@ -213,7 +266,9 @@ static int member_main(void *arg)
 		setenv("PGROUP_SPIN_US", "0", 1);
 	pg_ctx *ctx;
 	int err = pg_open(&ctx, r->cfg->member_socket ? r->cfg->member_socket : r->socket);
-	if (!err && (err = pg_join(ctx, r->group, 0, NULL, NULL)))
+	for (unsigned k = 0; !err && k < (r->n_names ? r->n_names : 1); k++)
+		err = pg_join(ctx, r->n_names ? r->names[k] : r->group, 0, NULL, NULL);
+	if (err)
 		pg_close(ctx);
 	bench_gate_ready(&r->gate, err);
 	if (err) {
@@ -464,6 +519,10 @@ static int run_children(pg_ctx *ctx, struct run *r, pid_t *pids, pid_t dpid,
 	int err = spawn_children(r, pids);
 	if (!err)
 		err = bench_gate_collect(&r->gate, n, READY_TIMEOUT_MS);
+	/* A child that could not get ready said why in its slot. */
+	for (size_t i = 0; err == -ECHILD && i < n; i++)
+		if (r->slots[i].err)
+			err = r->slots[i].err;
 	if (!err)
 		err = check_joined(ctx, r);
 	if (err) {
@@ -482,6 +541,24 @@ static int run_children(pg_ctx *ctx, struct run *r, pid_t *pids, pid_t dpid,
 		return err;
 	if (d0 >= 0 && d1 >= 0)
 		res->cpu_daemon = per_delivery(d1 - d0, res);
+	return 0;
+}
+
+/* --groups: the run's group and G - 1 more, "<group>.<k>", all alike. */
+static int make_groups(pg_ctx *ctx, struct run *r, const pg_group_opts *o)
+{
+	unsigned n = r->cfg->groups;
+	if (!(r->names = calloc(n, sizeof(*r->names))))
+		return -ENOMEM;
+	snprintf(r->names[0], sizeof(r->names[0]), "%s", r->group);
+	r->n_names = 1;
+	for (unsigned k = 1; k < n; k++) {
+		snprintf(r->names[k], sizeof(r->names[k]), "%.200s.%u", r->group, k);
+		int err = pg_create_opts(ctx, r->names[k], o);
+		if (err)
+			return err;
+		r->n_names++;
+	}
 	return 0;
 }
 
@@ -508,7 +585,13 @@ int bench_run(pg_ctx *ctx, const char *socket, const struct bench_cfg *cfg,
 	long rss0 = dpid > 0 ? bench_rss_kib(dpid) : -1;
 	if (!err && !(err = bench_group_create(ctx, cfg->prefix, &o, r.group, sizeof(r.group)))) {
 		snprintf(res->group, sizeof(res->group), "%s", r.group);
-		err = run_children(ctx, &r, pids, dpid, res);
+		if (cfg->groups > 1)
+			err = make_groups(ctx, &r, &o);
+		if (!err)
+			err = run_children(ctx, &r, pids, dpid, res);
+		for (unsigned k = 1; k < r.n_names; k++)
+			pg_delete(ctx, r.names[k]);
+		free(r.names);
 		res->daemon_group_kib = rss0 >= 0 && res->daemon_rss_kib >= 0 ?
 						res->daemon_rss_kib - rss0 : -1;
 		int derr = pg_delete(ctx, r.group);

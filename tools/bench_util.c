@@ -224,10 +224,26 @@ int bench_order_init(struct bench_order *o, unsigned senders)
 	return o->next ? 0 : -ENOMEM;
 }
 
+int bench_order_init_set(struct bench_order *o, unsigned senders, uint64_t count)
+{
+	int err = bench_order_init(o, senders);
+	if (err)
+		return err;
+	o->per_sender = count;
+	o->seen = calloc((senders * count + 63) / 64, sizeof(*o->seen));
+	if (!o->seen) {
+		bench_order_free(o);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 void bench_order_free(struct bench_order *o)
 {
 	free(o->next);
+	free(o->seen);
 	o->next = NULL;
+	o->seen = NULL;
 }
 
 bool bench_order_add(struct bench_order *o, uint32_t sender, uint32_t seq, uint64_t gseq)
@@ -239,6 +255,22 @@ bool bench_order_add(struct bench_order *o, uint32_t sender, uint32_t seq, uint6
 	if (sender >= o->senders) {
 		o->bad++;
 		return false;
+	}
+	if (o->seen) {
+		if (seq >= o->per_sender) {
+			o->bad++;
+			return false;
+		}
+		uint64_t bit = (uint64_t)sender * o->per_sender + seq;
+		if (o->seen[bit / 64] & (1ull << (bit % 64))) {
+			o->dups++;
+			return false;
+		}
+		o->seen[bit / 64] |= 1ull << (bit % 64);
+		/* A sum: the same set gives the same hash in any order. */
+		uint64_t h = bench_fnv(BENCH_FNV_INIT, &sender, sizeof(sender));
+		o->hash += bench_fnv(h, &seq, sizeof(seq));
+		return true;
 	}
 	if (seq < o->next[sender]) {
 		o->dups++;

@@ -38,7 +38,10 @@ struct membership {
 	/* The group's master: whose node a message is from (the ring says
 	 * from_node 0); events name their member's node themselves. */
 	char master[PG_NODE_MAX];
-	bool fd_armed;   /* pg_fd waits on this group's wake word */
+	/* ready.c: our sleep is announced on its page (producers wake us),
+	 * and a futex wait of ours on its wake word is in the ctx's io_uring
+	 * (then the struct lives until that wait completes). */
+	bool armed, waiting;
 	/* Whom to ask for writers' areas as records of new writers come. */
 	pg_ctx *ctx;
 	struct group_ref *ref;
@@ -55,6 +58,11 @@ struct group_ref {
 	struct sender *snd;
 	struct membership *mem;
 	bool monitor;
+	/* ready.c: on the ctx's active list (may have records to read). */
+	bool active;
+	struct group_ref *act_next, *act_prev;
+	/* ctx.c: the ctx's table of names. */
+	struct group_ref *hnext;
 };
 
 struct pg_ctx {
@@ -68,6 +76,10 @@ struct pg_ctx {
 	uint32_t next_id;
 	struct group_ref *groups;
 	unsigned n_groups;
+	/* Names to group_refs: a chained hash table, grown with n_groups. */
+	struct group_ref **htab;
+	unsigned hsize;
+	unsigned n_mem; /* group_refs that hold a membership, about */
 	struct group_ref *next_rr; /* where the next pg_recv starts looking */
 	struct group_ref *last;    /* last group named by a send: a cheap cache */
 	/* The membership pg_recv's last view points into, and the position
@@ -85,10 +97,16 @@ struct pg_ctx {
 	int64_t busy_ns; /* of spin_ns, polled without yielding ($PGROUP_BUSY_US) */
 	int64_t last_drain_ns; /* last read of the control socket */
 	unsigned fast_returns;  /* pg_recv calls that found a record at once */
-	/* pg_fd: an io_uring whose completion queue is the readable fd. */
+	/* ready.c, for pg_fd or more than RING_WAIT_MAX groups: an io_uring
+	 * whose completions are our groups' wakes (its fd is pg_fd's), and
+	 * the groups that may have records. */
 	bool have_uring;
 	struct io_uring uring;
 	bool sock_armed;
+	bool sock_news; /* the daemon's socket became readable */
+	unsigned cq_taken; /* completions taken, still in the queue */
+	struct group_ref *active, *act_rr;
+	struct membership *zombies; /* ended, their waits not yet completed */
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
 };
@@ -139,8 +157,38 @@ void member_free_all(pg_ctx *ctx, struct group_ref *g);
 void sender_drop(struct group_ref *g);
 void sender_abort_open(struct group_ref *g);
 
-/* recv.c */
-void recv_disarm_all(pg_ctx *ctx);
-void recv_disarm(struct membership *m);
+/* recv.c: whether pg_recv would find something in g now. */
+bool recv_has_record(pg_ctx *ctx, struct group_ref *g);
+
+/* ready.c */
+#ifndef IORING_OP_FUTEX_WAIT
+#define IORING_OP_FUTEX_WAIT 51 /* Linux 6.7; liburing 2.3 lacks it */
+#endif
+#ifndef FUTEX2_SIZE_U32
+#define FUTEX2_SIZE_U32 0x02
+#endif
+/* A ctx in more groups than this waits through an io_uring. */
+#define READY_MIN_GROUPS 16
+/* Start waiting through an io_uring (pg_fd, or many groups): 0 or -errno. */
+int ready_start(pg_ctx *ctx);
+void ready_stop(pg_ctx *ctx);
+/* g may have records: pg_recv looks at it. */
+void ready_push(pg_ctx *ctx, struct group_ref *g);
+void ready_remove(pg_ctx *ctx, struct group_ref *g);
+/* Take the completions not taken yet: woken groups become active again;
+ * true if there were any. They leave the queue at ready_release, when
+ * everything taken was looked at (so pg_fd stays readable till then). */
+bool ready_reap(pg_ctx *ctx);
+void ready_release(pg_ctx *ctx);
+/* Arm a wait for every active group that is empty (they leave the list);
+ * true if one had a record after all. */
+bool ready_arm_all(pg_ctx *ctx);
+/* Arm, then wait for a completion: 1 (look again), 0 (timed out), -EINTR. */
+int ready_park(pg_ctx *ctx, int64_t timeout_ns);
+/* Withdraw m's announced sleep. */
+void ready_disarm(struct membership *m);
+/* m ends: true when its wait is still in the kernel and ready.c frees it
+ * later (its mappings may go now). */
+bool ready_forget(struct membership *m);
 
 #endif /* PG_CLIENT_H */

@@ -177,10 +177,11 @@ void pg_close(pg_ctx *ctx)
 	if (ctx->have_uring) {
 		/* Closing the ring cancels its futex waits; then withdraw the
 		 * sleeps they announced. */
-		io_uring_queue_exit(&ctx->uring);
-		ctx->have_uring = false;
 		if (!forked)
-			recv_disarm_all(ctx);
+			for (struct group_ref *g = ctx->groups; g; g = g->next)
+				for (struct membership *m = g->mem; m; m = m->next)
+					ready_disarm(m);
+		ready_stop(ctx);
 	}
 	if (!forked) {
 		/* A claim left open would hold readers at its position until
@@ -208,6 +209,7 @@ void pg_close(pg_ctx *ctx)
 		free(g);
 	}
 	member_release_view(ctx);
+	free(ctx->htab);
 	free(ctx);
 }
 
@@ -231,9 +233,40 @@ int ctx_notify(pg_ctx *ctx)
 	return err;
 }
 
+/* FNV-1a: names are short, and this is not exposed to anyone hostile
+ * (only this process's own calls put names here). */
+static uint32_t name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* Twice the groups, so chains stay short: a send to any of thousands of
+ * groups finds its name in one or two compares. */
+static int names_grow(pg_ctx *ctx)
+{
+	unsigned size = ctx->hsize ? ctx->hsize * 2 : 64;
+	struct group_ref **t = calloc(size, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (struct group_ref *g = ctx->groups; g; g = g->next) {
+		uint32_t i = name_hash(g->name) & (size - 1);
+		g->hnext = t[i];
+		t[i] = g;
+	}
+	free(ctx->htab);
+	ctx->htab = t;
+	ctx->hsize = size;
+	return 0;
+}
+
 struct group_ref *ctx_find(pg_ctx *ctx, const char *name)
 {
-	for (struct group_ref *g = ctx->groups; g; g = g->next)
+	if (!ctx->hsize)
+		return NULL;
+	for (struct group_ref *g = ctx->htab[name_hash(name) & (ctx->hsize - 1)]; g; g = g->hnext)
 		if (strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
@@ -244,6 +277,8 @@ struct group_ref *ctx_ref(pg_ctx *ctx, const char *name)
 	struct group_ref *g = ctx_find(ctx, name);
 	if (g)
 		return g;
+	if (ctx->n_groups + 1 > ctx->hsize / 2 && names_grow(ctx))
+		return NULL;
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return NULL;
@@ -251,6 +286,9 @@ struct group_ref *ctx_ref(pg_ctx *ctx, const char *name)
 	g->next = ctx->groups;
 	ctx->groups = g;
 	ctx->n_groups++;
+	uint32_t i = name_hash(name) & (ctx->hsize - 1);
+	g->hnext = ctx->htab[i];
+	ctx->htab[i] = g;
 	return g;
 }
 

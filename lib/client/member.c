@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "ring/wait.h"
 
 void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int fd)
 {
@@ -84,10 +85,22 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	m->ring.fetch_arg = m;
 	/* Behind the memberships not yet told they ended: PG_EVICTED comes
 	 * before anything of a later membership. */
+	if (!g->mem)
+		ctx->n_mem++;
 	struct membership **p = &g->mem;
 	while (*p)
 		p = &(*p)->next;
 	*p = m;
+	/* In more than a few groups, wait through an io_uring: polling and
+	 * futex_waitv cost grows with every group (and covers at most
+	 * RING_WAIT_MAX), the io_uring's does not (performance.md, "A
+	 * consumer in many groups"). Without io_uring futex waits (before
+	 * Linux 6.7) groups past RING_WAIT_MAX are seen every
+	 * PG_PARK_SLICE_NS. */
+	if (ctx->n_mem > READY_MIN_GROUPS && !ctx->have_uring)
+		ready_start(ctx);
+	if (g->mem == m)
+		ready_push(ctx, g);
 out:
 	for (unsigned i = 0; i < 3; i++)
 		close(fds[i]);
@@ -106,9 +119,11 @@ bool member_current(const struct group_ref *g)
 
 static void membership_free(struct membership *m)
 {
+	bool later = ready_forget(m); /* its sleep withdrawn first: the page goes */
 	ring_page_unmap(m->reader.page);
 	ring_unmap(&m->ring);
-	free(m);
+	if (!later)
+		free(m);
 }
 
 void member_end(pg_ctx *ctx, struct group_ref *g)
@@ -117,9 +132,15 @@ void member_end(pg_ctx *ctx, struct group_ref *g)
 	if (!m)
 		return;
 	if (!ctx->closing_forked)
-		recv_disarm(m);
+		ready_disarm(m);
 	g->mem = m->next;
 	m->next = NULL;
+	if (g->mem)
+		ready_push(ctx, g); /* the next membership's records */
+	else
+		ready_remove(ctx, g);
+	if (ctx->n_mem && !g->mem)
+		ctx->n_mem--;
 	if (ctx->held == m) {
 		ctx->held_ref = NULL; /* freed by member_release_view */
 	} else if (ctx->parking) {
@@ -151,7 +172,6 @@ void member_end_current(pg_ctx *ctx, struct group_ref *g)
 				member_end(ctx, g);
 			} else {
 				/* Queued, never read: not held, not slept on. */
-				recv_disarm(m);
 				*p = m->next;
 				membership_free(m);
 			}

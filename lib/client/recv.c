@@ -2,8 +2,10 @@
 /*
  * The receive side: pg_recv reads records in place (the view stays valid
  * until the next pg_recv), spins briefly, then announces its sleep and parks
- * on the wake words of all its groups at once. pg_fd is an io_uring whose
- * futex waits complete when a producer wakes sleepers.
+ * on the wake words of all its groups at once (futex_waitv, up to
+ * RING_WAIT_MAX groups). A ctx in more groups, or one that asked for
+ * pg_fd, looks only at the groups that moved and waits through an io_uring
+ * (ready.c).
  */
 #include <errno.h>
 #include <poll.h>
@@ -12,12 +14,6 @@
 
 #include "client.h"
 #include "ring/wait.h"
-
-#ifndef IORING_OP_FUTEX_WAIT
-#define IORING_OP_FUTEX_WAIT 51 /* Linux 6.7; liburing 2.3 lacks it */
-#endif
-#define FUTEX2_SIZE_U32 0x02
-#define FD_TOKEN_SOCKET 1ull
 
 
 static inline void cpu_relax(void)
@@ -169,7 +165,7 @@ static int poll_group(pg_ctx *ctx, struct group_ref *g, pg_message *msg)
 
 /* Every group once, round robin so no group starves the others. A group
  * may lose its membership while we look at it (evicted, down). */
-static int poll_all(pg_ctx *ctx, pg_message *msg)
+static int poll_every(pg_ctx *ctx, pg_message *msg)
 {
 	struct group_ref *g = ctx->next_rr ? ctx->next_rr : ctx->groups;
 	for (unsigned i = 0, n = ctx->n_groups; i < n && g; i++) {
@@ -182,6 +178,47 @@ static int poll_all(pg_ctx *ctx, pg_message *msg)
 		g = next;
 	}
 	return 0;
+}
+
+/* The active groups once, round robin (ready.c keeps the list). */
+static int poll_list(pg_ctx *ctx, pg_message *msg)
+{
+	struct group_ref *g = ctx->act_rr && ctx->act_rr->active ? ctx->act_rr : ctx->active;
+	/* At most the list's length as it is now: a group that gets a new
+	 * membership while we look joins it, and is looked at next time. */
+	unsigned n = 0;
+	for (struct group_ref *x = ctx->active; x; x = x->act_next)
+		n++;
+	for (unsigned i = 0; i < n && g; i++) {
+		struct group_ref *next = g->act_next ? g->act_next : ctx->active;
+		int r = g->mem ? poll_group(ctx, g, msg) : 0;
+		if (!g->mem)
+			ready_remove(ctx, g);
+		if (r) {
+			ctx->act_rr = next;
+			return r;
+		}
+		g = next;
+	}
+	return 0;
+}
+
+/* The active groups, then those woken since: a group's completion stays
+ * in the queue until everything was looked at. */
+static int poll_active(pg_ctx *ctx, pg_message *msg)
+{
+	int r = poll_list(ctx, msg);
+	if (r)
+		return r;
+	if (ready_reap(ctx) && (r = poll_list(ctx, msg)) != 0)
+		return r;
+	ready_release(ctx); /* all that woke was looked at: nothing left */
+	return 0;
+}
+
+static int poll_all(pg_ctx *ctx, pg_message *msg)
+{
+	return ctx->have_uring ? poll_active(ctx, msg) : poll_every(ctx, msg);
 }
 
 /* The daemon is gone: every membership ends with PG_GROUP_DOWN, then
@@ -205,88 +242,10 @@ static unsigned collect(pg_ctx *ctx, struct ring_sleep *s)
 	return s->n;
 }
 
-/* Would pg_recv find something in this group? */
-static bool has_record(pg_ctx *ctx, struct group_ref *g)
+bool recv_has_record(pg_ctx *ctx, struct group_ref *g)
 {
 	struct ring_view v;
 	return next_wanted(ctx, g, &v) != 0 || ring_is_down(&g->mem->ring);
-}
-
-/* pg_fd: make the ring fd readable when any group gets a record. */
-static void arm_fd(pg_ctx *ctx)
-{
-	bool ready = false;
-	for (struct group_ref *g = ctx->groups; g; g = g->next) {
-		struct membership *m = g->mem;
-		if (!m || m->fd_armed)
-			continue;
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&ctx->uring);
-		if (!sqe)
-			break;
-		_Atomic uint32_t *word = &m->ring.hdr->wake_seq;
-		uint32_t seen = atomic_load(word);
-		/* Announce the sleep, then look: the fence pairs with the
-		 * seq_cst commit and loads in ring_wake, as in ring_sleep_begin. */
-		atomic_fetch_add(&m->reader.page->sleeping, 1);
-		atomic_thread_fence(memory_order_seq_cst);
-		m->fd_armed = true;
-		io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe, FUTEX2_SIZE_U32, word, 0, seen);
-		sqe->addr3 = UINT32_MAX; /* any waker */
-		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m);
-		ready |= has_record(ctx, g);
-	}
-	if (!ctx->sock_armed) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&ctx->uring);
-		if (sqe) {
-			io_uring_prep_poll_add(sqe, ctx->sock, POLLIN);
-			io_uring_sqe_set_data64(sqe, FD_TOKEN_SOCKET);
-			ctx->sock_armed = true;
-		}
-	}
-	if (ready) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&ctx->uring);
-		if (sqe) {
-			io_uring_prep_nop(sqe);
-			io_uring_sqe_set_data64(sqe, 0);
-		}
-	}
-	io_uring_submit(&ctx->uring);
-}
-
-/* Take the completions: a futex wait that fired ends that group's sleep.
- * Until then the group counts as a sleeper and its producers pay a futex
- * wake per message: the price of an fd for epoll. */
-static void reap_fd(pg_ctx *ctx)
-{
-	struct io_uring_cqe *cqe;
-	while (io_uring_peek_cqe(&ctx->uring, &cqe) == 0) {
-		uint64_t token = io_uring_cqe_get_data64(cqe);
-		io_uring_cqe_seen(&ctx->uring, cqe);
-		if (token == FD_TOKEN_SOCKET) {
-			ctx->sock_armed = false;
-			continue;
-		}
-		/* A token of a membership that ended was disarmed then. */
-		for (struct group_ref *g = ctx->groups; g; g = g->next)
-			for (struct membership *m = g->mem; m; m = m->next)
-				if ((uint64_t)(uintptr_t)m == token)
-					recv_disarm(m);
-	}
-}
-
-void recv_disarm(struct membership *m)
-{
-	if (m->fd_armed) {
-		atomic_fetch_sub(&m->reader.page->sleeping, 1);
-		m->fd_armed = false;
-	}
-}
-
-void recv_disarm_all(pg_ctx *ctx)
-{
-	for (struct group_ref *g = ctx->groups; g; g = g->next)
-		for (struct membership *m = g->mem; m; m = m->next)
-			recv_disarm(m);
 }
 
 int pg_fd(pg_ctx *ctx)
@@ -295,18 +254,9 @@ int pg_fd(pg_ctx *ctx)
 	if (err)
 		return err;
 	if (!ctx->have_uring) {
-		if ((err = io_uring_queue_init(256, &ctx->uring, 0)))
+		if ((err = ready_start(ctx)))
 			return err;
-		struct io_uring_probe *p = io_uring_get_probe_ring(&ctx->uring);
-		bool ok = p && io_uring_opcode_supported(p, IORING_OP_FUTEX_WAIT);
-		if (p)
-			io_uring_free_probe(p);
-		if (!ok) {
-			io_uring_queue_exit(&ctx->uring);
-			return -EOPNOTSUPP;
-		}
-		ctx->have_uring = true;
-		arm_fd(ctx);
+		ready_arm_all(ctx);
 	}
 	return ctx->uring.ring_fd;
 }
@@ -317,6 +267,13 @@ static int park(pg_ctx *ctx, pg_message *msg, int64_t timeout_ns)
 	struct ring_sleep s;
 	if (timeout_ns < 0 || timeout_ns > PG_PARK_SLICE_NS)
 		timeout_ns = PG_PARK_SLICE_NS;
+	if (ctx->have_uring) {
+		/* Waits armed on every quiet group: the first wake, or news
+		 * from the daemon, ends it; pg_recv then looks again. */
+		int r = ready_park(ctx, timeout_ns);
+		member_free_ended(ctx);
+		return r < 0 ? r : 0;
+	}
 	if (collect(ctx, &s) == 0) {
 		/* No group: only the daemon can bring news (a join by another
 		 * process, or its own end). */
@@ -362,7 +319,7 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 	int64_t deadline = timeout_ms < 0 ? -1 : now + (int64_t)timeout_ms * 1000000;
 	int64_t spin_until = now + ctx->spin_ns;
 	int64_t busy_until = now + ctx->busy_ns;
-	bool asked_daemon = false, asked_before_park = false;
+	bool asked_daemon = false, asked_before_park = false, rearmed = false;
 	for (;; r = poll_all(ctx, msg)) {
 		if (r)
 			return r < 0 ? r : 0;
@@ -373,6 +330,13 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 		 * costs a syscall: not while spinning, at most once a
 		 * millisecond for pollers, always before parking. */
 		bool parking = timeout_ms != 0 && now >= spin_until;
+		if (ctx->sock_news) {
+			/* The io_uring saw the daemon's socket readable. */
+			ctx->sock_news = false;
+			ctx_drain(ctx);
+			ctx->last_drain_ns = now;
+			continue;
+		}
 		if ((parking && !asked_before_park) ||
 		    (!asked_daemon && now - ctx->last_drain_ns > PG_DRAIN_EVERY_NS)) {
 			ctx_drain(ctx);
@@ -382,11 +346,11 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			continue;
 		}
 		if (timeout_ms == 0) {
-			/* Drained: only now consume pg_fd's completions, so the
-			 * fd stays readable while anything is left. */
-			if (ctx->have_uring) {
-				reap_fd(ctx);
-				arm_fd(ctx);
+			/* Drained: the groups looked at wait again, so pg_fd
+			 * turns readable at the next record. */
+			if (ctx->have_uring && !rearmed && ready_arm_all(ctx)) {
+				rearmed = true;
+				continue; /* one had a record after all */
 			}
 			return -EAGAIN;
 		}

@@ -559,6 +559,76 @@ static void test_recv_timeouts_and_eintr(void)
 	pg_close(ctx);
 }
 
+/* More groups than one futex_waitv covers (RING_WAIT_MAX): a message to
+ * any of them wakes pg_recv and makes pg_fd readable, the oldest joined
+ * as much as the newest; each is received exactly once. */
+#define MANY_GROUPS 600 /* past the first arming of 256: the old limit */
+static void test_many_groups(void)
+{
+	static const char *names[MANY_GROUPS];
+	pg_ctx *ctx = open_ctx(), *fdctx = open_ctx(), *snd = open_ctx();
+	for (int i = 0; i < MANY_GROUPS; i++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "many%d", i);
+		names[i] = strdup(fresh_group(stem));
+		CU_ASSERT_EQUAL_FATAL(pg_create(snd, names[i]), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_join(ctx, names[i], 0, NULL, NULL), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_join(fdctx, names[i], 0, NULL, NULL), 0);
+	}
+	int fd = pg_fd(fdctx);
+	CU_ASSERT_FATAL(fd >= 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN}, out;
+	CU_ASSERT_EQUAL(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(fdctx, &m, 0), -EAGAIN); /* everything waits */
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 0), 0);
+	/* The first joined, the last, and some between; each alone. */
+	const int order[] = {0, MANY_GROUPS - 1, 1, MANY_GROUPS / 2, 7, MANY_GROUPS - 2};
+	for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+		const char *g = names[order[k]];
+		CU_ASSERT_EQUAL(pg_send(snd, g, "hi", 2), 0);
+		CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 5000), 1);
+		CU_ASSERT_EQUAL(pg_recv(fdctx, &m, 0), 0);
+		CU_ASSERT_STRING_EQUAL(m.group, g);
+		CU_ASSERT_EQUAL(pg_recv(fdctx, &m, 0), -EAGAIN);
+		CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 0), 0);
+		CU_ASSERT_EQUAL(pg_recv(ctx, &m, 5000), 0);
+		CU_ASSERT_STRING_EQUAL(m.group, g);
+	}
+	/* One message to every group: each arrives once at each ctx. */
+	for (int i = 0; i < MANY_GROUPS; i++)
+		CU_ASSERT_EQUAL(pg_send(snd, names[i], &i, sizeof(i)), 0);
+	pg_ctx *both[] = {ctx, fdctx};
+	for (int c = 0; c < 2; c++) {
+		static bool seen[MANY_GROUPS];
+		memset(seen, 0, sizeof(seen));
+		int got = 0, twice = 0;
+		while (got < MANY_GROUPS && pg_recv(both[c], &m, 5000) == 0) {
+			int i;
+			memcpy(&i, m.data, sizeof(i));
+			if (i < 0 || i >= MANY_GROUPS || strcmp(m.group, names[i]))
+				continue;
+			twice += seen[i];
+			seen[i] = true;
+			got++;
+		}
+		CU_ASSERT_EQUAL(got, MANY_GROUPS);
+		CU_ASSERT_EQUAL(twice, 0);
+		CU_ASSERT_EQUAL(pg_recv(both[c], &m, 0), -EAGAIN);
+	}
+	/* Leaving every group ends every wait (nothing left to wake). */
+	for (int i = 0; i < MANY_GROUPS; i++) {
+		CU_ASSERT_EQUAL(pg_leave(fdctx, names[i], 0), 0);
+		CU_ASSERT_EQUAL(pg_delete(snd, names[i]), 0);
+		free((void *)names[i]);
+	}
+	close(ep);
+	pg_close(snd);
+	pg_close(fdctx);
+	pg_close(ctx);
+}
+
 static void test_pg_fd_epoll(void)
 {
 	const char *g1 = fresh_group("fd1"), *g2 = fresh_group("fd2");
@@ -590,6 +660,15 @@ static void test_pg_fd_epoll(void)
 	pg_message m;
 	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
 	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 0), 1); /* one is left */
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 50), 0);
+	/* Two in one group: readable until both are taken. */
+	CU_ASSERT_EQUAL(pg_send(snd, g2, "3", 1), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, g2, "4", 1), 0);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 2000), 1);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 0), 1);
 	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
 	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN);
 	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 50), 0);
@@ -788,6 +867,7 @@ int main(void)
 	CU_add_test(s, "zero-copy claim/commit/abort", test_claim_commit_abort);
 	CU_add_test(s, "recv timeouts and EINTR", test_recv_timeouts_and_eintr);
 	CU_add_test(s, "pg_fd with epoll", test_pg_fd_epoll);
+	CU_add_test(s, "more groups than one futex_waitv covers", test_many_groups);
 	CU_add_test(s, "join another pid", test_join_other_pid);
 	CU_add_test(s, "a busy consumer joined by another process", test_busy_consumer_joined_by_other);
 	CU_add_test(s, "forked child", test_fork_child);
