@@ -618,7 +618,7 @@ static void local_info(struct daemon *d, struct group *g, struct ctl_group_info 
 	info->ring_bytes = g->ring.capacity;
 	info->lag = ring_lag(&g->ring);
 	info->fill = info->lag > g->ring.order_slots ? g->ring.order_slots : info->lag;
-	info->members = g->n_members;
+	info->members = g->n_members + g->n_rmembers; /* the master sees every node's */
 	info->mode = g->mode;
 	info->owner = (uint32_t)g->uid;
 	info->memory = registry_resident_bytes(g);

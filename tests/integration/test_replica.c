@@ -423,7 +423,7 @@ static void test_joiner_dies_before_answer(void)
 /* pgroup groups --json on d: node's (unshipped, unread) for group g; -1
  * if not listed. */
 static int node_lag(const struct daemon_proc *d, const char *g, const char *node,
-		    unsigned long long *unshipped, unsigned long long *unread)
+		    unsigned long long *unshipped, unsigned long long *unread, unsigned *members)
 {
 	char cmd[512], want[128], buf[65536];
 	snprintf(cmd, sizeof(cmd), "%s groups --json --socket %s", getenv("PGROUP_CLI"), d->socket);
@@ -439,6 +439,9 @@ static int node_lag(const struct daemon_proc *d, const char *g, const char *node
 	if (!end)
 		return -1;
 	*end = 0;
+	char *mem = strstr(at, "\"members\":");
+	if (!mem || sscanf(mem, "\"members\":%u", members) != 1)
+		return -1;
 	snprintf(want, sizeof(want), "{\"node\":\"%s\",", node);
 	char *e = strstr(at, want);
 	if (!e || sscanf(e + strlen(want), "\"unshipped\":%llu,\"unread\":%llu", unshipped, unread) != 2)
@@ -456,9 +459,11 @@ static void test_node_lag_listed(void)
 	for (int i = 0; i < 500; i++)
 		CU_ASSERT_EQUAL(pg_send(a, "rep-lag", "x", 1), 0);
 	unsigned long long unshipped = 0, unread = 0;
+	unsigned members = 0;
 	bool behind = false;
 	for (int i = 0; i < 100 && !behind; i++) {
-		CU_ASSERT_EQUAL_FATAL(node_lag(&na, "rep-lag", "nb", &unshipped, &unread), 0);
+		CU_ASSERT_EQUAL_FATAL(node_lag(&na, "rep-lag", "nb", &unshipped, &unread, &members), 0);
+		CU_ASSERT_EQUAL(members, 1); /* the master counts every node's */
 		behind = unshipped + unread >= 500;
 		if (!behind)
 			usleep(20 * 1000);
@@ -473,7 +478,7 @@ static void test_node_lag_listed(void)
 	CU_ASSERT_EQUAL(next(b, &m, 0), -EAGAIN);
 	bool caught_up = false;
 	for (int i = 0; i < 100 && !caught_up; i++) {
-		CU_ASSERT_EQUAL_FATAL(node_lag(&na, "rep-lag", "nb", &unshipped, &unread), 0);
+		CU_ASSERT_EQUAL_FATAL(node_lag(&na, "rep-lag", "nb", &unshipped, &unread, &members), 0);
 		caught_up = unshipped + unread == 0;
 		if (!caught_up)
 			usleep(20 * 1000);
