@@ -93,7 +93,10 @@ struct pg_ctx {
 	struct membership *ended;
 	/* pg_close in a forked child: the shared pages are the parent's. */
 	bool closing_forked;
-	int64_t spin_ns;
+	int64_t spin_ns;   /* the poll window: fixed, or the adaptive one's cap */
+	bool spin_fixed;   /* $PGROUP_SPIN_US set: no adapting */
+	int64_t wait_avg_ns; /* how long pg_recv's waits for a record last */
+	unsigned hits;     /* calls that found a record at once since the last wait */
 	int64_t busy_ns; /* of spin_ns, polled without yielding ($PGROUP_BUSY_US) */
 	int64_t last_drain_ns; /* last read of the control socket */
 	unsigned fast_returns;  /* pg_recv calls that found a record at once */

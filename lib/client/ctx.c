@@ -137,6 +137,8 @@ int pg_open(pg_ctx **out, const char *socket_path)
 	ctx->pid = getpid();
 	const char *spin = getenv("PGROUP_SPIN_US");
 	ctx->spin_ns = (spin ? atoll(spin) : PG_DEFAULT_SPIN_US) * 1000;
+	ctx->spin_fixed = spin != NULL;
+	ctx->wait_avg_ns = ctx->spin_ns; /* no history: poll the whole window */
 	const char *busy = getenv("PGROUP_BUSY_US");
 	ctx->busy_ns = busy ? atoll(busy) * 1000 : 0;
 	ctx_begin(ctx, CTL_HELLO);

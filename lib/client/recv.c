@@ -299,6 +299,39 @@ static int park(pg_ctx *ctx, pg_message *msg, int64_t timeout_ns)
 	return r;
 }
 
+/*
+ * How long to poll before parking, from how long waits for a record have
+ * lasted: polling pays when the next record comes within the window, and
+ * is only burnt CPU when it does not (a group at 1,000 msg/s waits 1 ms,
+ * far past a 200 us window). Calls that found a record at once count as
+ * waits of zero, without reading the clock.
+ */
+static int64_t spin_window(pg_ctx *ctx)
+{
+	if (ctx->spin_fixed)
+		return ctx->spin_ns;
+	for (unsigned i = 0; i < ctx->hits && i < 8; i++)
+		ctx->wait_avg_ns -= ctx->wait_avg_ns >> PG_WAIT_EWMA_SHIFT;
+	ctx->hits = 0;
+	if (ctx->wait_avg_ns > ctx->spin_ns)
+		return 0; /* the next record is not likely within the window */
+	int64_t w = 2 * ctx->wait_avg_ns + PG_SPIN_MARGIN_NS;
+	return w < ctx->spin_ns ? w : ctx->spin_ns;
+}
+
+/* A wait that began at `from` ended with a record now: learn from it. */
+static void learn_wait(pg_ctx *ctx, int64_t from)
+{
+	if (ctx->spin_fixed)
+		return;
+	int64_t d = ring_now_ns() - from;
+	/* A long idle spell says little more than "long": capped, so one
+	 * pause does not stop polling for the next burst for long. */
+	if (d > 4 * ctx->spin_ns)
+		d = 4 * ctx->spin_ns;
+	ctx->wait_avg_ns += (d - ctx->wait_avg_ns) / (1 << PG_WAIT_EWMA_SHIFT);
+}
+
 int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 {
 	int err = ctx_check(ctx);
@@ -313,14 +346,18 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 	if (++ctx->fast_returns % PG_DRAIN_EVERY_RECORDS == 0)
 		ctx_drain(ctx);
 	int r = poll_all(ctx, msg);
-	if (r)
+	if (r) {
+		ctx->hits += r > 0;
 		return r < 0 ? r : 0;
-	int64_t now = ring_now_ns();
+	}
+	int64_t now = ring_now_ns(), waited_from = now;
 	int64_t deadline = timeout_ms < 0 ? -1 : now + (int64_t)timeout_ms * 1000000;
-	int64_t spin_until = now + ctx->spin_ns;
+	int64_t spin_until = now + (timeout_ms ? spin_window(ctx) : 0);
 	int64_t busy_until = now + ctx->busy_ns;
 	bool asked_daemon = false, asked_before_park = false, rearmed = false;
 	for (;; r = poll_all(ctx, msg)) {
+		if (r > 0 && timeout_ms)
+			learn_wait(ctx, waited_from);
 		if (r)
 			return r < 0 ? r : 0;
 		if (!ctx_node_alive(ctx))

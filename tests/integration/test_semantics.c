@@ -563,18 +563,8 @@ static void test_recv_timeouts_and_eintr(void)
  * any of them wakes pg_recv and makes pg_fd readable, the oldest joined
  * as much as the newest; each is received exactly once. */
 #define MANY_GROUPS 600 /* past the first arming of 256: the old limit */
-static void test_many_groups(void)
+static void many_groups_check(pg_ctx *ctx, pg_ctx *fdctx, pg_ctx *snd, char **names, int n)
 {
-	static const char *names[MANY_GROUPS];
-	pg_ctx *ctx = open_ctx(), *fdctx = open_ctx(), *snd = open_ctx();
-	for (int i = 0; i < MANY_GROUPS; i++) {
-		char stem[16];
-		snprintf(stem, sizeof(stem), "many%d", i);
-		names[i] = strdup(fresh_group(stem));
-		CU_ASSERT_EQUAL_FATAL(pg_create(snd, names[i]), 0);
-		CU_ASSERT_EQUAL_FATAL(pg_join(ctx, names[i], 0, NULL, NULL), 0);
-		CU_ASSERT_EQUAL_FATAL(pg_join(fdctx, names[i], 0, NULL, NULL), 0);
-	}
 	int fd = pg_fd(fdctx);
 	CU_ASSERT_FATAL(fd >= 0);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -584,7 +574,7 @@ static void test_many_groups(void)
 	CU_ASSERT_EQUAL(pg_recv(fdctx, &m, 0), -EAGAIN); /* everything waits */
 	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 0), 0);
 	/* The first joined, the last, and some between; each alone. */
-	const int order[] = {0, MANY_GROUPS - 1, 1, MANY_GROUPS / 2, 7, MANY_GROUPS - 2};
+	const int order[] = {0, n - 1, 1, n / 2, 7, n - 2};
 	for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
 		const char *g = names[order[k]];
 		CU_ASSERT_EQUAL(pg_send(snd, g, "hi", 2), 0);
@@ -596,37 +586,68 @@ static void test_many_groups(void)
 		CU_ASSERT_EQUAL(pg_recv(ctx, &m, 5000), 0);
 		CU_ASSERT_STRING_EQUAL(m.group, g);
 	}
+	close(ep);
 	/* One message to every group: each arrives once at each ctx. */
-	for (int i = 0; i < MANY_GROUPS; i++)
+	for (int i = 0; i < n; i++)
 		CU_ASSERT_EQUAL(pg_send(snd, names[i], &i, sizeof(i)), 0);
 	pg_ctx *both[] = {ctx, fdctx};
 	for (int c = 0; c < 2; c++) {
 		static bool seen[MANY_GROUPS];
 		memset(seen, 0, sizeof(seen));
 		int got = 0, twice = 0;
-		while (got < MANY_GROUPS && pg_recv(both[c], &m, 5000) == 0) {
+		while (got < n && pg_recv(both[c], &m, 5000) == 0) {
 			int i;
 			memcpy(&i, m.data, sizeof(i));
-			if (i < 0 || i >= MANY_GROUPS || strcmp(m.group, names[i]))
+			if (i < 0 || i >= n || strcmp(m.group, names[i]))
 				continue;
 			twice += seen[i];
 			seen[i] = true;
 			got++;
 		}
-		CU_ASSERT_EQUAL(got, MANY_GROUPS);
+		CU_ASSERT_EQUAL(got, n);
 		CU_ASSERT_EQUAL(twice, 0);
 		CU_ASSERT_EQUAL(pg_recv(both[c], &m, 0), -EAGAIN);
 	}
 	/* Leaving every group ends every wait (nothing left to wake). */
-	for (int i = 0; i < MANY_GROUPS; i++) {
+	for (int i = 0; i < n; i++)
 		CU_ASSERT_EQUAL(pg_leave(fdctx, names[i], 0), 0);
-		CU_ASSERT_EQUAL(pg_delete(snd, names[i]), 0);
-		free((void *)names[i]);
+}
+
+/* More groups than one futex_waitv covers (RING_WAIT_MAX): a message to
+ * any of them wakes pg_recv and makes pg_fd readable, the oldest joined
+ * as much as the newest; each is received exactly once. */
+static void test_many_groups(void)
+{
+	static char *names[MANY_GROUPS];
+	/* Under valgrind the daemon takes a second per few groups: enough
+	 * of them for the io_uring path (over 16), not the 600. */
+	const int want = getenv("PGROUPD_WRAPPER") ? 40 : MANY_GROUPS;
+	pg_ctx *ctx = open_ctx(), *fdctx = open_ctx(), *snd = open_ctx();
+	int n = 0;
+	for (; n < want; n++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "many%d", n);
+		names[n] = strdup(fresh_group(stem));
+		int err = pg_create(snd, names[n]);
+		if (!err && !(err = pg_join(ctx, names[n], 0, NULL, NULL)))
+			err = pg_join(fdctx, names[n], 0, NULL, NULL);
+		if (err) {
+			printf("[group %d: %s] ", n, pg_strerror(err));
+			CU_FAIL("could not make and join the groups");
+			n++;
+			break;
+		}
 	}
-	close(ep);
-	pg_close(snd);
+	if (n == want)
+		many_groups_check(ctx, fdctx, snd, names, n);
+	/* The node's fds back for the tests that follow, whatever happened. */
 	pg_close(fdctx);
 	pg_close(ctx);
+	for (int i = 0; i < n; i++) {
+		pg_delete(snd, names[i]);
+		free(names[i]);
+	}
+	pg_close(snd);
 }
 
 static void test_pg_fd_epoll(void)
