@@ -4,9 +4,10 @@
 set -e
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
+# tmux: test_top.sh drives pgroup top in a real terminal.
 # libclang-rt-dev: clang's runtimes (libclang_rt.fuzzer, the sanitizers) for
 # scripts/fuzz.sh; clang only recommends them. Unversioned, as clang is.
-PKGS="meson ninja-build pkg-config gcc liburing-dev libcunit1-dev valgrind gnuplot-nox clang libclang-rt-dev bpftool libbpf-dev libsodium-dev"
+PKGS="meson ninja-build pkg-config gcc liburing-dev libcunit1-dev valgrind gnuplot-nox clang libclang-rt-dev bpftool libbpf-dev libsodium-dev tmux"
 missing=
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -35,6 +35,7 @@ int cli_ctl_open(struct cli *c);
 int cli_ctl_ask(int fd, struct ctl_out *req, uint8_t *buf, size_t cap, struct ctl_in *rep);
 
 int cli_groups(struct cli *c);
+int cli_top(struct cli *c, int argc, char **argv);
 int cli_nodes(struct cli *c);
 int cli_bench(struct cli *c, int argc, char **argv);
 int cli_bench_purge(struct cli *c, int argc, char **argv);

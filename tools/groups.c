@@ -6,10 +6,12 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "groups.h"
 #include "proto/ctl.h"
 
 static struct ctl_out req;
@@ -57,56 +59,85 @@ static void print_group(struct cli *c, const struct ctl_group_info *info,
 		       (unsigned long long)lags[i].unshipped, (unsigned long long)lags[i].unread);
 }
 
-int cli_groups(struct cli *c)
+int groups_fetch(int fd, struct group_row **out, size_t *n_out)
 {
-	int err, fd = cli_ctl_open(c);
-	if (fd < 0)
-		return cli_fail("groups", fd);
+	struct group_row *rows = NULL;
+	size_t n = 0, cap = 0;
 	size_t len;
 	const void *v;
-	bool first = true;
+	int err = 0;
+	/* Page by page until the daemon says there is no more. */
+	for (uint64_t below = UINT64_MAX; !err;) {
+		struct ctl_in rep;
+		size_t cur = 0;
+		if ((err = ask(fd, below, &rep)))
+			break;
+		while (!err && ctl_next(&rep, CTL_T_GROUP, &cur, &v, &len) == 1) {
+			if (n == cap) {
+				size_t ncap = cap ? 2 * cap : 64;
+				struct group_row *t = realloc(rows, ncap * sizeof(*rows));
+				if (!t) {
+					err = -ENOMEM;
+					break;
+				}
+				rows = t;
+				cap = ncap;
+			}
+			struct group_row *r = &rows[n];
+			if (len < sizeof(r->info)) {
+				err = -EPROTO;
+				break;
+			}
+			memcpy(&r->info, v, sizeof(r->info));
+			size_t lag_bytes = (size_t)r->info.n_nodes * sizeof(r->lags[0]);
+			if (r->info.n_nodes > CTL_NODE_LAGS_MAX || len - sizeof(r->info) < lag_bytes ||
+			    len - sizeof(r->info) - lag_bytes > PG_GROUP_MAX) {
+				err = -EPROTO;
+				break;
+			}
+			memcpy(r->lags, (const uint8_t *)v + sizeof(r->info), lag_bytes);
+			r->info.master[sizeof(r->info.master) - 1] = 0;
+			for (uint32_t i = 0; i < r->info.n_nodes; i++)
+				r->lags[i].node[sizeof(r->lags[i].node) - 1] = 0;
+			size_t name_at = sizeof(r->info) + lag_bytes;
+			memcpy(r->name, (const uint8_t *)v + name_at, len - name_at);
+			r->name[len - name_at] = 0;
+			n++;
+		}
+		uint64_t next;
+		if (err || ctl_get_u64(&rep, CTL_T_TRUNCATED, &next) || next >= below)
+			break;
+		below = next;
+	}
+	if (err) {
+		free(rows);
+		return err;
+	}
+	*out = rows;
+	*n_out = n;
+	return 0;
+}
+
+int cli_groups(struct cli *c)
+{
+	int fd = cli_ctl_open(c);
+	if (fd < 0)
+		return cli_fail("groups", fd);
+	struct group_row *rows;
+	size_t n;
+	int err = groups_fetch(fd, &rows, &n);
+	close(fd);
+	if (err)
+		return cli_fail("groups", err);
 	if (c->json)
 		putchar('[');
 	else
 		printf("%-24s %-16s %8s %10s %10s %10s %8s %10s\n", "GROUP", "MASTER", "MEMBERS",
 		       "RING", "FILL", "LAG", "OWNER", "MEMORY");
-	/* Page by page until the daemon says there is no more. */
-	for (uint64_t below = UINT64_MAX;;) {
-		struct ctl_in rep;
-		size_t cur = 0;
-		if ((err = ask(fd, below, &rep))) {
-			close(fd);
-			return cli_fail("groups", err);
-		}
-		while (ctl_next(&rep, CTL_T_GROUP, &cur, &v, &len) == 1) {
-			struct ctl_group_info info;
-			static struct ctl_node_lag lags[CTL_NODE_LAGS_MAX];
-			if (len < sizeof(info)) {
-				close(fd);
-				return cli_fail("groups", -EPROTO);
-			}
-			memcpy(&info, v, sizeof(info));
-			size_t lag_bytes = (size_t)info.n_nodes * sizeof(lags[0]);
-			if (info.n_nodes > CTL_NODE_LAGS_MAX || len - sizeof(info) < lag_bytes ||
-			    len - sizeof(info) - lag_bytes > 255) {
-				close(fd);
-				return cli_fail("groups", -EPROTO);
-			}
-			memcpy(lags, (const uint8_t *)v + sizeof(info), lag_bytes);
-			info.master[sizeof(info.master) - 1] = 0;
-			for (uint32_t i = 0; i < info.n_nodes; i++)
-				lags[i].node[sizeof(lags[i].node) - 1] = 0;
-			size_t name_at = sizeof(info) + lag_bytes;
-			print_group(c, &info, lags, (const char *)v + name_at, (int)(len - name_at),
-				    first);
-			first = false;
-		}
-		uint64_t next;
-		if (ctl_get_u64(&rep, CTL_T_TRUNCATED, &next) || next >= below)
-			break;
-		below = next;
-	}
-	close(fd);
+	for (size_t i = 0; i < n; i++)
+		print_group(c, &rows[i].info, rows[i].lags, rows[i].name, (int)strlen(rows[i].name),
+			    i == 0);
+	free(rows);
 	if (c->json)
 		puts("]");
 	return 0;

@@ -19,6 +19,8 @@ static void usage(FILE *f)
 	      "  send GROUP MESSAGE       esend GROUP MESSAGE\n"
 	      "  members GROUP            groups (master, members, ring fill, lag)\n"
 	      "  nodes                    this node and the nodes it links to (state, rtt, lag)\n"
+	      "  top                      the node's groups live: msg/s in and out, lag, who is\n"
+	      "                           slowest, evictions, cancels (q quits; --json: once)\n"
 	      "  bench [options]          the fan-out benchmark (pgroup bench --help)\n"
 	      "  demo [options]           local fan-out demo (pgroup demo --help)\n"
 	      "BYTES take k, M, G suffixes. With no --socket and no daemon listening on\n"
@@ -273,6 +275,8 @@ int main(int argc, char **argv)
 		return cmd_members(&c, argc, argv);
 	if (strcmp(cmd, "groups") == 0)
 		return argc == 1 ? cli_groups(&c) : (fprintf(stderr, "pgroup: usage: pgroup groups\n"), 2);
+	if (strcmp(cmd, "top") == 0)
+		return cli_top(&c, argc, argv);
 	if (strcmp(cmd, "nodes") == 0)
 		return argc == 1 ? cli_nodes(&c) : (fprintf(stderr, "pgroup: usage: pgroup nodes [--json]\n"), 2);
 	if (strcmp(cmd, "bench") == 0)

@@ -156,6 +156,11 @@ struct group {
 	struct ring ring;
 	struct ring_area events; /* the daemon's own writer area */
 	bool bad;                /* its shared memory was found corrupt */
+	/* For pgroup top: records its members here have read (summed from
+	 * their cursors' moves, each tick), members evicted, positions the
+	 * node cancelled (stuck or dead writers). */
+	uint64_t delivered;
+	uint32_t evictions, cancels;
 	/* Events held back by a member that does not read: evicted after
 	 * the stall limit, as a sender would. */
 	struct stall_clock event_wait;

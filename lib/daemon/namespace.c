@@ -617,6 +617,17 @@ static void local_info(struct daemon *d, struct group *g, struct ctl_group_info 
 	info->n_nodes = replica_node_lags(g, lags, CTL_NODE_LAGS_MAX);
 	info->ring_bytes = g->ring.capacity;
 	info->lag = ring_lag(&g->ring);
+	info->tail = atomic_load(&g->ring.hdr->tail); /* any sender's to write: shown only */
+	info->delivered = g->delivered;
+	info->evictions = g->evictions;
+	info->cancels = g->cancels;
+	uint32_t slot;
+	ring_min_cursor(&g->ring, &slot);
+	for (const struct member *m = g->members; m && slot != UINT32_MAX; m = m->next_in_group)
+		if (m->slot == slot && !m->evicted) {
+			info->slowest_pid = m->session->pid;
+			break;
+		}
 	info->fill = info->lag > g->ring.order_slots ? g->ring.order_slots : info->lag;
 	info->members = g->n_members + g->n_rmembers; /* the master sees every node's */
 	info->mode = g->mode;

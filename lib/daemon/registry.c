@@ -546,8 +546,12 @@ static bool seal_dead_writer(struct daemon *d, struct dead_writer *dw)
 	struct group *g = dw->group;
 	if (!dw->dead && poll(&p, 1, 0) <= 0)
 		return false;
+	/* Shown by pgroup top: whether it died holding a claim (the writer's
+	 * own word, so only a count, never a decision). */
+	bool held = atomic_load(&g->ring.writers[dw->slot].claim_pos) != RING_NO_CLAIM;
 	if (ring_seal_writer(&g->ring, dw->slot) == -EAGAIN)
 		return false; /* it died around its claim: wait for the other writer */
+	g->cancels += held;
 	ring_wake(&g->ring);
 	writer_freed(g, dw->slot);
 	return true;
@@ -709,9 +713,11 @@ static void cancel_stuck(struct group *g, int64_t now)
 	int err = ring_cancel_at(r, lowest);
 	if (err == -EBUSY)
 		group_bad(g, "an order entry keeps changing under the node");
-	else if (err == 0)
+	else if (err == 0) {
+		g->cancels++;
 		pgd_log("group %s: cancelled position %llu, open for %lld ms", g->name,
 			(unsigned long long)lowest, (long long)((now - g->stuck.since) / PG_MS));
+	}
 	g->stuck.since = 0;
 	ring_wake(r);
 }
@@ -772,6 +778,7 @@ void registry_progress(struct group *g, struct member *m, int64_t now)
 	 * tail (that is no cursor): a member writes its own page, and moving
 	 * it back and forth must not restart the clock. */
 	if (c <= tail && c > m->seen_cursor) {
+		g->delivered += c - m->seen_cursor;
 		m->seen_cursor = c;
 		m->seen_at = now;
 	}
@@ -801,6 +808,7 @@ void registry_evict(struct daemon *d, struct member *m)
 	if (m->evicted || !ring_member_evict(&g->ring, m->slot, m->state_word))
 		return;
 	pgd_log("group %s: member pid %d evicted for lagging", g->name, (int)m->session->pid);
+	g->evictions++;
 	m->evicted = true;
 	g->n_members--;
 	post_event(d, g, RING_REC_LEFT, m->session->pid);

@@ -108,8 +108,16 @@ struct ctl_group_info {
 	uint32_t owner;  /* the creator's uid: its quota pays for the group */
 	uint32_t n_nodes; /* struct ctl_node_lag entries after this, before the name */
 	uint64_t memory; /* bytes of memory the group's shared memory holds now */
+	/* Counters for rates (pgroup top: their change over a second). A
+	 * group mastered elsewhere has them 0. */
+	uint64_t tail;      /* order positions taken: messages and events in */
+	uint64_t delivered; /* records read by the members here */
+	int32_t slowest_pid; /* the member holding `lag` here; 0: none, or a node's stream */
+	uint32_t evictions;  /* members evicted for lagging */
+	uint32_t cancels;    /* claims cancelled: stuck, or their writer died */
+	uint32_t pad2;
 };
-static_assert(sizeof(struct ctl_group_info) == 112, "ctl_group_info is on the wire");
+static_assert(sizeof(struct ctl_group_info) == 144, "ctl_group_info is on the wire");
 
 /* A group's stream to one node with members of it (the master's view):
  * how far that node is behind the group's tail. */

@@ -771,6 +771,18 @@ static void test_idle_member_evicted_by_join_churn(void)
 		evicted = m.kind == PG_EVICTED;
 	}
 	CU_ASSERT(evicted);
+	/* An operator sees it: pgroup top counts the group's evictions. */
+	char cmd[512], out[65536], want[320];
+	snprintf(cmd, sizeof(cmd), "%s top --json --socket %s", getenv("PGROUP_CLI"),
+		 the_daemon.socket);
+	FILE *f = popen(cmd, "r");
+	size_t n = f ? fread(out, 1, sizeof(out) - 1, f) : 0;
+	if (f)
+		pclose(f);
+	out[n] = 0;
+	snprintf(want, sizeof(want), "{\"group\":\"%s\",", g);
+	const char *at = strstr(out, want), *ev = at ? strstr(at, "\"evictions\":") : NULL;
+	CU_ASSERT(ev && strtoul(ev + 12, NULL, 10) >= 1);
 	pg_close(idle);
 	pg_close(ch);
 	watchdog_off();
