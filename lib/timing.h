@@ -19,12 +19,11 @@
 /*
  * Unless $PGROUP_SPIN_US fixes it, the window adapts (recv.c, spin_window):
  * pg_recv learns how long its waits for a record last (a moving average,
- * weight 1/PG_WAIT_EWMA_SHIFT^2) and polls only when the next record is
- * likely to come within the window — for twice the usual wait plus a
- * margin — parking at once otherwise.
+ * weight 2^-PG_WAIT_EWMA_SHIFT) and parks at once when the usual wait is
+ * past twice the window (the next record is not likely to come in time);
+ * else it polls the whole window.
  */
 #define PG_WAIT_EWMA_SHIFT 3
-#define PG_SPIN_MARGIN_NS (20 * 1000)
 /* Longest single park of pg_recv: a dead daemon cannot wake anyone, so the
  * control socket is looked at at least this often. */
 #define PG_PARK_SLICE_NS (100 * PG_MS)
