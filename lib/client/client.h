@@ -93,6 +93,7 @@ struct pg_ctx {
 	struct membership *ended;
 	/* pg_close in a forked child: the shared pages are the parent's. */
 	bool closing_forked;
+	bool closing; /* pg_close has begun: no new io_uring */
 	int64_t spin_ns;   /* the poll window: fixed, or the adaptive one's cap */
 	bool spin_fixed;   /* $PGROUP_SPIN_US set: no adapting */
 	int64_t wait_avg_ns; /* how long pg_recv's waits for a record last */
@@ -188,6 +189,9 @@ void ready_release(pg_ctx *ctx);
 bool ready_arm_all(pg_ctx *ctx);
 /* Arm, then wait for a completion: 1 (look again), 0 (timed out), -EINTR. */
 int ready_park(pg_ctx *ctx, int64_t timeout_ns);
+/* Every group with something past our place (once a park slice): back
+ * to the active list. */
+void ready_sweep(pg_ctx *ctx);
 /* Withdraw m's announced sleep. */
 void ready_disarm(struct membership *m);
 /* m ends: true when its wait is still in the kernel and ready.c frees it

@@ -176,6 +176,7 @@ void pg_close(pg_ctx *ctx)
 		return;
 	bool forked = ctx_check(ctx) == -ECHILD;
 	ctx->closing_forked = forked;
+	ctx->closing = true;
 	if (ctx->have_uring) {
 		/* Closing the ring cancels its futex waits; then withdraw the
 		 * sleeps they announced. */

@@ -97,7 +97,7 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	 * consumer in many groups"). Without io_uring futex waits (before
 	 * Linux 6.7) groups past RING_WAIT_MAX are seen every
 	 * PG_PARK_SLICE_NS. */
-	if (ctx->n_mem > READY_MIN_GROUPS && !ctx->have_uring)
+	if (ctx->n_mem > READY_MIN_GROUPS && !ctx->have_uring && !ctx->closing)
 		ready_start(ctx);
 	if (g->mem == m)
 		ready_push(ctx, g);

@@ -16,6 +16,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "client.h"
 
@@ -101,8 +102,12 @@ void ready_disarm(struct membership *m)
 bool ready_forget(struct membership *m)
 {
 	pg_ctx *ctx = m->ctx;
+	/* In a forked child the pages and the sleeps are the parent's: a
+	 * decrement here would make its producers skip the wake it waits for. */
+	if (ctx->closing_forked)
+		return false;
 	ready_disarm(m);
-	if (!m->waiting || !ctx->have_uring || ctx->closing_forked)
+	if (!m->waiting || !ctx->have_uring)
 		return false;
 	/* Its futex wait is still in the kernel, naming m: m lives on until
 	 * that completion comes (cancelled now, or woken first). */
@@ -137,14 +142,16 @@ bool ready_reap(pg_ctx *ctx)
 	if (!ctx->have_uring)
 		return false;
 	/* Completions are taken but stay in the queue until ready_release:
-	 * pg_fd reads as readable while something taken may be unread. */
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
+	 * pg_fd reads as readable while something taken may be unread. Only
+	 * those past what was taken are looked at: the queue's head stays. */
+	struct io_uring_cq *cq = &ctx->uring.cq;
+	unsigned head = *cq->khead;
+	/* Acquire: pairs with the kernel's release of the tail after it
+	 * wrote the entries. */
+	unsigned tail = __atomic_load_n(cq->ktail, __ATOMIC_ACQUIRE);
 	bool any = false;
-	io_uring_for_each_cqe(&ctx->uring, head, cqe)
-	{
-		if (n++ < ctx->cq_taken)
-			continue;
+	for (unsigned i = head + ctx->cq_taken; i != tail; i++) {
+		const struct io_uring_cqe *cqe = &cq->cqes[i & cq->ring_mask];
 		uint64_t token = io_uring_cqe_get_data64(cqe);
 		if (token == TOKEN_SOCKET) {
 			ctx->sock_armed = false;
@@ -152,10 +159,10 @@ bool ready_reap(pg_ctx *ctx)
 		} else if (token != TOKEN_NONE) {
 			wait_done(ctx, (struct membership *)(uintptr_t)token);
 		}
+		ctx->cq_taken++;
 		any = true;
 	}
-	ctx->cq_taken = n;
-	if (n >= READY_CQ_ENTRIES / 2)
+	if (ctx->cq_taken >= READY_CQ_ENTRIES / 2)
 		ready_release(ctx); /* a busy ctx that never drains: make room */
 	return any;
 }
@@ -233,9 +240,32 @@ int ready_park(pg_ctx *ctx, int64_t timeout_ns)
 	struct io_uring_cqe *cqe;
 	int err = io_uring_wait_cqe_timeout(&ctx->uring, &cqe, &ts);
 	ready_reap(ctx);
-	if (err == -ETIME)
+	if (err == -ETIME) {
+		ready_sweep(ctx);
 		return 0;
-	return err == -EINTR ? -EINTR : 1;
+	}
+	if (err == -EINTR)
+		return -EINTR;
+	if (err < 0) {
+		/* The wait itself failed: do not spin on it. */
+		struct timespec pause = {.tv_nsec = 1000000};
+		nanosleep(&pause, NULL);
+	}
+	return 1;
+}
+
+void ready_sweep(pg_ctx *ctx)
+{
+	/* A record a wait could not see: one committed while our reading of
+	 * it failed for a moment (its writer's area not mapped yet), whose
+	 * wake came before we armed. Whatever lies between our place and the
+	 * tail is looked at again, once a slice. */
+	for (struct group_ref *g = ctx->groups; g; g = g->next) {
+		struct membership *m = g->mem;
+		if (m && !g->active &&
+		    atomic_load_explicit(&m->ring.hdr->tail, memory_order_relaxed) > m->reader.pos)
+			ready_push(ctx, g);
+	}
 }
 
 void ready_stop(pg_ctx *ctx)

@@ -207,6 +207,10 @@ static int poll_list(pg_ctx *ctx, pg_message *msg)
  * in the queue until everything was looked at. */
 static int poll_active(pg_ctx *ctx, pg_message *msg)
 {
+	/* Taken at every call, so a group that woke is looked at even while
+	 * another always has records; left in the queue until a whole pass
+	 * finds nothing. */
+	ready_reap(ctx);
 	int r = poll_list(ctx, msg);
 	if (r)
 		return r;
@@ -253,11 +257,11 @@ int pg_fd(pg_ctx *ctx)
 	int err = ctx_check(ctx);
 	if (err)
 		return err;
-	if (!ctx->have_uring) {
-		if ((err = ready_start(ctx)))
-			return err;
-		ready_arm_all(ctx);
-	}
+	if (!ctx->have_uring && (err = ready_start(ctx)))
+		return err;
+	/* Armed now, whoever started the ring (many groups start it at a
+	 * join, without arming): readable at the next record. */
+	ready_arm_all(ctx);
 	return ctx->uring.ring_fd;
 }
 
@@ -359,7 +363,8 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 	int64_t deadline = timeout_ms < 0 ? -1 : now + (int64_t)timeout_ms * 1000000;
 	int64_t spin_until = now + (timeout_ms ? spin_window(ctx) : 0);
 	int64_t busy_until = now + ctx->busy_ns;
-	bool asked_daemon = false, asked_before_park = false, rearmed = false;
+	bool asked_daemon = false, asked_before_park = false;
+	unsigned rearmed = 0;
 	for (;; r = poll_all(ctx, msg)) {
 		if (r > 0 && timeout_ms)
 			learn_wait(ctx, waited_from);
@@ -390,10 +395,11 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 		if (timeout_ms == 0) {
 			/* Drained: the groups looked at wait again, so pg_fd
 			 * turns readable at the next record. */
-			if (ctx->have_uring && !rearmed && ready_arm_all(ctx)) {
-				rearmed = true;
-				continue; /* one had a record after all */
-			}
+			/* Arm what is active; a group with a record after all
+			 * is looked at again (a few times: records another
+			 * process consumes, memberships that end). */
+			if (ctx->have_uring && ready_arm_all(ctx) && rearmed++ < 4)
+				continue;
 			return -EAGAIN;
 		}
 		if (deadline >= 0 && now >= deadline)

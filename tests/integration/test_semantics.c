@@ -650,6 +650,70 @@ static void test_many_groups(void)
 	pg_close(snd);
 }
 
+/* More than 16 groups (the io_uring way): a group that wakes is read
+ * while another keeps a backlog; pg_fd asked for after the ring started
+ * is armed at once; a forked child's pg_close leaves the parent's waits
+ * alone. */
+#define FEW_MANY 20
+static void test_many_groups_edges(void)
+{
+	char *names[FEW_MANY];
+	pg_ctx *ctx = open_ctx(), *snd = open_ctx();
+	for (int i = 0; i < FEW_MANY; i++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "edge%d", i);
+		names[i] = strdup(fresh_group(stem));
+		CU_ASSERT_EQUAL_FATAL(pg_create(snd, names[i]), 0);
+		CU_ASSERT_EQUAL_FATAL(pg_join(ctx, names[i], 0, NULL, NULL), 0);
+	}
+	/* pg_fd after the 17th join started the ring: armed now, so the fd
+	 * turns readable at a message with no pg_recv before it. */
+	int fd = pg_fd(ctx);
+	CU_ASSERT_FATAL(fd >= 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN}, out;
+	CU_ASSERT_EQUAL(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, names[3], "a", 1), 0);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 5000), 1);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN);
+	/* A backlog in one group; a message to another once the first is
+	 * being read: it comes long before the backlog ends. */
+	enum { BACKLOG = 500 };
+	for (int i = 0; i < BACKLOG; i++)
+		CU_ASSERT_EQUAL(pg_send(snd, names[0], "b", 1), 0);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 2000), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, names[1], "w", 1), 0);
+	int at = -1;
+	for (int i = 0; i < BACKLOG && at < 0 && pg_recv(ctx, &m, 2000) == 0; i++)
+		if (!strcmp(m.group, names[1]))
+			at = i;
+	CU_ASSERT(at >= 0 && at < BACKLOG / 2);
+	while (pg_recv(ctx, &m, 0) == 0)
+		;
+	/* Everything waits again; a forked child closes its copy of ctx;
+	 * the parent's waits still end at the next message. */
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 0), 0);
+	pid_t kid = fork();
+	if (kid == 0) {
+		pg_close(ctx);
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL_FATAL(waitpid(kid, NULL, 0), kid);
+	CU_ASSERT_EQUAL(pg_send(snd, names[7], "c", 1), 0);
+	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 5000), 1);
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), 0);
+	CU_ASSERT_STRING_EQUAL(m.group, names[7]);
+	close(ep);
+	pg_close(ctx);
+	for (int i = 0; i < FEW_MANY; i++) {
+		pg_delete(snd, names[i]);
+		free(names[i]);
+	}
+	pg_close(snd);
+}
+
 static void test_pg_fd_epoll(void)
 {
 	const char *g1 = fresh_group("fd1"), *g2 = fresh_group("fd2");
@@ -889,6 +953,7 @@ int main(void)
 	CU_add_test(s, "recv timeouts and EINTR", test_recv_timeouts_and_eintr);
 	CU_add_test(s, "pg_fd with epoll", test_pg_fd_epoll);
 	CU_add_test(s, "more groups than one futex_waitv covers", test_many_groups);
+	CU_add_test(s, "many groups: fairness, late pg_fd, a forked close", test_many_groups_edges);
 	CU_add_test(s, "join another pid", test_join_other_pid);
 	CU_add_test(s, "a busy consumer joined by another process", test_busy_consumer_joined_by_other);
 	CU_add_test(s, "forked child", test_fork_child);
