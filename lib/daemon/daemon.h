@@ -150,6 +150,7 @@ struct stall_clock {
 };
 
 struct group {
+	struct group *hnext; /* its chain in d->gtab */
 	char name[256];
 	uint64_t serial; /* creation order: listings page by it */
 	int64_t created_ns; /* CLOCK_REALTIME: of two groups one name, the older stays */
@@ -222,6 +223,10 @@ struct daemon {
 	struct session *sessions;
 	struct proc *procs;
 	struct group *groups;
+	/* Names to groups (every kind: a name may be ours, a replica's and
+	 * an outbound ring's): chains, grown with the groups. */
+	struct group **gtab;
+	unsigned gtab_size, n_all_groups;
 	struct dead_writer *dead_writers;
 	struct watch *watch;
 	struct liveness alive;

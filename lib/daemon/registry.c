@@ -26,9 +26,71 @@
  * tail to stall us. */
 #define EVENT_CLAIM_TRIES 16u
 
+/* FNV-1a of a group name (names come from clients and other nodes: a
+ * name that collides only makes its own chain longer). */
+static uint32_t name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* The groups that may be called `name`: its chain, or every group while
+ * there is no table (it could not be made). */
+static struct group *chain_of(struct daemon *d, const char *name)
+{
+	return d->gtab ? d->gtab[name_hash(name) & (d->gtab_size - 1)] : d->groups;
+}
+
+static struct group *chain_next(const struct daemon *d, const struct group *g)
+{
+	return d->gtab ? g->hnext : g->next;
+}
+
+/* Into the table, which doubles past one group per chain on average (a
+ * failed doubling keeps the old one: longer chains, still right). */
+static void names_add(struct daemon *d, struct group *g)
+{
+	d->n_all_groups++;
+	if (d->n_all_groups > d->gtab_size) {
+		unsigned size = d->gtab_size ? 2 * d->gtab_size : 256;
+		struct group **t = calloc(size, sizeof(*t));
+		if (t) {
+			for (struct group *x = d->groups; x; x = x->next) {
+				uint32_t i = name_hash(x->name) & (size - 1);
+				x->hnext = t[i];
+				t[i] = x;
+			}
+			free(d->gtab);
+			d->gtab = t;
+			d->gtab_size = size;
+			return; /* g is on d->groups already: in the new table too */
+		}
+	}
+	if (d->gtab) {
+		uint32_t i = name_hash(g->name) & (d->gtab_size - 1);
+		g->hnext = d->gtab[i];
+		d->gtab[i] = g;
+	}
+}
+
+static void names_remove(struct daemon *d, struct group *g)
+{
+	d->n_all_groups--;
+	if (!d->gtab)
+		return;
+	for (struct group **p = &d->gtab[name_hash(g->name) & (d->gtab_size - 1)]; *p;
+	     p = &(*p)->hnext)
+		if (*p == g) {
+			*p = g->hnext;
+			return;
+		}
+}
+
 struct group *registry_find(struct daemon *d, const char *name)
 {
-	for (struct group *g = d->groups; g; g = g->next)
+	for (struct group *g = chain_of(d, name); g; g = chain_next(d, g))
 		if (!g->replica && !g->outbound && strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
@@ -36,7 +98,7 @@ struct group *registry_find(struct daemon *d, const char *name)
 
 struct group *registry_find_outbound(struct daemon *d, const char *name)
 {
-	for (struct group *g = d->groups; g; g = g->next)
+	for (struct group *g = chain_of(d, name); g; g = chain_next(d, g))
 		if (g->outbound && strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
@@ -44,7 +106,7 @@ struct group *registry_find_outbound(struct daemon *d, const char *name)
 
 struct group *registry_find_replica(struct daemon *d, const char *name)
 {
-	for (struct group *g = d->groups; g; g = g->next)
+	for (struct group *g = chain_of(d, name); g; g = chain_next(d, g))
 		if (g->replica && !replica_ended(g) && strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
@@ -332,6 +394,7 @@ int registry_create(struct daemon *d, const struct creds *who, const char *name,
 	g->serial = ++d->next_group_serial;
 	g->next = d->groups;
 	d->groups = g;
+	names_add(d, g);
 	*out = g;
 	return 0;
 fail:
@@ -623,6 +686,7 @@ void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind)
 
 static void group_free(struct daemon *d, struct group *g)
 {
+	names_remove(d, g);
 	for (struct group **p = &d->groups; *p; p = &(*p)->next)
 		if (*p == g) {
 			*p = g->next;
@@ -876,4 +940,7 @@ void registry_destroy_all(struct daemon *d)
 		wake_all(g);
 		group_free(d, g);
 	}
+	free(d->gtab);
+	d->gtab = NULL;
+	d->gtab_size = 0;
 }
