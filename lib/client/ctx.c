@@ -236,16 +236,6 @@ int ctx_notify(pg_ctx *ctx)
 	return err;
 }
 
-/* FNV-1a: names are short, and this is not exposed to anyone hostile
- * (only this process's own calls put names here). */
-static uint32_t name_hash(const char *name)
-{
-	uint32_t h = 2166136261u;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h;
-}
-
 /* Twice the groups, so chains stay short: a send to any of thousands of
  * groups finds its name in one or two compares. */
 static int names_grow(pg_ctx *ctx)
@@ -255,7 +245,7 @@ static int names_grow(pg_ctx *ctx)
 	if (!t)
 		return -ENOMEM;
 	for (struct group_ref *g = ctx->groups; g; g = g->next) {
-		uint32_t i = name_hash(g->name) & (size - 1);
+		uint32_t i = ctl_name_hash(g->name) & (size - 1);
 		g->hnext = t[i];
 		t[i] = g;
 	}
@@ -269,7 +259,7 @@ struct group_ref *ctx_find(pg_ctx *ctx, const char *name)
 {
 	if (!ctx->hsize)
 		return NULL;
-	for (struct group_ref *g = ctx->htab[name_hash(name) & (ctx->hsize - 1)]; g; g = g->hnext)
+	for (struct group_ref *g = ctx->htab[ctl_name_hash(name) & (ctx->hsize - 1)]; g; g = g->hnext)
 		if (strcmp(g->name, name) == 0)
 			return g;
 	return NULL;
@@ -289,7 +279,7 @@ struct group_ref *ctx_ref(pg_ctx *ctx, const char *name)
 	g->next = ctx->groups;
 	ctx->groups = g;
 	ctx->n_groups++;
-	uint32_t i = name_hash(name) & (ctx->hsize - 1);
+	uint32_t i = ctl_name_hash(name) & (ctx->hsize - 1);
 	g->hnext = ctx->htab[i];
 	ctx->htab[i] = g;
 	return g;

@@ -18,6 +18,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "proto/ctl.h"
 #include "ring/wait.h"
 #include "timing.h"
 
@@ -26,21 +27,11 @@
  * tail to stall us. */
 #define EVENT_CLAIM_TRIES 16u
 
-/* FNV-1a of a group name (names come from clients and other nodes: a
- * name that collides only makes its own chain longer). */
-static uint32_t name_hash(const char *name)
-{
-	uint32_t h = 2166136261u;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h;
-}
-
 /* The groups that may be called `name`: its chain, or every group while
  * there is no table (it could not be made). */
 static struct group *chain_of(struct daemon *d, const char *name)
 {
-	return d->gtab ? d->gtab[name_hash(name) & (d->gtab_size - 1)] : d->groups;
+	return d->gtab ? d->gtab[ctl_name_hash(name) & (d->gtab_size - 1)] : d->groups;
 }
 
 static struct group *chain_next(const struct daemon *d, const struct group *g)
@@ -58,7 +49,7 @@ static void names_add(struct daemon *d, struct group *g)
 		struct group **t = calloc(size, sizeof(*t));
 		if (t) {
 			for (struct group *x = d->groups; x; x = x->next) {
-				uint32_t i = name_hash(x->name) & (size - 1);
+				uint32_t i = ctl_name_hash(x->name) & (size - 1);
 				x->hnext = t[i];
 				t[i] = x;
 			}
@@ -69,7 +60,7 @@ static void names_add(struct daemon *d, struct group *g)
 		}
 	}
 	if (d->gtab) {
-		uint32_t i = name_hash(g->name) & (d->gtab_size - 1);
+		uint32_t i = ctl_name_hash(g->name) & (d->gtab_size - 1);
 		g->hnext = d->gtab[i];
 		d->gtab[i] = g;
 	}
@@ -80,7 +71,7 @@ static void names_remove(struct daemon *d, struct group *g)
 	d->n_all_groups--;
 	if (!d->gtab)
 		return;
-	for (struct group **p = &d->gtab[name_hash(g->name) & (d->gtab_size - 1)]; *p;
+	for (struct group **p = &d->gtab[ctl_name_hash(g->name) & (d->gtab_size - 1)]; *p;
 	     p = &(*p)->hnext)
 		if (*p == g) {
 			*p = g->hnext;

@@ -194,6 +194,15 @@ int ctl_member(const void *val, size_t len, int32_t *pid, char *node, size_t nod
 
 /* Name rules of the contract: 0 or -EINVAL. */
 int ctl_check_group(const char *name, size_t len);
+/* FNV-1a of a group name, for the name tables of the daemon and the
+ * library (a name that collides only makes its own chain longer). */
+static inline uint32_t ctl_name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
 int ctl_check_node(const char *name, size_t len);
 
 /* Send a message with up to CTL_MAX_FDS fds; receive one with its fds.
