@@ -122,7 +122,7 @@ bool ctx_node_alive(pg_ctx *ctx);
 /* A request/reply round trip. Replies carry up to 2 fds into fds[]. */
 int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds);
 /* A round trip whose reply carries exactly one fd, put in *fd. */
-int ctx_call_fd(pg_ctx *ctx, int *fd);
+int ctx_call_fd(pg_ctx *ctx, int *fd, uint64_t *off);
 /* Start a request in ctx->out. */
 void ctx_begin(pg_ctx *ctx, uint8_t type);
 /* Send a request that has no reply. */

@@ -49,12 +49,14 @@ int ctx_check(pg_ctx *ctx)
 
 int ctx_geometry(const struct ctl_in *m, struct ring_geometry *g)
 {
-	uint64_t cap, max_msg;
+	uint64_t cap, max_msg, dir_off;
 	uint32_t stall;
 	if (ctl_get_u64(m, CTL_T_RING, &cap) || ctl_get_u64(m, CTL_T_MAXMSG, &max_msg) ||
-	    ctl_get_u32(m, CTL_T_STALL, &stall) || max_msg > UINT32_MAX)
+	    ctl_get_u32(m, CTL_T_STALL, &stall) || ctl_get_u64(m, CTL_T_DIROFF, &dir_off) ||
+	    max_msg > UINT32_MAX)
 		return -EPROTO;
-	*g = (struct ring_geometry){.capacity = cap, .max_msg = (uint32_t)max_msg, .stall_ms = stall};
+	*g = (struct ring_geometry){
+	    .capacity = cap, .max_msg = (uint32_t)max_msg, .stall_ms = stall, .dir_off = dir_off};
 	return 0;
 }
 
@@ -422,13 +424,13 @@ int ctx_call(pg_ctx *ctx, struct ctl_in *reply, int *fds, unsigned *nfds)
 	}
 }
 
-int ctx_call_fd(pg_ctx *ctx, int *fd)
+int ctx_call_fd(pg_ctx *ctx, int *fd, uint64_t *off)
 {
 	struct ctl_in r;
 	int fds[CTL_MAX_FDS];
 	unsigned nfds = CTL_MAX_FDS;
 	int err = ctx_call(ctx, &r, fds, &nfds);
-	if (!err && nfds != 1)
+	if (!err && (nfds != 1 || ctl_get_u64(&r, CTL_T_FILEOFF, off)))
 		err = -EPROTO;
 	for (unsigned i = err ? 0 : 1; i < nfds; i++)
 		close(fds[i]);

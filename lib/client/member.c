@@ -16,19 +16,21 @@
 void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int fd)
 {
 	uint32_t writer, gen;
+	uint64_t off;
 	struct group_ref *g = ctx_find(ctx, group);
-	if (!g || ctl_get_u32(msg, CTL_T_WRITER, &writer) || ctl_get_u32(msg, CTL_T_GEN, &gen))
+	if (!g || ctl_get_u32(msg, CTL_T_WRITER, &writer) || ctl_get_u32(msg, CTL_T_GEN, &gen) ||
+	    ctl_get_u64(msg, CTL_T_FILEOFF, &off))
 		return;
 	/* Every membership of the group maps it, queued ones too. */
 	for (struct membership *m = g->mem; m; m = m->next)
 		if (writer < m->ring.writer_slots && m->ring.area_gen[writer] != gen)
-			ring_area_attach(&m->ring, writer, gen, fd, false);
+			ring_area_attach(&m->ring, writer, gen, fd, off, false);
 }
 
 /* ring's fetch_area for a membership. The daemon sent every area before
  * any record could be in it: read what it sent; ask only if it is not
  * there (it never should be, but asking costs nothing when it is). */
-static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd)
+static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd, uint64_t *off)
 {
 	struct membership *m = arg;
 	pg_ctx *ctx = m->ctx;
@@ -42,25 +44,25 @@ static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd)
 	ctl_put_str(&ctx->out, CTL_T_NAME, m->ref->name);
 	ctl_put_u32(&ctx->out, CTL_T_WRITER, writer);
 	ctl_put_u32(&ctx->out, CTL_T_GEN, gen);
-	return ctx_call_fd(ctx, fd);
+	return ctx_call_fd(ctx, fd, off);
 }
 
 int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int *fds)
 {
 	uint32_t slot, word;
-	uint64_t start;
+	uint64_t start, page_off;
 	struct ring_geometry geo;
 	int err = -EPROTO;
 	struct membership *m = NULL;
 	if (ctl_get_u32(msg, CTL_T_SLOT, &slot) || ctl_get_u32(msg, CTL_T_STATEWORD, &word) ||
 	    ctl_get_u64(msg, CTL_T_CURSOR, &start) || slot >= RING_MEMBER_SLOTS ||
-	    ctx_geometry(msg, &geo))
+	    ctl_get_u64(msg, CTL_T_FILEOFF, &page_off) || ctx_geometry(msg, &geo))
 		goto out;
 	err = -ENOMEM;
 	if (!(m = calloc(1, sizeof(*m))))
 		goto out;
 	/* Our own page is the one thing of the group we may write. */
-	struct ring_mpage *page = ring_page_map(fds[2], true);
+	struct ring_mpage *page = ring_page_map(fds[2], page_off, true);
 	if (!page) {
 		err = -EPROTO;
 		free(m);

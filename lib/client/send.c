@@ -52,11 +52,12 @@ static int open_for_send(pg_ctx *ctx, struct group_ref **out, const char *group)
 	if (err)
 		return err;
 	uint32_t writer = 0;
+	uint64_t area_off = 0;
 	struct group_ref *g = NULL;
 	struct sender *s = NULL;
 	struct ring_geometry geo;
 	if (nfds != 3 || ctl_get_u32(&r, CTL_T_WRITER, &writer) || writer == RING_DAEMON_WRITER ||
-	    ctx_geometry(&r, &geo))
+	    ctl_get_u64(&r, CTL_T_FILEOFF, &area_off) || ctx_geometry(&r, &geo))
 		err = -EPROTO;
 	else if (!(g = ctx_ref(ctx, group)) || !(s = calloc(1, sizeof(*s))))
 		err = -ENOMEM;
@@ -68,7 +69,7 @@ static int open_for_send(pg_ctx *ctx, struct group_ref **out, const char *group)
 		else
 			err = ring_area_attach(&s->ring, writer,
 					       atomic_load(&s->ring.writer_ids[writer].gen), fds[2],
-					       true);
+					       area_off, true);
 		if (err)
 			ring_unmap(&s->ring);
 	}
@@ -132,14 +133,14 @@ struct page_fetch {
 };
 
 /* ring_page_fetch: a read-only fd of a member's page, from the daemon. */
-static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd)
+static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off)
 {
 	struct page_fetch *f = arg;
 	ctx_begin(f->ctx, CTL_MPAGE);
 	ctl_put_str(&f->ctx->out, CTL_T_NAME, f->g->name);
 	ctl_put_u32(&f->ctx->out, CTL_T_SLOT, slot);
 	ctl_put_u32(&f->ctx->out, CTL_T_STATEWORD, word);
-	return ctx_call_fd(f->ctx, fd);
+	return ctx_call_fd(f->ctx, fd, off);
 }
 
 /* Members joined or left since we last looked: map the new ones' pages. */

@@ -51,6 +51,24 @@ struct wire_group;
 struct ctl_out;
 struct ctl_node_lag;
 
+struct grave {
+	struct ring_file file;
+	uint64_t bytes;
+	int64_t until; /* ns */
+};
+
+/* The groups that the same users may read (same owner, group and mode
+ * bits): their directories share a shelf, as whoever may read one may read
+ * every other. */
+struct dir_class {
+	uid_t uid;
+	gid_t gid;
+	uint32_t mode;
+	unsigned n_groups;
+	struct shelf *shelf;
+	struct dir_class *next;
+};
+
 /* A member: one session's membership of one group, holding one ring slot. */
 struct member {
 	struct group *group;
@@ -58,8 +76,9 @@ struct member {
 	uint32_t slot;
 	uint32_t state_word;
 	uint64_t start; /* position of its JOINED record: where it reads from */
-	int page_fd;    /* its member page, read-write: it gets a copy, producers
-			   read-only ones */
+	/* Its member page, on its session's own shelf: the session gets a
+	 * writable fd of the shelf, producers read-only ones. */
+	struct ring_file page;
 	/* The highest cursor the node has seen it at, and when it first saw
 	 * it there: a sender's request to evict it is checked against this. */
 	uint64_t seen_cursor;
@@ -102,6 +121,9 @@ struct session {
 	struct proc *proc;
 	struct member *members;
 	struct writer_ref *writers;
+	/* Its member pages and writer areas: all it may write, on one memfd
+	 * (ring/shelf.h), so neither costs the daemon an fd. */
+	struct shelf *own;
 	struct session *next;
 };
 
@@ -172,7 +194,10 @@ struct group {
 	 * stall limit, so the group moves on. */
 	struct stall_clock stuck;
 	int data_fd;    /* read-write: the daemon's, and senders' */
-	int dir_fd;     /* read-write: the daemon's alone (others get read-only) */
+	/* Its directory: read-write for the daemon alone (others get
+	 * read-only fds), on the shelf of its users (registry_dir_shelf). */
+	struct ring_file dir;
+	struct dir_class *dir_class;
 	uint64_t base_bytes; /* ring memory charged to the owner: order, events, cursors */
 	/* Who pays for each writer slot's area (its capacity), until the slot
 	 * is free and no member can read its records: then the area's pages
@@ -214,6 +239,12 @@ struct daemon {
 	struct loop_src tick_src;
 	int listen_fd;
 	int reserve_fd; /* given back to accept a connection when out of fds */
+	struct shelf *own; /* the pages of the daemon's own member slots (replica.c) */
+	struct dir_class *dir_classes;
+	/* Ranges of deleted groups their members may still read (the
+	 * backlog up to PG_GROUP_DOWN): given back after a grace period. */
+	struct grave *graves;
+	size_t n_graves, cap_graves;
 	bool said_full;
 	int signal_fd;
 	int tick_fd;
@@ -242,8 +273,10 @@ struct group *registry_find(struct daemon *d, const char *name);
 /* This node's replica of another node's group; its outbound ring. */
 struct group *registry_find_replica(struct daemon *d, const char *name);
 struct group *registry_find_outbound(struct daemon *d, const char *name);
-/* For `who` (a client here, or one of another node's asking through it). */
-int registry_create(struct daemon *d, const struct creds *who, const char *name,
+/* For `who` (a client here, or one of another node's asking through it),
+ * who pays for it; owned by `owner` (NULL: by who). */
+int registry_create(struct daemon *d, const struct creds *who, const struct creds *owner,
+		    const char *name,
 		    uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms, uint32_t mode,
 		    struct group **out);
 int registry_delete(struct daemon *d, const struct creds *who, struct group *g);
@@ -426,7 +459,7 @@ void replica_flush(struct daemon *d);
  * -ESRCH no stream there. */
 int replica_evict_slot(struct daemon *d, struct group *g, uint32_t slot, bool asked);
 /* The page fd of a stream's slot of g (producers map it), or -ESTALE. */
-int replica_stream_page(struct group *g, uint32_t slot, uint32_t word);
+const struct ring_file *replica_stream_page(struct group *g, uint32_t slot, uint32_t word);
 /* Whether replica g ended (this node was dropped for lagging): it only
  * waits for its evicted members to be told. */
 bool replica_ended(const struct group *g);

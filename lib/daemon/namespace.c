@@ -174,7 +174,7 @@ static int create_here(struct daemon *d, const struct pending *p, struct group *
 	if (names_taken(d, p->name))
 		return -EEXIST;
 	struct group *g;
-	int err = registry_create(d, &p->who, p->name, p->ring_bytes, p->max_msg, p->stall_ms,
+	int err = registry_create(d, &p->who, NULL, p->name, p->ring_bytes, p->max_msg, p->stall_ms,
 				  p->mode, &g);
 	if (err)
 		return err;

@@ -328,9 +328,95 @@ static uint64_t pow2_at_least(uint64_t v)
 	return p;
 }
 
-int registry_create(struct daemon *d, const struct creds *who, const char *name,
-		    uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms, uint32_t mode,
-		    struct group **out)
+/* A class goes with its last group's directory, and its shelf with it. */
+static void dir_class_put(struct daemon *d, struct dir_class *c)
+{
+	if (c->n_groups)
+		return;
+	for (struct dir_class **p = &d->dir_classes; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	shelf_drop(&c->shelf);
+	free(c);
+}
+
+/*
+ * A deleted group's directory and areas on shelves stay readable for a
+ * while: its members read its backlog to PG_GROUP_DOWN (a member stopped
+ * longer than that reads the end early, as a laggard is evicted). With
+ * memfds of their own they lived as long as anyone mapped them; a shelf
+ * lives on for its other ranges, so these are punched when the grace
+ * period ends.
+ */
+static void bury(struct daemon *d, struct ring_file *f, uint64_t bytes, int64_t until)
+{
+	if (f->fd < 0)
+		return;
+	if (d->n_graves == d->cap_graves) {
+		size_t cap = d->cap_graves ? 2 * d->cap_graves : 64;
+		struct grave *n = realloc(d->graves, cap * sizeof(*n));
+		if (!n) {
+			ring_file_forget(f); /* kept, not punched: safe, only late */
+			return;
+		}
+		d->graves = n;
+		d->cap_graves = cap;
+	}
+	d->graves[d->n_graves++] = (struct grave){.file = *f, .bytes = bytes, .until = until};
+	*f = RING_FILE_NONE;
+}
+
+static void graves_sweep(struct daemon *d, int64_t now)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_graves; i++) {
+		if (now >= d->graves[i].until)
+			ring_file_release(&d->graves[i].file, d->graves[i].bytes);
+		else
+			d->graves[n++] = d->graves[i];
+	}
+	d->n_graves = n;
+}
+
+static void registry_dir_release(struct daemon *d, struct group *g, uint64_t bytes)
+{
+	ring_file_release(&g->dir, bytes);
+	if (g->dir_class) {
+		g->dir_class->n_groups--;
+		dir_class_put(d, g->dir_class);
+		g->dir_class = NULL;
+	}
+}
+
+/* g's directory, on the shelf of the groups the same users may read. */
+static int registry_dir_take(struct daemon *d, struct group *g, uint64_t bytes)
+{
+	uint32_t mode = g->mode & 0666;
+	struct dir_class *c = d->dir_classes;
+	while (c && (c->uid != g->uid || c->gid != g->gid || c->mode != mode))
+		c = c->next;
+	if (!c) {
+		if (!(c = calloc(1, sizeof(*c))))
+			return -ENOMEM;
+		*c = (struct dir_class){.uid = g->uid, .gid = g->gid, .mode = mode};
+		c->next = d->dir_classes;
+		d->dir_classes = c;
+	}
+	int err = shelf_take(&c->shelf, "pgroup:dirs", bytes, &g->dir);
+	if (err) {
+		dir_class_put(d, c);
+		return err;
+	}
+	c->n_groups++;
+	g->dir_class = c;
+	return 0;
+}
+
+int registry_create(struct daemon *d, const struct creds *who, const struct creds *owner,
+		    const char *name, uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms,
+		    uint32_t mode, struct group **out)
 {
 	if (registry_find(d, name))
 		return -EEXIST;
@@ -369,16 +455,20 @@ int registry_create(struct daemon *d, const struct creds *who, const char *name,
 	}
 	g->base_bytes = base;
 	snprintf(g->name, sizeof(g->name), "%s", name);
-	g->data_fd = g->dir_fd = -1;
+	g->data_fd = -1;
+	g->dir = RING_FILE_NONE;
 	g->pending_tail = &g->pending;
-	g->uid = who->uid;
-	g->gid = who->gid;
+	g->uid = owner ? owner->uid : who->uid;
+	g->gid = owner ? owner->gid : who->gid;
 	g->mode = mode ? mode : 0600;
-	err = ring_create(ring_bytes, (uint32_t)max_msg, stall_ms ? stall_ms : 1000, name,
-			  &g->data_fd, &g->dir_fd);
+	if ((err = ring_check_sizes(ring_bytes, max_msg)) ||
+	    (err = registry_dir_take(d, g, RING_DIR_FILE_BYTES(ring_bytes))))
+		goto fail;
+	err = ring_create_at(ring_bytes, (uint32_t)max_msg, stall_ms ? stall_ms : 1000, name,
+			     &g->data_fd, &g->dir);
 	if (err)
 		goto fail;
-	err = ring_map(&g->ring, g->data_fd, g->dir_fd, true);
+	err = ring_map_at(&g->ring, g->data_fd, g->dir.fd, g->dir.off, true);
 	if (err)
 		goto fail;
 	ring_area_init(&g->events, RING_DAEMON_WRITER);
@@ -395,8 +485,7 @@ fail:
 		ring_unmap(&g->ring);
 	if (g->data_fd >= 0)
 		close(g->data_fd);
-	if (g->dir_fd >= 0)
-		close(g->dir_fd);
+	registry_dir_release(d, g, RING_DIR_FILE_BYTES(ring_bytes));
 	free(g);
 	return err;
 }
@@ -408,25 +497,20 @@ int registry_new_replica(struct daemon *d, const char *name, uint64_t ring_bytes
 	/* Its memory is the group owner's, as on the master: that uid's quota
 	 * here pays for it. */
 	struct creds who = {.uid = uid, .gid = gid};
-	return registry_create(d, &who, name, ring_bytes, max_msg, stall_ms, mode, out);
+	return registry_create(d, &who, NULL, name, ring_bytes, max_msg, stall_ms, mode, out);
 }
 
 int registry_ro_fd(int fd)
 {
 	/* Opened per hand-out and closed after, so a group costs the daemon
-	 * two fds (data, directory), not more. Mode 0400 on the memfd stops anyone without
-	 * CAP_DAC_OVERRIDE from reopening it for writing (ring_make_memfd). */
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	int ro = open(path, O_RDONLY | O_CLOEXEC);
-	return ro < 0 ? -errno : ro;
+	 * one fd (its data), not more. */
+	return ring_file_ro(&(struct ring_file){.fd = fd});
 }
 
 static void unlink_member(struct daemon *d, struct member *m)
 {
 	quota_give(&d->quota, m->session->creds.uid, QUOTA_MEMBERSHIPS, 1);
-	if (m->page_fd >= 0)
-		close(m->page_fd);
+	ring_file_release(&m->page, RING_PAGE);
 	for (struct member **p = &m->group->members; *p; p = &(*p)->next_in_group)
 		if (*p == m) {
 			*p = m->next_in_group;
@@ -456,8 +540,9 @@ static int member_new(struct daemon *d, struct group *g, struct session *target,
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		return -ENOMEM;
 	}
-	if ((err = ring_member_add(&g->ring, target->pid, &m->slot, &m->state_word, &m->start,
-				   &m->page_fd))) {
+	/* On the target's own shelf: the one memfd it may write. */
+	if ((err = ring_member_add_on(&g->ring, target->pid, &m->slot, &m->state_word, &m->start,
+				      &target->own, &m->page))) {
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
 		return err;
@@ -470,7 +555,7 @@ static void member_drop(struct daemon *d, struct group *g, struct session *targe
 			struct member *m)
 {
 	ring_member_remove(&g->ring, m->slot);
-	close(m->page_fd);
+	ring_file_release(&m->page, RING_PAGE);
 	quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 	free(m);
 }
@@ -556,8 +641,9 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 	int err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
 	if (err)
 		return err;
+	/* Its area on its own shelf: nobody else may write it. */
 	struct writer_ref *w = calloc(1, sizeof(*w));
-	if (!w || (err = ring_writer_alloc(&g->ring, s->pid, &w->slot))) {
+	if (!w || (err = ring_writer_alloc_on(&g->ring, s->pid, &w->slot, &s->own))) {
 		quota_give(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
 		free(w);
 		return !w ? -ENOMEM : err == -ENOSPC ? -EUSERS : err;
@@ -707,9 +793,13 @@ static void group_free(struct daemon *d, struct group *g)
 		free(m);
 	}
 	replica_group_gone(d, g);
+	int64_t until = ring_now_ns() + ((int64_t)g->ring.stall_ms + 1000) * PG_MS;
+	for (uint32_t i = 0; i < g->ring.writer_slots; i++)
+		bury(d, &g->ring.area_file[i], g->ring.capacity, until);
+	bury(d, &g->dir, RING_DIR_FILE_BYTES(g->ring.capacity), until);
+	registry_dir_release(d, g, 0);
 	ring_unmap(&g->ring);
 	close(g->data_fd);
-	close(g->dir_fd);
 	free(g);
 }
 
@@ -892,20 +982,21 @@ void registry_reclaim_areas(struct daemon *d, struct group *g)
 
 uint64_t registry_resident_bytes(const struct group *g)
 {
-	struct stat a, b;
-	if (fstat(g->data_fd, &a) || fstat(g->dir_fd, &b))
+	struct stat a;
+	if (fstat(g->data_fd, &a))
 		return 0;
-	uint64_t blocks = (uint64_t)a.st_blocks + (uint64_t)b.st_blocks;
+	uint64_t bytes = (uint64_t)a.st_blocks * 512 +
+			 ring_file_resident(&g->dir, RING_DIR_FILE_BYTES(g->ring.capacity));
 	for (uint32_t i = 0; i < g->ring.writer_slots; i++)
-		if (g->ring.area_fd[i] >= 0 && fstat(g->ring.area_fd[i], &a) == 0)
-			blocks += (uint64_t)a.st_blocks;
+		bytes += ring_file_resident(&g->ring.area_file[i], g->ring.capacity);
 	/* Member pages: one each, touched as soon as it reads. */
-	return blocks * 512 + (uint64_t)g->n_members * RING_PAGE;
+	return bytes + (uint64_t)g->n_members * RING_PAGE;
 }
 
 void registry_tick(struct daemon *d)
 {
 	int64_t now = ring_now_ns();
+	graves_sweep(d, now);
 	free_dead_writers(d, NULL, true);
 	for (struct group *g = d->groups; g; g = g->next) {
 		if (g->bad)
@@ -931,6 +1022,13 @@ void registry_destroy_all(struct daemon *d)
 		wake_all(g);
 		group_free(d, g);
 	}
+	/* Members read on after we are gone (to PG_GROUP_DOWN): nothing is
+	 * punched, the memory goes with their mappings. */
+	for (size_t i = 0; i < d->n_graves; i++)
+		ring_file_forget(&d->graves[i].file);
+	free(d->graves);
+	d->graves = NULL;
+	d->n_graves = d->cap_graves = 0;
 	free(d->gtab);
 	d->gtab = NULL;
 	d->gtab_size = 0;

@@ -44,7 +44,7 @@ struct stream {
 	struct mesh_peer *peer;
 	uint32_t id;
 	uint32_t slot, word;
-	int page_fd;
+	struct ring_file page; /* on the daemon's own shelf */
 	struct ring_reader rd;
 	uint32_t announced; /* from_node indexes the node was told (bit per index) */
 	uint64_t seen_pos;  /* its cursor when last seen moving, and when */
@@ -75,7 +75,7 @@ struct outbound {
 	uint64_t open_id;
 	uint32_t fwd;        /* 0 until FOPENED */
 	uint32_t slot, word;
-	int page_fd;
+	struct ring_file page; /* on the daemon's own shelf */
 	struct ring_reader rd;
 	uint64_t sent;       /* next position to send; below it, sent and not acked */
 };
@@ -184,17 +184,16 @@ static int master_of(struct daemon *d, const char *name, const struct wire_group
 
 /* A member slot of the daemon's own in g (a stream's, the forwarder's),
  * read with rd from the tail on. */
-static int own_slot(struct group *g, uint32_t *slot, uint32_t *word, int *page_fd,
-		    struct ring_reader *rd)
+static int own_slot(struct daemon *d, struct group *g, uint32_t *slot, uint32_t *word,
+		    struct ring_file *page, struct ring_reader *rd)
 {
 	uint64_t start;
-	int err = ring_member_add(&g->ring, 0, slot, word, &start, page_fd);
+	int err = ring_member_add_on(&g->ring, 0, slot, word, &start, &d->own, page);
 	if (err)
 		return err;
-	if (!(rd->page = ring_page_map(*page_fd, true))) {
+	if (!(rd->page = ring_page_map(page->fd, page->off, true))) {
 		ring_member_remove(&g->ring, *slot);
-		close(*page_fd);
-		*page_fd = -1;
+		ring_file_release(page, RING_PAGE);
 		return -ENOMEM;
 	}
 	rd->pos = start;
@@ -210,8 +209,7 @@ static void stream_free(struct daemon *d, struct stream *st)
 	if (st->rd.page)
 		ring_page_unmap(st->rd.page);
 	ring_member_remove(&st->g->ring, st->slot);
-	if (st->page_fd >= 0)
-		close(st->page_fd);
+	ring_file_release(&st->page, RING_PAGE);
 	free(st);
 }
 
@@ -406,8 +404,8 @@ static int on_sub(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 			st->g = g;
 			st->peer = from;
 			st->id = ++rp->next_stream;
-			st->page_fd = -1;
-			rep.status = own_slot(g, &st->slot, &st->word, &st->page_fd, &st->rd);
+			st->page = RING_FILE_NONE;
+			rep.status = own_slot(d, g, &st->slot, &st->word, &st->page, &st->rd);
 			if (rep.status) {
 				free(st);
 				st = NULL;
@@ -787,19 +785,18 @@ int replica_outbound(struct daemon *d, const struct creds *who, const char *name
 	struct outbound *o = calloc(1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
-	o->page_fd = -1;
+	o->page = RING_FILE_NONE;
 	/* The senders' ring is theirs: the first sender's uid pays for it,
 	 * the group's mode and owner say who may use it. */
-	err = registry_create(d, who, name, info->ring_bytes, info->max_msg, info->stall_ms,
-			      info->mode, &g);
+	struct creds owner = {.uid = (uid_t)info->uid, .gid = (gid_t)info->gid};
+	err = registry_create(d, who, &owner, name, info->ring_bytes, info->max_msg,
+			      info->stall_ms, info->mode, &g);
 	if (err) {
 		free(o);
 		return err;
 	}
-	g->uid = (uid_t)info->uid;
-	g->gid = (gid_t)info->gid;
 	g->outbound = o;
-	if ((err = own_slot(g, &o->slot, &o->word, &o->page_fd, &o->rd))) {
+	if ((err = own_slot(d, g, &o->slot, &o->word, &o->page, &o->rd))) {
 		registry_drop(d, g);
 		return err;
 	}
@@ -1018,7 +1015,7 @@ static int on_rec(struct daemon *d, struct mesh_peer *from, const struct wire_fr
 		for (struct rjoin *j = g->replica->joins; j; j = j->next) {
 			if (j->positioned || j->pid != h.from_pid || !j->m)
 				continue;
-			struct ring_mpage *page = ring_page_map(j->m->page_fd, true);
+			struct ring_mpage *page = ring_page_map(j->m->page.fd, j->m->page.off, true);
 			if (page) {
 				atomic_store(&page->cursor, pos);
 				ring_page_unmap(page);
@@ -1321,9 +1318,9 @@ void replica_group_gone(struct daemon *d, struct group *g)
 	if (o) {
 		if (o->rd.page)
 			ring_page_unmap(o->rd.page);
-		if (o->page_fd >= 0) {
+		if (o->page.fd >= 0) {
 			ring_member_remove(&g->ring, o->slot);
-			close(o->page_fd);
+			ring_file_release(&o->page, RING_PAGE);
 		}
 		free(o);
 		g->outbound = NULL;
@@ -1348,14 +1345,14 @@ void replica_group_gone(struct daemon *d, struct group *g)
 	g->replica = NULL;
 }
 
-int replica_stream_page(struct group *g, uint32_t slot, uint32_t word)
+const struct ring_file *replica_stream_page(struct group *g, uint32_t slot, uint32_t word)
 {
 	for (struct stream *st = g->streams; st; st = st->next)
 		if (st->slot == slot && st->word == word)
-			return st->page_fd;
+			return &st->page;
 	if (g->outbound && g->outbound->slot == slot && g->outbound->word == word)
-		return g->outbound->page_fd;
-	return -ESTALE;
+		return &g->outbound->page;
+	return NULL;
 }
 
 bool replica_ended(const struct group *g)

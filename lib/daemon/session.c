@@ -198,6 +198,9 @@ void session_accept(struct daemon *d)
 void session_close(struct daemon *d, struct session *s, uint16_t kind)
 {
 	registry_drop_session(d, s, kind);
+	/* Its pages and areas go with their memberships and slots; what a
+	 * member may still read of its records keeps the shelf until then. */
+	shelf_drop(&s->own);
 	if (!s->orphaned_at)
 		loop_del(&d->loop, &s->src);
 	close(s->fd);
@@ -364,6 +367,7 @@ static void put_geometry(struct ctl_out *o, const struct group *g)
 	ctl_put_u64(o, CTL_T_RING, g->ring.capacity);
 	ctl_put_u64(o, CTL_T_MAXMSG, g->ring.max_msg);
 	ctl_put_u32(o, CTL_T_STALL, g->ring.stall_ms);
+	ctl_put_u64(o, CTL_T_DIROFF, g->dir.off);
 }
 
 static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req)
@@ -405,7 +409,7 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 	int data = write ? g->data_fd : registry_ro_fd(g->data_fd);
 	if (data < 0)
 		return data;
-	int dir = registry_ro_fd(g->dir_fd);
+	int dir = ring_file_ro(&g->dir);
 	if (dir < 0) {
 		if (!write)
 			close(data);
@@ -414,8 +418,12 @@ static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req
 	begin_reply(req);
 	ctl_put_u32(&out_msg, CTL_T_WRITER, slot);
 	put_geometry(&out_msg, g);
-	/* A writer gets its own area read-write, and no other. */
-	int fds[3] = {data, dir, write ? g->ring.area_fd[slot] : -1};
+	/* A writer gets its own area read-write, and no other: its own
+	 * shelf, where nothing but its pages and areas are. */
+	const struct ring_file *area = write ? &g->ring.area_file[slot] : NULL;
+	if (area)
+		ctl_put_u64(&out_msg, CTL_T_FILEOFF, area->off);
+	int fds[3] = {data, dir, area ? area->fd : -1};
 	err = reply(s, req, 0, fds, write ? 3 : 2);
 	if (!write)
 		close(data);
@@ -431,11 +439,11 @@ static int member_fds(struct group *g, struct member *m, int fds[3])
 {
 	if ((fds[0] = registry_ro_fd(g->data_fd)) < 0)
 		return fds[0];
-	if ((fds[1] = registry_ro_fd(g->dir_fd)) < 0) {
+	if ((fds[1] = ring_file_ro(&g->dir)) < 0) {
 		close(fds[0]);
 		return fds[1];
 	}
-	fds[2] = m->page_fd;
+	fds[2] = m->page.fd;
 	return 0;
 }
 
@@ -477,6 +485,7 @@ static int reply_membership(struct daemon *d, struct session *s, uint8_t type, u
 	if (g->replica)
 		ctl_put_u32(&out_msg, CTL_T_FLAGS, CTL_F_REPLICA);
 	put_geometry(&out_msg, g);
+	ctl_put_u64(&out_msg, CTL_T_FILEOFF, m->page.off);
 	int fds[3];
 	int err = member_fds(g, m, fds);
 	if (err) {
@@ -588,14 +597,16 @@ static int push_area(struct session *s, struct group *g, uint32_t writer)
 {
 	static struct ctl_out note;
 	struct ring *r = &g->ring;
-	if (r->area_fd[writer] < 0)
+	const struct ring_file *area = &r->area_file[writer];
+	if (area->fd < 0)
 		return 0;
 	ctl_begin(&note, CTL_ASYNC_AREA, 0, 0);
 	ctl_put_str(&note, CTL_T_NAME, g->name);
 	ctl_put_u32(&note, CTL_T_WRITER, writer);
 	ctl_put_u32(&note, CTL_T_GEN, atomic_load(&r->writer_ids[writer].gen));
+	ctl_put_u64(&note, CTL_T_FILEOFF, area->off);
 	ctl_end(&note);
-	int fd = registry_ro_fd(r->area_fd[writer]);
+	int fd = ring_file_ro(area);
 	if (fd < 0)
 		return fd;
 	int err = ctl_send(s->fd, &note, &fd, 1);
@@ -640,6 +651,7 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 	if (g->replica)
 		ctl_put_u32(&note, CTL_T_FLAGS, CTL_F_REPLICA);
 	put_geometry(&note, g);
+	ctl_put_u64(&note, CTL_T_FILEOFF, m->page.off);
 	ctl_end(&note);
 	int fds[3];
 	int err = member_fds(g, m, fds);
@@ -792,7 +804,7 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 	struct member *m = member_at(g, req);
 	uint32_t slot, word;
 	if (!m && !ctl_get_u32(req, CTL_T_SLOT, &slot) && !ctl_get_u32(req, CTL_T_STATEWORD, &word) &&
-	    replica_stream_page(g, slot, word) >= 0) {
+	    replica_stream_page(g, slot, word)) {
 		/* Another node's stream: that node goes if it lagged that long. */
 		if ((err = may(s, g, RIGHT_WRITE)) || (err = replica_evict_slot(d, g, slot, true)))
 			return err;
@@ -811,13 +823,14 @@ static int do_evict(struct daemon *d, struct session *s, const struct ctl_in *re
 	return reply(s, req, 0, NULL, 0);
 }
 
-/* Reply with a read-only reopening of one of the daemon's memfds. */
-static int reply_ro_fd(struct session *s, const struct ctl_in *req, int rw_fd)
+/* Reply with a read-only fd of an area or page, and where in it it is. */
+static int reply_ro_file(struct session *s, const struct ctl_in *req, const struct ring_file *f)
 {
-	int fd = registry_ro_fd(rw_fd);
+	int fd = ring_file_ro(f);
 	if (fd < 0)
 		return fd;
 	begin_reply(req);
+	ctl_put_u64(&out_msg, CTL_T_FILEOFF, f->off);
 	int err = reply(s, req, 0, &fd, 1);
 	close(fd);
 	return err;
@@ -836,10 +849,10 @@ static int do_area(struct daemon *d, struct session *s, const struct ctl_in *req
 	if (ctl_get_u32(req, CTL_T_WRITER, &writer) || ctl_get_u32(req, CTL_T_GEN, &gen))
 		return -EINVAL;
 	struct ring *r = &g->ring;
-	if (writer >= r->writer_slots || r->area_fd[writer] < 0 ||
+	if (writer >= r->writer_slots || r->area_file[writer].fd < 0 ||
 	    atomic_load(&r->writer_ids[writer].gen) != gen)
 		return -ESTALE;
-	return reply_ro_fd(s, req, r->area_fd[writer]);
+	return reply_ro_file(s, req, &r->area_file[writer]);
 }
 
 /* A producer maps the page of a member it found in the directory. */
@@ -862,13 +875,14 @@ static int do_mpage(struct daemon *d, struct session *s, const struct ctl_in *re
 		return err;
 	struct member *m = member_at(g, req);
 	if (m)
-		return reply_ro_fd(s, req, m->page_fd);
+		return reply_ro_file(s, req, &m->page);
 	/* Or the daemon's own slot of another node's stream (replica.c). */
 	uint32_t slot, word;
-	int fd = ctl_get_u32(req, CTL_T_SLOT, &slot) || ctl_get_u32(req, CTL_T_STATEWORD, &word)
-			 ? -ESTALE
-			 : replica_stream_page(g, slot, word);
-	return fd < 0 ? fd : reply_ro_fd(s, req, fd);
+	const struct ring_file *page =
+	    ctl_get_u32(req, CTL_T_SLOT, &slot) || ctl_get_u32(req, CTL_T_STATEWORD, &word)
+		? NULL
+		: replica_stream_page(g, slot, word);
+	return page ? reply_ro_file(s, req, page) : -ESTALE;
 }
 
 /* Handle one request; false when the session is gone. */

@@ -75,7 +75,9 @@ enum ctl_tag {
 	CTL_T_TRUNCATED = 15, /* u64: more groups follow; ask again with CURSOR = this */
 	CTL_T_GEN = 16,       /* u32: a writer area's generation */
 	CTL_T_NODEINFO = 17,  /* struct ctl_node_info */
-	CTL_T_MAX = 17,
+	CTL_T_DIROFF = 18,    /* u64: where the group's directory starts in its fd */
+	CTL_T_FILEOFF = 19,   /* u64: where the area or page of the last fd starts */
+	CTL_T_MAX = 19,
 };
 
 #define CTL_F_WRITE 0x1u

@@ -9,20 +9,24 @@
  *    offset); it is published with one compare-and-swap and never written
  *    otherwise. Writable by processes that may send (and the daemon);
  *    read-only for receive-only members.
- *  - one AREA memfd per writer slot (and generation: a slot handed out again
+ *  - one AREA per writer slot (and generation: a slot handed out again
  *    gets a fresh one), where that writer alone puts its records: writable
- *    only by it, read-only for members. So a writer stopped inside its claim
+ *    only by it, read-only for members. An area is a range of its writer's
+ *    own shelf (shelf.h): one memfd per session holding its areas and
+ *    member pages, the one memfd it may write. So a writer stopped inside its claim
  *    holds only its own area: the node cancels its entry, readers skip it,
  *    the order moves on, and nothing the writer writes when it wakes can
  *    reach a reader (docs/design.md, section 4); and no sender can write,
  *    or pass off as its own, another's records.
- *  - the DIRECTORY memfd: who the members are (slot state and generation),
+ *  - the DIRECTORY (a range of a shelf of directories, shared by groups the
+ *    same users may read): who the members are (slot state and generation),
  *    who the writers are (pid, area generation), and the node's own area
  *    (its membership events). Written by the daemon alone; read-only
  *    for every other process, so nobody can forge a member, evict or free
  *    one, or pass off a message as another process's.
- *  - one MEMBER PAGE memfd per membership: its read cursor and its sleep
- *    announcement. Writable only by that member (and the daemon); mapped
+ *  - one MEMBER PAGE per membership, on the member's own shelf: its read
+ *    cursor and its sleep announcement. Writable only by that member (and
+ *    the daemon); mapped
  *    read-only by producers, who ask the daemon for the pages of members
  *    they have not seen yet (the directory's `seq` says when to).
  *

@@ -58,30 +58,28 @@ int ring_make_memfd(const char *name, size_t bytes)
 	return fd;
 }
 
-int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
-		int *data_fd, int *dir_fd)
+int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
+		   int *data_fd, const struct ring_file *dir)
 {
 	char label[64];
 	int err = ring_check_sizes(capacity, max_msg);
 	if (err)
+		return err;
+	if ((err = ring_file_check(dir->fd, dir->off, RING_DIR_FILE_BYTES(capacity))))
 		return err;
 	uint32_t writers = ring_writer_slots(capacity);
 	snprintf(label, sizeof(label), "pgroup:%.40s", name);
 	int dfd = ring_make_memfd(label, RING_DATA_BYTES(capacity));
 	if (dfd < 0)
 		return dfd;
-	int cfd = ring_make_memfd(label, RING_DIR_FILE_BYTES(capacity));
-	if (cfd < 0) {
-		close(dfd);
-		return cfd;
-	}
 	/* Only the header and the writer slots: the order is zero (EMPTY) as
 	 * the memfd comes, and stays untouched until used. */
 	struct ring_data_hdr *h =
 	    mmap(NULL, RING_ORDER_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
 	/* The directory's header and writer ids: its first two pages. */
 	const size_t dir_head = RING_WRITER_IDS_OFF + RING_PAGE;
-	struct ring_dir_hdr *ch = mmap(NULL, dir_head, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	struct ring_dir_hdr *ch = mmap(NULL, dir_head, PROT_READ | PROT_WRITE, MAP_SHARED, dir->fd,
+				       (off_t)dir->off);
 	if (h == MAP_FAILED || ch == MAP_FAILED) {
 		err = -errno;
 		if (h != MAP_FAILED)
@@ -89,7 +87,6 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 		if (ch != MAP_FAILED)
 			munmap(ch, dir_head);
 		close(dfd);
-		close(cfd);
 		return err;
 	}
 	h->magic = RING_DATA_MAGIC;
@@ -121,7 +118,21 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	munmap(h, RING_ORDER_OFF);
 	munmap(ch, dir_head);
 	*data_fd = dfd;
-	*dir_fd = cfd;
+	return 0;
+}
+
+int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
+		int *data_fd, int *dir_fd)
+{
+	struct ring_file dir;
+	int err = ring_check_sizes(capacity, max_msg);
+	if (err || (err = ring_file_new("pgroup:dir", RING_DIR_FILE_BYTES(capacity), &dir)))
+		return err;
+	if ((err = ring_create_at(capacity, max_msg, stall_ms, name, data_fd, &dir))) {
+		close(dir.fd);
+		return err;
+	}
+	*dir_fd = dir.fd;
 	return 0;
 }
 
@@ -146,18 +157,18 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	 * memfd would be SIGBUS, not an error. */
 	int err = fd_bytes(data_fd, bytes);
 	if (!err)
-		err = fd_bytes(dir_fd, RING_DIR_FILE_BYTES(cap));
+		err = ring_file_check(dir_fd, g->dir_off, RING_DIR_FILE_BYTES(cap));
 	if (err)
 		return err;
 	struct ring_pages *p = NULL;
-	int *afd = NULL;
+	struct ring_file *afd = NULL;
 	if ((writable && !(p = calloc(1, sizeof(*p)))) ||
 	    (owner && !(afd = malloc(writers * sizeof(*afd))))) {
 		free(p);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; owner && i < writers; i++)
-		afd[i] = -1;
+		afd[i] = RING_FILE_NONE;
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 	/* The areas' address space, inaccessible until an area is mapped in
 	 * it. MAP_NORESERVE: it is address space, not memory. */
@@ -176,7 +187,7 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	/* The directory is the daemon's: read-only for everyone else, and
 	 * the fd they hold is read-only too, so no mprotect can change it. */
 	void *c = mmap(NULL, RING_DIR_BYTES, PROT_READ | (owner ? PROT_WRITE : 0), MAP_SHARED,
-		       dir_fd, 0);
+		       dir_fd, (off_t)g->dir_off);
 	if (c == MAP_FAILED) {
 		err = -errno;
 		munmap(d, bytes);
@@ -191,11 +202,12 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	r->mwait = (struct ring_mwait *)((uint8_t *)d + RING_MWAIT_OFF);
 	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF);
 	r->areas = a;
-	r->area_fd = afd;
+	r->area_file = afd;
 	/* The node's own area is in the directory: mapped from the start,
 	 * writable only where the directory is (the daemon's mapping). */
 	void *ev = mmap(a, cap, PROT_READ | (owner ? PROT_WRITE : 0),
-			MAP_SHARED | MAP_FIXED | MAP_NORESERVE, dir_fd, RING_EVENTS_OFF);
+			MAP_SHARED | MAP_FIXED | MAP_NORESERVE, dir_fd,
+			(off_t)(g->dir_off + RING_EVENTS_OFF));
 	if (ev == MAP_FAILED) {
 		err = -errno;
 		munmap(c, RING_DIR_BYTES);
@@ -239,25 +251,30 @@ int ring_map_as(struct ring *r, int data_fd, int dir_fd, bool writable,
 
 int ring_map(struct ring *r, int data_fd, int dir_fd, bool writable)
 {
+	return ring_map_at(r, data_fd, dir_fd, 0, writable);
+}
+
+int ring_map_at(struct ring *r, int data_fd, int dir_fd, uint64_t dir_off, bool writable)
+{
 	memset(r, 0, sizeof(*r));
 	struct stat st;
 	if (fstat(data_fd, &st) < 0)
 		return -errno;
-	struct stat ds;
-	if (fstat(dir_fd, &ds) < 0)
-		return -errno;
-	if (st.st_size < (off_t)RING_ORDER_OFF || ds.st_size < (off_t)RING_DIR_BYTES)
+	if (st.st_size < (off_t)RING_ORDER_OFF || ring_file_check(dir_fd, dir_off, RING_DIR_BYTES))
 		return -EBADMSG;
 	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
 	if (h == MAP_FAILED)
 		return -errno;
-	struct ring_dir_hdr *ch = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, dir_fd, 0);
+	struct ring_dir_hdr *ch =
+	    mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, dir_fd, (off_t)dir_off);
 	if (ch == MAP_FAILED) {
 		munmap(h, RING_PAGE);
 		return -errno;
 	}
-	struct ring_geometry g = {
-	    .capacity = h->capacity, .max_msg = h->max_msg, .stall_ms = h->stall_ms};
+	struct ring_geometry g = {.capacity = h->capacity,
+				  .max_msg = h->max_msg,
+				  .stall_ms = h->stall_ms,
+				  .dir_off = dir_off};
 	bool ok = h->magic == RING_DATA_MAGIC && h->version == RING_VERSION &&
 		  h->hdr_bytes == RING_ORDER_OFF && ring_check_sizes(g.capacity, g.max_msg) == 0 &&
 		  h->order_slots == RING_ORDER_SLOTS(g.capacity) &&
@@ -288,16 +305,16 @@ void ring_pages_relist(struct ring *r)
 	p->n_live = n;
 }
 
-int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd)
+int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd, uint64_t off)
 {
 	struct ring_pages *p = r->pages;
 	if (!p || slot >= RING_MEMBER_SLOTS)
 		return -EINVAL;
-	int err = fd_bytes(fd, RING_PAGE);
+	int err = ring_file_check(fd, off, RING_PAGE);
 	if (err)
 		return err;
 	int prot = PROT_READ | (p->own ? PROT_WRITE : 0);
-	void *m = mmap(NULL, RING_PAGE, prot, MAP_SHARED, fd, 0);
+	void *m = mmap(NULL, RING_PAGE, prot, MAP_SHARED, fd, (off_t)off);
 	if (m == MAP_FAILED)
 		return -errno;
 	page_unmap(p, slot);
@@ -343,9 +360,10 @@ int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
 			if (p->page[i] && p->word[i] == w)
 				continue;
 			int fd = -1;
-			err = fetch(arg, i, w, &fd);
+			uint64_t off = 0;
+			err = fetch(arg, i, w, &fd, &off);
 			if (!err) {
-				err = ring_pages_attach(r, i, w, fd);
+				err = ring_pages_attach(r, i, w, fd, off);
 				close(fd);
 			}
 			if (err == -ESTALE)
@@ -370,11 +388,12 @@ void ring_unmap(struct ring *r)
 			page_unmap(r->pages, i);
 		free(r->pages);
 	}
-	if (r->area_fd) {
+	if (r->area_file) {
+		/* Not punched: members may still read them (the daemon
+		 * gives them back once they cannot, registry.c's graves). */
 		for (uint32_t i = 0; i < r->writer_slots; i++)
-			if (r->area_fd[i] >= 0)
-				close(r->area_fd[i]);
-		free(r->area_fd);
+			ring_file_forget(&r->area_file[i]);
+		free(r->area_file);
 	}
 	if (r->areas)
 		munmap(r->areas, (size_t)r->writer_slots * r->capacity);
@@ -385,17 +404,18 @@ void ring_unmap(struct ring *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, bool writable)
+int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, uint64_t off,
+		     bool writable)
 {
 	if (writer >= r->writer_slots || gen == 0)
 		return -EINVAL;
-	int err = fd_bytes(fd, r->capacity);
+	int err = ring_file_check(fd, off, r->capacity);
 	if (err)
 		return err;
 	/* In place of what was there: the reservation, or an older area. */
 	void *at = r->areas + (uint64_t)writer * r->capacity;
 	void *m = mmap(at, r->capacity, PROT_READ | (writable ? PROT_WRITE : 0),
-		       MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0);
+		       MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, (off_t)off);
 	if (m == MAP_FAILED)
 		return -errno;
 	r->area_gen[writer] = gen;
@@ -413,24 +433,18 @@ static void area_unmap(struct ring *r, uint32_t writer)
 
 void ring_area_drop(struct ring *r, uint32_t writer)
 {
-	if (!r->area_fd || writer >= r->writer_slots || r->area_fd[writer] < 0)
+	if (!r->area_file || writer >= r->writer_slots || r->area_file[writer].fd < 0)
 		return;
 	/* Its memory goes now, whoever still maps it: nobody reads it. */
-	fallocate(r->area_fd[writer], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-		  (off_t)r->capacity);
-	close(r->area_fd[writer]);
-	r->area_fd[writer] = -1;
+	ring_file_release(&r->area_file[writer], r->capacity);
 	area_unmap(r, writer);
 }
 
-int ring_area_create(struct ring *r, uint32_t writer)
+int ring_area_create(struct ring *r, uint32_t writer, const struct ring_file *area)
 {
 	/* Slot 0's area is the directory's (RING_EVENTS_OFF). */
-	if (!r->area_fd || writer == RING_DAEMON_WRITER || writer >= r->writer_slots)
+	if (!r->area_file || writer == RING_DAEMON_WRITER || writer >= r->writer_slots)
 		return -EINVAL;
-	int fd = ring_make_memfd("pgroup:area", r->capacity);
-	if (fd < 0)
-		return fd;
 	struct ring_writer_id *id = (struct ring_writer_id *)&r->writer_ids[writer];
 	uint32_t gen = atomic_load(&id->gen) + 1;
 	if (gen == 0)
@@ -438,22 +452,21 @@ int ring_area_create(struct ring *r, uint32_t writer)
 	/* The previous holder's area goes first: every member is past its
 	 * records (ring_writer_alloc checked). */
 	ring_area_drop(r, writer);
-	int err = ring_area_attach(r, writer, gen, fd, true);
-	if (err) {
-		close(fd);
+	int err = ring_area_attach(r, writer, gen, area->fd, area->off, true);
+	if (err)
 		return err;
-	}
-	r->area_fd[writer] = fd;
+	r->area_file[writer] = *area;
 	/* Release: pairs with the reader's acquire load of gen (ring_read). */
 	atomic_store_explicit(&id->gen, gen, memory_order_release);
 	return 0;
 }
 
-struct ring_mpage *ring_page_map(int fd, bool writable)
+struct ring_mpage *ring_page_map(int fd, uint64_t off, bool writable)
 {
-	if (fd_bytes(fd, RING_PAGE))
+	if (ring_file_check(fd, off, RING_PAGE))
 		return NULL;
-	void *m = mmap(NULL, RING_PAGE, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+	void *m = mmap(NULL, RING_PAGE, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd,
+		       (off_t)off);
 	return m == MAP_FAILED ? NULL : m;
 }
 

@@ -33,7 +33,7 @@ static void dir_changed(struct ring *r)
 }
 
 int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
-		    uint64_t *cursor, int *page_fd)
+		    uint64_t *cursor, const struct ring_file *page)
 {
 	if (!r->owner)
 		return -EPERM;
@@ -43,14 +43,9 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		if (RING_STATE_OF(w) != RING_MEMBER_FREE)
 			continue;
 		uint32_t nw = RING_MEMBER_WORD(RING_GEN_OF(w) + 1, RING_MEMBER_ACTIVE);
-		int fd = ring_make_memfd("pgroup:member", RING_PAGE);
-		if (fd < 0)
-			return fd;
-		int err = ring_pages_attach(r, i, nw, fd);
-		if (err) {
-			close(fd);
+		int err = ring_pages_attach(r, i, nw, page->fd, page->off);
+		if (err)
 			return err;
-		}
 		struct ring_mpage *pg = r->pages->page[i];
 		/* Cursor at the tail, then ACTIVE, then the cursor again at a
 		 * tail read after ACTIVE, all seq_cst. A producer that missed
@@ -75,10 +70,18 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		*slot = i;
 		*state_word = nw;
 		*cursor = t;
-		*page_fd = fd;
 		return 0;
 	}
 	return -ENOSPC;
+}
+
+int ring_member_add_on(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
+		       uint64_t *cursor, struct shelf **own, struct ring_file *page)
+{
+	int err = shelf_take(own, "pgroup:own", RING_PAGE, page);
+	if (!err && (err = ring_member_add(r, pid, slot, state_word, cursor, page)))
+		ring_file_release(page, RING_PAGE);
+	return err;
 }
 
 /* The slot may have been what a producer waited on: wake it through the
@@ -118,7 +121,7 @@ bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word)
 	return true;
 }
 
-int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
+int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot, const struct ring_file *area)
 {
 	if (!r->owner)
 		return -EPERM;
@@ -138,7 +141,7 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 			continue;
 		/* A fresh area for the new holder: nobody can write into it
 		 * but it, nor read its predecessor's records from it. */
-		int err = ring_area_create(r, i);
+		int err = ring_area_create(r, i, area);
 		if (err)
 			return err;
 		atomic_store(&w->claim_pos, RING_NO_CLAIM);
@@ -150,6 +153,15 @@ int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot)
 		return 0;
 	}
 	return -ENOSPC;
+}
+
+int ring_writer_alloc_on(struct ring *r, int32_t pid, uint32_t *slot, struct shelf **own)
+{
+	struct ring_file area;
+	int err = shelf_take(own, "pgroup:own", r->capacity, &area);
+	if (!err && (err = ring_writer_alloc(r, pid, slot, &area)))
+		ring_file_release(&area, r->capacity);
+	return err;
 }
 
 void ring_writer_free(struct ring *r, uint32_t slot)

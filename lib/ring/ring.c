@@ -383,13 +383,14 @@ void ring_wake(struct ring *r)
 static int area_fetch(struct ring *r, uint32_t writer, uint32_t gen)
 {
 	int fd = -1;
+	uint64_t off = 0;
 	if (!r->fetch_area)
 		return -ENOENT;
-	int err = r->fetch_area(r->fetch_arg, writer, gen, &fd);
+	int err = r->fetch_area(r->fetch_arg, writer, gen, &fd, &off);
 	if (err == -EALREADY && r->area_gen[writer] == gen)
 		return 0; /* the fetcher mapped it itself */
 	if (!err) {
-		err = ring_area_attach(r, writer, gen, fd, false);
+		err = ring_area_attach(r, writer, gen, fd, off, false);
 		close(fd);
 	}
 	return err;

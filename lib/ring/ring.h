@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "shelf.h"
 
 /*
  * The member pages a producer (or the daemon) has mapped: one per ACTIVE
@@ -41,10 +42,12 @@ struct ring {
 	 * (inaccessible until then): a record's address is one addition. */
 	uint8_t *areas;
 	uint32_t area_gen[RING_WRITER_SLOTS]; /* the generation mapped; 0 = none */
-	int *area_fd; /* the owner's: each slot's area memfd, read-write; -1 = none */
+	/* The owner's: where each slot's area is (read-write); fd -1 = none. */
+	struct ring_file *area_file;
 	/* A mapping that reads (a member's) asks for an area it lacks: a
-	 * read-only fd of writer's area of generation `gen`. */
-	int (*fetch_area)(void *arg, uint32_t writer, uint32_t gen, int *fd);
+	 * read-only fd of writer's area of generation `gen`, and where in
+	 * that fd the area starts. */
+	int (*fetch_area)(void *arg, uint32_t writer, uint32_t gen, int *fd, uint64_t *off);
 	void *fetch_arg;
 	struct ring_dir_hdr *dir;
 	const struct ring_member *members;    /* the directory's member slots */
@@ -127,7 +130,11 @@ uint32_t ring_writer_slots(uint64_t capacity);
 /* A memfd of `bytes`, sealed against resizing, mode 0400 (so a read-only
  * fd cannot be reopened writable through /proc): fd or -errno. */
 int ring_make_memfd(const char *name, size_t bytes);
-/* Daemon: make the data and directory memfds. */
+/* Daemon: make the data memfd and fill in the directory, in `dir` (a
+ * range of RING_DIR_FILE_BYTES(capacity), zero as it came). */
+int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
+		   int *data_fd, const struct ring_file *dir);
+/* The same with a directory memfd of its own (tests). */
 int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
 		int *data_fd, int *dir_fd);
 /* A ring's sizes, as the daemon that made it says (never as its header
@@ -136,6 +143,7 @@ struct ring_geometry {
 	uint64_t capacity;
 	uint32_t max_msg;
 	uint32_t stall_ms;
+	uint64_t dir_off; /* where the directory starts in its fd */
 };
 /* Map with the geometry the daemon gave: the memfds' sizes are checked
  * against it, nothing in shared memory is trusted. */
@@ -145,10 +153,12 @@ int ring_map_as(struct ring *r, int data_fd, int dir_fd, bool writable,
  * geometry is read from it and validated. Writable = the owner's mapping:
  * the directory writable, member pages made by ring_member_add. */
 int ring_map(struct ring *r, int data_fd, int dir_fd, bool writable);
+/* The same with the directory at dir_off of dir_fd. */
+int ring_map_at(struct ring *r, int data_fd, int dir_fd, uint64_t dir_off, bool writable);
 void ring_unmap(struct ring *r);
 
 /* A member page on its own (a member's, or a test's). NULL on error. */
-struct ring_mpage *ring_page_map(int fd, bool writable);
+struct ring_mpage *ring_page_map(int fd, uint64_t off, bool writable);
 void ring_page_unmap(struct ring_mpage *page);
 
 /*
@@ -156,14 +166,14 @@ void ring_page_unmap(struct ring_mpage *page);
  * while it differs from ours, ring_min_cursor assumes no more than the
  * cached bound and ring_wake wakes unasked, and the producer calls
  * ring_pages_sync, which asks `fetch` (the daemon) for each page it lacks:
- * a read-only fd of slot's page for state word `word`, or -ESTALE when the
- * slot no longer holds it.
+ * a read-only fd of slot's page for state word `word` and the page's offset
+ * in it, or -ESTALE when the slot no longer holds it.
  */
-typedef int ring_page_fetch(void *arg, uint32_t slot, uint32_t word, int *fd);
+typedef int ring_page_fetch(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off);
 bool ring_pages_stale(const struct ring *r);
 int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg);
-/* Map slot's page (for `word`) from fd, in place of any before. */
-int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd);
+/* Map slot's page (for `word`) from fd at off, in place of any before. */
+int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd, uint64_t off);
 void ring_pages_detach(struct ring *r, uint32_t slot);
 /* Rebuild the list ring_wake scans from the pages mapped. */
 void ring_pages_relist(struct ring *r);
@@ -176,12 +186,15 @@ static inline uint64_t ring_member_cursor(const struct ring *r, uint32_t slot)
 }
 /* Start a writer's bookkeeping of a freshly handed-out slot. */
 void ring_area_init(struct ring_area *a, uint32_t writer);
-/* Map writer's area (of generation gen) from fd, in place of any before;
- * writable only for its writer. */
-int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, bool writable);
-/* Owner: give `writer` a fresh area (a new memfd, the next generation),
- * mapped read-write; its fd is r->area_fd[writer]. */
-int ring_area_create(struct ring *r, uint32_t writer);
+/* Map writer's area (of generation gen) from fd at off, in place of any
+ * before; writable only for its writer. */
+int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, uint64_t off,
+		     bool writable);
+/* Owner: give `writer` a fresh area, the next generation, in `area` (a
+ * range of capacity bytes nobody used before), mapped read-write. The ring
+ * holds `area` from then on (r->area_file[writer]) and gives it back when
+ * the area is dropped; on error the caller still holds it. */
+int ring_area_create(struct ring *r, uint32_t writer, const struct ring_file *area);
 /* Owner: drop writer's area, its memory with it (nobody can read it any
  * more: the caller checked). */
 void ring_area_drop(struct ring *r, uint32_t writer);
@@ -234,20 +247,25 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v);
 void ring_release(struct ring *r, struct ring_reader *rd, uint64_t pos);
 
 /* repair.c: what only the daemon does to a ring. */
-/* Admit a member: a slot, its state word, where it reads from, and the
- * read-write fd of its new page (the caller keeps it; it hands the member
- * a copy and producers read-only ones). */
+/* Admit a member: a slot, its state word, where it reads from. Its page is
+ * `page` (a fresh page nobody used before; the caller keeps it, hands the
+ * member a writable fd of it and producers read-only ones). */
 int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
-		    uint64_t *cursor, int *page_fd);
+		    uint64_t *cursor, const struct ring_file *page);
+/* The same with its page a fresh range of *own (shelf_take), in *page. */
+int ring_member_add_on(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state_word,
+		       uint64_t *cursor, struct shelf **own, struct ring_file *page);
 void ring_member_remove(struct ring *r, uint32_t slot);
 /* Evict the holder of `state_word` from `slot`; false if it moved on. */
 bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word);
 /*
  * Hand out a writer slot to `pid`: one that is free and whose area no
- * member can still read (every member is past its last record). -ENOSPC
- * when none is.
+ * member can still read (every member is past its last record), with its
+ * fresh area in `area` (see ring_area_create). -ENOSPC when none is.
  */
-int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot);
+int ring_writer_alloc(struct ring *r, int32_t pid, uint32_t *slot, const struct ring_file *area);
+/* The same with the area a fresh range of *own (shelf_take). */
+int ring_writer_alloc_on(struct ring *r, int32_t pid, uint32_t *slot, struct shelf **own);
 void ring_writer_free(struct ring *r, uint32_t slot);
 /*
  * Cancel position `pos` if no writer decided it yet: readers skip it and

@@ -74,13 +74,14 @@ static struct {
 } g;
 
 /* What the daemon answers a member's CTL_AREA: the owner's area memfd. */
-static int owner_fetch(void *arg, uint32_t writer, uint32_t gen, int *fd)
+static int owner_fetch(void *arg, uint32_t writer, uint32_t gen, int *fd, uint64_t *off)
 {
 	const struct ring *own = arg;
-	if (writer >= own->writer_slots || own->area_fd[writer] < 0 ||
+	if (writer >= own->writer_slots || own->area_file[writer].fd < 0 ||
 	    own->area_gen[writer] != gen)
 		return -ESTALE;
-	*fd = dup(own->area_fd[writer]);
+	*off = own->area_file[writer].off;
+	*fd = dup(own->area_file[writer].fd);
 	return *fd < 0 ? -errno : 0;
 }
 
@@ -91,19 +92,20 @@ static void setup(void)
 		fuzz_fail("fuzz_ring_read", "cannot create the ring");
 	g.wslot[0] = RING_DAEMON_WRITER;
 	uint64_t cur;
-	int f0 = -1, f1 = -1;
-	if (ring_writer_alloc(&g.w, getpid(), &g.wslot[1]) ||
-	    ring_writer_alloc(&g.w, getpid(), &g.wslot[2]) ||
-	    ring_member_add(&g.w, getpid(), &g.rd0.slot, &g.rd0.state_word, &cur, &f0) ||
-	    ring_member_add(&g.w, getpid(), &g.other0.slot, &g.other0.state_word, &cur, &f1))
+	/* Areas and pages on one shelf, as a session's are in the daemon. */
+	struct shelf *own = NULL;
+	struct ring_file p0, p1, a3;
+	if (ring_writer_alloc_on(&g.w, getpid(), &g.wslot[1], &own) ||
+	    ring_writer_alloc_on(&g.w, getpid(), &g.wslot[2], &own) ||
+	    ring_member_add_on(&g.w, getpid(), &g.rd0.slot, &g.rd0.state_word, &cur, &own, &p0) ||
+	    ring_member_add_on(&g.w, getpid(), &g.other0.slot, &g.other0.state_word, &cur, &own,
+			       &p1))
 		fuzz_fail("fuzz_ring_read", "cannot add writers and members");
-	if (ring_area_create(&g.w, 3))
+	if (shelf_take(&own, "fuzz:own", g.w.capacity, &a3) || ring_area_create(&g.w, 3, &a3))
 		fuzz_fail("fuzz_ring_read", "cannot make the areas");
 	g.ro.fetch_area = owner_fetch;
 	g.ro.fetch_arg = &g.w;
 	/* The owner's mappings of the pages stand in for the members' own. */
-	close(f0);
-	close(f1);
 	g.rd0.page = g.w.pages->page[g.rd0.slot];
 	g.other0.page = g.w.pages->page[g.other0.slot];
 	if (g.wslot[2] >= AREAS || g.other0.slot >= MEMBERS)

@@ -74,8 +74,9 @@ int daemon_start_with(struct daemon_proc *d, const char *node, const char *flags
 		return -errno;
 	if (d->pid == 0) {
 		/* A limit set here is the daemon's from its start (the test
-		 * process itself may not raise its own again). */
-		struct rlimit rl = {nofile, nofile};
+		 * process itself may not raise its own again): the hard one,
+		 * under Debian's default soft one (1,024) when it is higher. */
+		struct rlimit rl = {nofile < 1024 ? nofile : 1024, nofile};
 		if (nofile && setrlimit(RLIMIT_NOFILE, &rl))
 			_exit(126);
 		const char *wrap = getenv("PGROUPD_WRAPPER");

@@ -29,13 +29,14 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Our mapping of one of `group`'s memfds (named "pgroup:<group>"): the one
- * of `bytes` bytes, writable if asked. NULL when there is none. */
-static void *find_mapping(const char *group, size_t bytes, bool writable)
+/* Our mapping of a memfd named "pgroup:<label>" of `bytes` bytes, writable
+ * if asked. NULL when there is none. Directories are on "pgroup:dirs"
+ * (shelves of the daemon): the tests that look for one map one group. */
+static void *find_mapping(const char *label, size_t bytes, bool writable)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
 	char line[512], want[128];
-	snprintf(want, sizeof(want), "pgroup:%.40s ", group);
+	snprintf(want, sizeof(want), "pgroup:%.40s ", label);
 	void *found = NULL;
 	while (!found && f && fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;
@@ -53,8 +54,8 @@ static void *find_mapping(const char *group, size_t bytes, bool writable)
 	return found;
 }
 
-/* Our mapping of the member page we hold (named "pgroup:member"): the
- * writable one, for our latest membership. NULL when there is none. */
+/* Our mapping of the member page we hold (on our session's shelf,
+ * "pgroup:own"): the writable page-sized one. NULL when there is none. */
 static struct ring_mpage *own_page(void)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
@@ -64,7 +65,7 @@ static struct ring_mpage *own_page(void)
 		unsigned long lo, hi;
 		char perms[8];
 		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && hi - lo == RING_PAGE &&
-		    perms[1] == 'w' && strstr(line, "pgroup:member"))
+		    perms[1] == 'w' && strstr(line, "pgroup:own"))
 			found = (struct ring_mpage *)lo;
 	}
 	if (f)
@@ -82,9 +83,9 @@ static void test_zeroed_headers(void)
 	CU_ASSERT_EQUAL(pg_send(att, g, "x", 1), 0); /* a writable data mapping */
 	/* The directory is the daemon's: even a sender maps it read-only and
 	 * cannot make it writable. */
-	struct ring_dir_hdr *dir = find_mapping(g, RING_DIR_BYTES, false);
+	struct ring_dir_hdr *dir = find_mapping("dirs", RING_DIR_BYTES, false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
-	CU_ASSERT_PTR_NULL(find_mapping(g, RING_DIR_BYTES, true));
+	CU_ASSERT_PTR_NULL(find_mapping("dirs", RING_DIR_BYTES, true));
 	CU_ASSERT(mprotect(dir, RING_DIR_BYTES, PROT_READ | PROT_WRITE) < 0 && errno == EACCES);
 	struct ring_data_hdr *dh = NULL;
 	/* The data memfd's writable mapping: the one that is not the directory. */
@@ -185,7 +186,7 @@ static void test_directory_read_only(void)
 	CU_ASSERT_EQUAL(pg_join(victim, g, 0, NULL, NULL), 0);
 	/* A member's writable shared memory is its own page; the directory,
 	 * where member states live, cannot be made writable. */
-	struct ring_dir_hdr *dir = find_mapping(g, RING_DIR_BYTES, false);
+	struct ring_dir_hdr *dir = find_mapping("dirs", RING_DIR_BYTES, false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
 	CU_ASSERT(mprotect(dir, RING_DIR_BYTES, PROT_READ | PROT_WRITE) < 0 && errno == EACCES);
 	const struct ring_member *slots =
@@ -231,11 +232,12 @@ static void test_sender_confined(void)
 	CU_ASSERT_EQUAL_FATAL(pg_create(a, g), 0);
 	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(pg_send(b, g, "b", 1), 0);
-	unsigned areas_before = count_mappings("area", true);
+	unsigned areas_before = count_mappings("own", true);
 	void *buf;
 	CU_ASSERT_EQUAL_FATAL(pg_send_claim(a, g, 8, &buf), 0);
-	/* Two senders in this process: two areas writable, one each. */
-	CU_ASSERT_EQUAL(count_mappings("area", true), areas_before + 1);
+	/* Two senders in this process: two areas writable, one each (each
+	 * on its session's shelf, with that session's pages). */
+	CU_ASSERT_EQUAL(count_mappings("own", true), areas_before + 1);
 	memcpy(buf, "forged!", 8);
 	CU_ASSERT_EQUAL(pg_send_commit(a, buf), 0);
 	/* Rewrite the committed record's header: a pid of our choosing. */
@@ -254,7 +256,7 @@ static void test_sender_confined(void)
 	while (f && fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;
 		char perms[8];
-		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strstr(line, "pgroup:area") &&
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strstr(line, "pgroup:own") &&
 		    perms[1] != 'w') {
 			ro++;
 			made_writable += mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) == 0;

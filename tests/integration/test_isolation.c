@@ -1044,13 +1044,14 @@ static void attacker_send(pg_ctx *ctx, const char *g, uint8_t *buf)
 	}
 }
 
-/* Whether a writable mapping is one the group's sender was handed: one of
- * the group's memfds ("pgroup:<group>") or a writer area ("pgroup:area"). */
+/* Whether a writable mapping is one the group's sender was handed: the
+ * group's data memfd ("pgroup:<group>") or its own shelf ("pgroup:own":
+ * its session's writer areas and member pages, nobody else's). */
 static bool sender_owned(const struct map *m, const char *g)
 {
 	char want[80];
 	snprintf(want, sizeof(want), "memfd:pgroup:%.40s ", g);
-	return strstr(m->name, "memfd:pgroup:area ") || strstr(m->name, want);
+	return strstr(m->name, "memfd:pgroup:own ") || strstr(m->name, want);
 }
 
 static int scribbling_sender(void *arg, int up, int down)

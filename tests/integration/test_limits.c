@@ -1150,6 +1150,85 @@ static void test_groups_listing_complete(void)
 }
 
 /* ---------------------------------------------------------------------
+ * Issue 11 §3: many groups at the default fd limits. A daemon started with
+ * Debian's soft limit (1,024) under a hard one a few times lower than this
+ * machine's, with as many groups as fit 3 fds each there: each has a member
+ * and a writer, and nothing is refused. A group used to cost the daemon
+ * four fds (data, directory, the member's page, the writer's area). With
+ * PGROUP_TEST_GROUPS set: that many groups under the hard limit 20,000.
+ */
+static void test_many_groups_at_fd_limits(void)
+{
+	watchdog("many groups at fd limits", 300);
+	const char *env = getenv("PGROUP_TEST_GROUPS");
+	int n = env ? atoi(env) : 1000;
+	rlim_t hard = env ? 20000 : 3000;
+	struct daemon_proc d = {0};
+	CU_ASSERT_EQUAL_FATAL(start_extra(&d, "manyg", hard), 0);
+	pg_ctx *owner, *mem, *snd;
+	CU_ASSERT_EQUAL_FATAL(pg_open(&owner, d.socket), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_open(&mem, d.socket), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_open(&snd, d.socket), 0);
+	int fds0 = count_fds(d.pid);
+	char name[64];
+	int created = 0, joined = 0, sent = 0, got = 0, wrong = 0, first_err = 0;
+	/* Small rings here: a daemon under valgrind has 128 GiB of address
+	 * space, and each group's areas take 256 of its ring size. */
+	pg_group_opts o = {.ring_bytes = env ? 0 : 64 * 1024};
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "mg-%d", i);
+		int err = pg_create_opts(owner, name, &o);
+		created += !err;
+		if (!err && !(err = pg_join(mem, name, 0, NULL, NULL)))
+			joined++;
+		if (!err && !(err = pg_send(snd, name, name, strlen(name) + 1)))
+			sent++;
+		if (err && !first_err)
+			first_err = err;
+	}
+	int fds = count_fds(d.pid);
+	pg_message m;
+	int64_t until = now_ms() + 60000;
+	while (got + wrong < sent && now_ms() < until && pg_recv(mem, &m, 2000) == 0) {
+		if (m.kind != PG_MSG)
+			continue;
+		bool right = m.len >= 4 && !memcmp(m.data, "mg-", 3) &&
+			     ((const char *)m.data)[m.len - 1] == 0 && !strcmp(m.data, m.group);
+		got += right;
+		wrong += !right;
+	}
+	char *out = NULL;
+	int listed = 0;
+	if (cli_groups_json(d.socket, &out) == 0)
+		for (const char *p = out; (p = strstr(p, "{\"group\":\"mg-")); p++)
+			listed++;
+	free(out);
+	fprintf(stderr,
+		"many groups: %d created, %d joined, %d sent, %d received (%d wrong), %d listed, "
+		"first error %s; daemon fds %d -> %d (hard limit %d)\n",
+		created, joined, sent, got, wrong, listed, pg_strerror(first_err), fds0, fds,
+		(int)hard);
+	CU_ASSERT_EQUAL(first_err, 0);
+	CU_ASSERT_EQUAL(created, n);
+	CU_ASSERT_EQUAL(joined, n);
+	CU_ASSERT_EQUAL(sent, n);
+	CU_ASSERT_EQUAL(got, n);
+	CU_ASSERT_EQUAL(wrong, 0);
+	CU_ASSERT_EQUAL(listed, n);
+	/* One fd per group (its data), sessions' and classes' shelves. */
+	CU_ASSERT(fds - fds0 <= n + 16);
+	pg_close(snd);
+	pg_close(mem);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "mg-%d", i);
+		pg_delete(owner, name);
+	}
+	pg_close(owner);
+	daemon_stop(&d);
+	watchdog_off();
+}
+
+/* ---------------------------------------------------------------------
  * Defect 11d: daemons started at once on one socket path: one wins.
  */
 static void test_one_daemon_per_socket(void)
@@ -1250,5 +1329,6 @@ int main(void)
 	add(s, "groups: lag 0 without members", test_groups_lag_without_members);
 	add(s, "groups: 1500 groups all listed", test_groups_listing_complete);
 	add(s, "two daemons, one socket: one runs", test_one_daemon_per_socket);
+	add(s, "many groups at the default fd limits", test_many_groups_at_fd_limits);
 	return run_cunit();
 }

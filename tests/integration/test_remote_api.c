@@ -90,13 +90,21 @@ static void test_names_and_errors(void)
  * new group for b's members and senders alike. */
 static void test_deleted_and_made_again(void)
 {
-	pg_ctx *a = open_on(&na), *b = open_on(&nb), *bs = open_on(&nb);
+	pg_ctx *a = open_on(&na), *am = open_on(&na), *b = open_on(&nb), *bs = open_on(&nb);
 	CU_ASSERT_EQUAL_FATAL(pg_create(a, "ra-again"), 0);
+	CU_ASSERT_EQUAL(pg_join(am, "ra-again", 0, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(pg_join(b, "ra-again", 0, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(pg_send(bs, "ra-again", "old", 3), 0);
+	/* b's send is ordered once it reaches a (a delete before that would
+	 * lose it, as the contract allows): wait until it has. */
+	pg_message m;
+	bool ordered = false;
+	while (!ordered && pg_recv(am, &m, 3000) == 0)
+		ordered = m.kind == PG_MSG && m.len == 3;
+	CU_ASSERT_FATAL(ordered);
 	CU_ASSERT_EQUAL(pg_send(a, "ra-again", "last", 4), 0);
 	CU_ASSERT_EQUAL(pg_delete(a, "ra-again"), 0);
-	pg_message m;
+	pg_close(am);
 	int msgs = 0;
 	bool down = false;
 	while (!down && pg_recv(b, &m, 3000) == 0) {

@@ -70,15 +70,29 @@ static int fx_open(struct fx *f, uint64_t cap, uint32_t max_msg)
 	return 0;
 }
 
+/* Areas and member pages on one shelf, as a session's are in the daemon:
+ * at offsets other than 0 of one memfd. */
+static struct shelf *own_shelf;
+
 /* What the daemon answers a member's CTL_AREA: the owner's area memfd. */
-static int owner_fetch(void *arg, uint32_t writer, uint32_t gen, int *fd)
+static int owner_fetch(void *arg, uint32_t writer, uint32_t gen, int *fd, uint64_t *off)
 {
 	const struct ring *own = arg;
-	if (writer >= own->writer_slots || own->area_fd[writer] < 0 ||
+	if (writer >= own->writer_slots || own->area_file[writer].fd < 0 ||
 	    own->area_gen[writer] != gen)
 		return -ESTALE;
-	*fd = dup(own->area_fd[writer]);
+	*off = own->area_file[writer].off;
+	*fd = dup(own->area_file[writer].fd);
 	return *fd < 0 ? -errno : 0;
+}
+
+static int area_create(struct ring *r, uint32_t writer)
+{
+	struct ring_file a;
+	int err = shelf_take(&own_shelf, "test:own", r->capacity, &a);
+	if (!err && (err = ring_area_create(r, writer, &a)))
+		ring_file_release(&a, r->capacity);
+	return err;
 }
 
 /* Another process's view of the same ring (a client's mapping). */
@@ -112,12 +126,13 @@ static int reader_add(struct ring *r, struct ring_reader *rd)
 {
 	uint64_t cur;
 	memset(rd, 0, sizeof(*rd));
-	int fd = -1;
-	int err = ring_member_add(r, getpid(), &rd->slot, &rd->state_word, &cur, &fd);
+	struct ring_file page;
+	int err = ring_member_add_on(r, getpid(), &rd->slot, &rd->state_word, &cur, &own_shelf,
+				     &page);
 	if (err)
 		return err;
-	/* The owner's mapping of the page stands in for the member's. */
-	close(fd);
+	/* The owner's mapping of the page stands in for the member's; the
+	 * page stays on the shelf for the test's lifetime. */
 	rd->page = r->pages->page[rd->slot];
 	rd->pos = cur;
 	return 0;
@@ -127,7 +142,7 @@ static int reader_add(struct ring *r, struct ring_reader *rd)
 static int writer_add(struct ring *r, struct ring_area *a)
 {
 	uint32_t slot;
-	int err = ring_writer_alloc(r, getpid(), &slot);
+	int err = ring_writer_alloc_on(r, getpid(), &slot, &own_shelf);
 	if (!err)
 		ring_area_init(a, slot);
 	return err;
@@ -530,14 +545,22 @@ static void test_map_validate(void)
 		CU_ASSERT_EQUAL(ring_map(&m, fd, f.cfd, false), -EBADMSG);
 		close(fd);
 	}
-	size_t csz[] = {RING_DIR_FILE_BYTES(RING_MIN_BYTES) - RING_PAGE,
-			RING_DIR_FILE_BYTES(RING_MIN_BYTES) + RING_PAGE, RING_DIR_BYTES, RING_PAGE};
+	/* A directory is a range of its fd (a shelf's): the fd may be
+	 * larger, never shorter than the range, which starts on a page. */
+	size_t csz[] = {RING_DIR_FILE_BYTES(RING_MIN_BYTES) - RING_PAGE, RING_DIR_BYTES, RING_PAGE};
 	for (size_t i = 0; i < ARRAY_SIZE(csz); i++) {
 		int fd = memfd_like(f.cfd, csz[i]);
 		CU_ASSERT_FATAL(fd >= 0);
 		CU_ASSERT_EQUAL(ring_map(&m, f.dfd, fd, false), -EBADMSG);
 		close(fd);
 	}
+	uint64_t dir_bytes = RING_DIR_FILE_BYTES(RING_MIN_BYTES);
+	int big = memfd_like(f.cfd, dir_bytes + RING_PAGE);
+	CU_ASSERT_FATAL(big >= 0);
+	CU_ASSERT_EQUAL(ring_map_at(&m, f.dfd, big, RING_PAGE / 2, false), -EBADMSG);
+	CU_ASSERT_EQUAL(ring_map_at(&m, f.dfd, big, 2 * RING_PAGE, false), -EBADMSG);
+	CU_ASSERT_EQUAL(ring_map_at(&m, f.dfd, big, UINT64_MAX - RING_PAGE + 1, false), -EBADMSG);
+	close(big);
 	/* Swapped fds are the wrong magic and the wrong size at once. */
 	CU_ASSERT_EQUAL(ring_map(&m, f.cfd, f.dfd, false), -EBADMSG);
 	CU_ASSERT(ring_map(&m, -1, f.cfd, false) < 0);
@@ -1695,7 +1718,7 @@ static int mt_setup(struct mt *mt, uint64_t cap)
 			return -ENOMEM;
 	}
 	for (unsigned i = 0; i < NPROD; i++)
-		if (ring_writer_alloc(&mt->r, getpid(), &mt->writer[i]))
+		if (ring_writer_alloc_on(&mt->r, getpid(), &mt->writer[i], &own_shelf))
 			return -ENOSPC;
 	return 0;
 }
@@ -1793,7 +1816,8 @@ static void test_processes(void)
 						    .stall_ms = mt.r.stall_ms};
 			uint32_t w = mt.writer[i];
 			if (ring_map_as(&own, mt.dfd, mt.cfd, true, &geo) ||
-			    ring_area_attach(&own, w, mt.r.area_gen[w], mt.r.area_fd[w], true))
+			    ring_area_attach(&own, w, mt.r.area_gen[w], mt.r.area_file[w].fd,
+					     mt.r.area_file[w].off, true))
 				_exit(2);
 			adopt_pages(&own, &mt.r);
 			int err = produce(&own, mt.writer[i], i, NMSG, true, NULL);
@@ -1928,7 +1952,7 @@ static void test_join_race(void)
 	unsigned nmem = 1;
 	for (unsigned i = 0; i < JR_PROD; i++) {
 		jp[i] = (struct jr_prod){.r = r, .tid = i, .stop = &stop};
-		CU_ASSERT_EQUAL_FATAL(ring_writer_alloc(r, getpid(), &jp[i].writer), 0);
+		CU_ASSERT_EQUAL_FATAL(ring_writer_alloc_on(r, getpid(), &jp[i].writer, &own_shelf), 0);
 		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, jr_producer, &jp[i]), 0);
 	}
 	unsigned bad = 0, bad_join = 0, hung = 0;
@@ -2008,7 +2032,8 @@ static void test_join_race(void)
 		CU_ASSERT_EQUAL_FATAL(writer_add(r, &j2[i].a), 0);
 		uint32_t wi = j2[i].a.writer;
 		CU_ASSERT_EQUAL_FATAL(
-		    ring_area_attach(&snd[i], wi, r->area_gen[wi], r->area_fd[wi], true), 0);
+		    ring_area_attach(&snd[i], wi, r->area_gen[wi], r->area_file[wi].fd,
+				     r->area_file[wi].off, true), 0);
 		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, jr2_producer, &j2[i]), 0);
 	}
 	/* Joins race with producers only once they run. */
@@ -2152,7 +2177,7 @@ static void test_writer_reuse(void)
 	CU_ASSERT_EQUAL_FATAL(writer_add(r, &x), 0);
 	CU_ASSERT_EQUAL(x.writer, 2);
 	ring_writer_free(r, x.writer);
-	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), 0);
+	CU_ASSERT_EQUAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), 0);
 	CU_ASSERT_EQUAL(slot, 2);
 	ring_writer_free(r, slot);
 
@@ -2161,26 +2186,26 @@ static void test_writer_reuse(void)
 	ring_writer_free(r, a.writer);
 	CU_ASSERT_EQUAL(atomic_load(&r->writers[a.writer].last_pos), 2);
 	/* Not slot 1: its records are unread. */
-	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), 0);
+	CU_ASSERT_EQUAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), 0);
 	CU_ASSERT_EQUAL(slot, 2);
 	/* Take every other slot: then there is none to hand out. */
 	unsigned got = 1, bad = 0;
-	while (ring_writer_alloc(r, getpid(), &slot) == 0 && got < RING_WRITER_SLOTS) {
+	while (ring_writer_alloc_on(r, getpid(), &slot, &own_shelf) == 0 && got < RING_WRITER_SLOTS) {
 		bad += slot == a.writer || slot == RING_DAEMON_WRITER;
 		got++;
 	}
 	CU_ASSERT_EQUAL(bad, 0);
 	CU_ASSERT_EQUAL(got, r->writer_slots - 2);
-	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), -ENOSPC);
+	CU_ASSERT_EQUAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), -ENOSPC);
 	/* Reading all but the last record is not enough. */
 	CU_ASSERT_EQUAL(take(r, &m, 0, NULL), 1);
 	CU_ASSERT_EQUAL(take(r, &m, 1, NULL), 1);
-	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), -ENOSPC);
+	CU_ASSERT_EQUAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), -ENOSPC);
 	/* Read, not yet released: still not. */
 	CU_ASSERT_EQUAL_FATAL(ring_read(r, &m, &v), 1);
-	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), -ENOSPC);
+	CU_ASSERT_EQUAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), -ENOSPC);
 	ring_release(r, &m, v.next_pos);
-	CU_ASSERT_EQUAL_FATAL(ring_writer_alloc(r, getpid(), &slot), 0);
+	CU_ASSERT_EQUAL_FATAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), 0);
 	CU_ASSERT_EQUAL(slot, a.writer);
 	CU_ASSERT_EQUAL(atomic_load(&r->writer_ids[slot].used), 1);
 	CU_ASSERT_EQUAL(atomic_load(&r->writers[slot].last_pos), RING_NO_CLAIM);
@@ -2204,9 +2229,9 @@ static void test_writer_reuse(void)
 	ring_writer_free(r, a.writer);
 	CU_ASSERT_EQUAL_FATAL(reader_add(r, &late), 0);
 	CU_ASSERT_EQUAL(take(r, &m, 20, NULL), 1);
-	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), -ENOSPC);
+	CU_ASSERT_EQUAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), -ENOSPC);
 	CU_ASSERT_TRUE(ring_member_evict(r, gone.slot, gone.state_word));
-	CU_ASSERT_EQUAL(ring_writer_alloc(r, getpid(), &slot), 0);
+	CU_ASSERT_EQUAL(ring_writer_alloc_on(r, getpid(), &slot, &own_shelf), 0);
 	CU_ASSERT_EQUAL(slot, a.writer);
 	fx_close(&f);
 }
@@ -2323,7 +2348,7 @@ static void test_seal(void)
 static int all_areas(struct ring *r)
 {
 	for (uint32_t i = 1; i < r->writer_slots; i++) {
-		int err = ring_area_create(r, i);
+		int err = area_create(r, i);
 		if (err)
 			return err;
 	}
@@ -2503,7 +2528,7 @@ static void corrupt_body(void)
 	 * to have fewer than the entry's 8 bits can name. */
 	CU_ASSERT_EQUAL_FATAL(fx_open(&f, 16u << 20, 1000), 0);
 	r = &f.r;
-	CU_ASSERT_EQUAL_FATAL(ring_area_create(r, r->writer_slots - 1), 0);
+	CU_ASSERT_EQUAL_FATAL(area_create(r, r->writer_slots - 1), 0);
 	CU_ASSERT_EQUAL_FATAL(reader_add(r, &rd), 0);
 	CU_ASSERT(r->writer_slots < 256);
 	h = (struct ring_rec){.order_pos = p, .len = 10, .kind = RING_REC_MSG};
