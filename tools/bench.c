@@ -39,7 +39,11 @@ static void usage(FILE *f)
 	      "  --json           one JSON object instead of the table\n"
 	      "  --socket PATH    the node daemon's socket\n"
 	      "Exits 1 unless every member got every message exactly once, in each\n"
-	      "sender's order and in one total order.\n",
+	      "sender's order and in one total order.\n"
+	      "pgroup bench --purge [--kills K]: how fast the node removes the dead.\n"
+	      "pgroup bench --many N: N groups on the node: pg_create p50/p99, the\n"
+	      "  daemon's fds and memory and the shared memory per group, idle and with\n"
+	      "  a member and a sender each (run it on a quiet node).\n",
 	      f);
 }
 
@@ -365,9 +369,18 @@ int cli_bench(struct cli *c, int argc, char **argv)
 		.prefix = "bench", .senders = 1, .members = 4, .size = 64, .count = DEFAULT_COUNT,
 	};
 	const char *png = NULL;
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--purge") == 0)
 			return cli_bench_purge(c, argc, argv);
+		uint64_t many;
+		if (strcmp(argv[i], "--many") == 0) {
+			if (i + 1 == argc || !bench_parse_u64(argv[i + 1], 1000000, &many) || !many) {
+				fprintf(stderr, "pgroup: bench: --many takes 1..1000000\n");
+				return 2;
+			}
+			return cli_bench_many(c, (unsigned)many);
+		}
+	}
 	int rc = parse_args(argc, argv, &cfg, &png);
 	if (rc) {
 		if (rc < 0)

@@ -22,6 +22,9 @@ bool bench_parse_u64(const char *s, uint64_t max, uint64_t *out);
 uint64_t bench_cpu_ns(void);
 /* VmRSS of pid (0 = this process) in KiB, or -1. */
 long bench_rss_kib(pid_t pid);
+/* The daemon's pid, from the kernel's view of its socket (NULL: the
+ * default one); 0 if unknown. */
+pid_t bench_daemon_pid(const char *path);
 
 /* "s" unless n is 1: "1 member", "2 members". */
 const char *bench_plural(unsigned n);

@@ -284,7 +284,7 @@ static int member_main(void *arg)
 }
 
 /* The daemon's pid, from the kernel's view of its socket; 0 if unknown. */
-static pid_t daemon_pid(const char *path)
+pid_t bench_daemon_pid(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (path)
@@ -580,7 +580,7 @@ int bench_run(pg_ctx *ctx, const char *socket, const struct bench_cfg *cfg,
 	/* Well before anything is timed: the daemon takes our bare connect
 	 * and close as a client that may have died, and stalls up to 50 ms. */
 	if (!err)
-		dpid = daemon_pid(socket);
+		dpid = bench_daemon_pid(socket);
 	pg_group_opts o = {.ring_bytes = cfg->ring, .max_msg = cfg->size > 65536 ? cfg->size : 0};
 	long rss0 = dpid > 0 ? bench_rss_kib(dpid) : -1;
 	if (!err && !(err = bench_group_create(ctx, cfg->prefix, &o, r.group, sizeof(r.group)))) {

@@ -39,6 +39,7 @@ int cli_top(struct cli *c, int argc, char **argv);
 int cli_nodes(struct cli *c);
 int cli_bench(struct cli *c, int argc, char **argv);
 int cli_bench_purge(struct cli *c, int argc, char **argv);
+int cli_bench_many(struct cli *c, unsigned n);
 int cli_demo(struct cli *c, int argc, char **argv);
 
 #endif

@@ -170,54 +170,46 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	for (uint32_t i = 0; owner && i < writers; i++)
 		afd[i] = RING_FILE_NONE;
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-	/* The areas' address space, inaccessible until an area is mapped in
-	 * it. MAP_NORESERVE: it is address space, not memory. */
-	void *a = mmap(NULL, (size_t)writers * cap, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	void *d = a == MAP_FAILED ? MAP_FAILED
-				  : mmap(NULL, bytes, prot, MAP_SHARED | MAP_NORESERVE, data_fd, 0);
-	if (d == MAP_FAILED) {
-		err = -errno;
-		if (a != MAP_FAILED)
-			munmap(a, (size_t)writers * cap);
+	/*
+	 * One stretch of address space: the data, the directory with the
+	 * node's area right after it (one mapping: they are adjacent in
+	 * the directory's file), then every other writer's area, each
+	 * mapped where it belongs, inaccessible until then. Few mappings per
+	 * group, as a process in 10,000 groups stays under the kernel's
+	 * 65,530 (vm.max_map_count). MAP_NORESERVE: address space, not memory.
+	 */
+	size_t span = bytes + RING_DIR_BYTES + (size_t)writers * cap;
+	uint8_t *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			     -1, 0);
+	if (base == MAP_FAILED) {
 		free(p);
 		free(afd);
-		return err;
+		return -errno;
 	}
+	void *d = mmap(base, bytes, prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, data_fd, 0);
 	/* The directory is the daemon's: read-only for everyone else, and
-	 * the fd they hold is read-only too, so no mprotect can change it. */
-	void *c = mmap(NULL, RING_DIR_BYTES, PROT_READ | (owner ? PROT_WRITE : 0), MAP_SHARED,
-		       dir_fd, (off_t)g->dir_off);
+	 * the fd they hold is read-only too, so no mprotect can change it.
+	 * So is the node's own area: every record in it is the daemon's. */
+	void *c = d == MAP_FAILED ? MAP_FAILED
+				  : mmap(base + bytes, RING_DIR_BYTES + cap,
+					 PROT_READ | (owner ? PROT_WRITE : 0),
+					 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, dir_fd, (off_t)g->dir_off);
 	if (c == MAP_FAILED) {
 		err = -errno;
-		munmap(d, bytes);
-		munmap(a, (size_t)writers * cap);
+		munmap(base, span);
 		free(p);
 		free(afd);
 		return err;
 	}
+	r->map_base = base;
+	r->map_bytes = span;
 	r->hdr = d;
 	r->dir = c;
 	r->writers = (struct ring_writer *)((uint8_t *)d + RING_WRITERS_OFF);
 	r->mwait = (struct ring_mwait *)((uint8_t *)d + RING_MWAIT_OFF);
 	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF);
-	r->areas = a;
+	r->areas = base + bytes + RING_DIR_BYTES;
 	r->area_file = afd;
-	/* The node's own area is in the directory: mapped from the start,
-	 * writable only where the directory is (the daemon's mapping). */
-	void *ev = mmap(a, cap, PROT_READ | (owner ? PROT_WRITE : 0),
-			MAP_SHARED | MAP_FIXED | MAP_NORESERVE, dir_fd,
-			(off_t)(g->dir_off + RING_EVENTS_OFF));
-	if (ev == MAP_FAILED) {
-		err = -errno;
-		munmap(c, RING_DIR_BYTES);
-		munmap(d, bytes);
-		munmap(a, (size_t)writers * cap);
-		free(p);
-		free(afd);
-		memset(r, 0, sizeof(*r));
-		return err;
-	}
 	r->area_gen[RING_DAEMON_WRITER] = 1;
 	r->members = (const struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
 	r->writer_ids = (const struct ring_writer_id *)((uint8_t *)c + RING_WRITER_IDS_OFF);
@@ -237,7 +229,6 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	r->writer_slots = writers;
 	r->max_msg = g->max_msg;
 	r->stall_ms = g->stall_ms;
-	r->data_map_bytes = bytes;
 	r->writable = writable;
 	r->owner = owner;
 	return 0;
@@ -289,17 +280,49 @@ int ring_map_at(struct ring *r, int data_fd, int dir_fd, uint64_t dir_off, bool 
 
 static void page_unmap(struct ring_pages *p, uint32_t slot)
 {
+	if (slot >= p->cap)
+		return;
 	if (p->page[slot])
 		munmap(p->page[slot], RING_PAGE);
 	p->page[slot] = NULL;
 	p->word[slot] = 0;
 }
 
+/* Tables for slots [0, slot] at least (one block: pages, words, list). */
+static int pages_grow(struct ring_pages *p, uint32_t slot)
+{
+	if (slot < p->cap)
+		return 0;
+	uint32_t cap = p->cap ? p->cap : 8;
+	while (cap <= slot)
+		cap *= 2;
+	if (cap > RING_MEMBER_SLOTS)
+		cap = RING_MEMBER_SLOTS;
+	size_t each = sizeof(*p->page) + sizeof(*p->word) + sizeof(*p->live);
+	uint8_t *b = calloc(cap, each);
+	if (!b)
+		return -ENOMEM;
+	struct ring_mpage **page = (struct ring_mpage **)b;
+	uint32_t *word = (uint32_t *)(b + cap * sizeof(*page));
+	uint16_t *live = (uint16_t *)(b + cap * (sizeof(*page) + sizeof(*word)));
+	if (p->cap) {
+		memcpy(page, p->page, p->cap * sizeof(*page));
+		memcpy(word, p->word, p->cap * sizeof(*word));
+		memcpy(live, p->live, p->n_live * sizeof(*live));
+	}
+	free(p->page);
+	p->page = page;
+	p->word = word;
+	p->live = live;
+	p->cap = cap;
+	return 0;
+}
+
 void ring_pages_relist(struct ring *r)
 {
 	struct ring_pages *p = r->pages;
 	uint32_t n = 0;
-	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++)
+	for (uint32_t i = 0; i < p->cap; i++)
 		if (p->page[i])
 			p->live[n++] = (uint16_t)i;
 	p->n_live = n;
@@ -311,7 +334,7 @@ int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd, uint
 	if (!p || slot >= RING_MEMBER_SLOTS)
 		return -EINVAL;
 	int err = ring_file_check(fd, off, RING_PAGE);
-	if (err)
+	if (err || (err = pages_grow(p, slot)))
 		return err;
 	int prot = PROT_READ | (p->own ? PROT_WRITE : 0);
 	void *m = mmap(NULL, RING_PAGE, prot, MAP_SHARED, fd, (off_t)off);
@@ -325,7 +348,7 @@ int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd, uint
 
 void ring_pages_detach(struct ring *r, uint32_t slot)
 {
-	if (r->pages && slot < RING_MEMBER_SLOTS)
+	if (r->pages)
 		page_unmap(r->pages, slot);
 }
 
@@ -351,13 +374,14 @@ int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
 		if (hi > RING_MEMBER_SLOTS)
 			hi = RING_MEMBER_SLOTS;
 		int err = 0;
-		for (uint32_t i = 0; i < RING_MEMBER_SLOTS && !err; i++) {
+		uint32_t end = hi > p->cap ? hi : p->cap;
+		for (uint32_t i = 0; i < end && !err; i++) {
 			uint32_t w = i < hi ? atomic_load(&r->members[i].state) : 0;
 			if (RING_STATE_OF(w) != RING_MEMBER_ACTIVE) {
 				page_unmap(p, i);
 				continue;
 			}
-			if (p->page[i] && p->word[i] == w)
+			if (i < p->cap && p->page[i] && p->word[i] == w)
 				continue;
 			int fd = -1;
 			uint64_t off = 0;
@@ -384,8 +408,9 @@ int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
 void ring_unmap(struct ring *r)
 {
 	if (r->pages) {
-		for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++)
+		for (uint32_t i = 0; i < r->pages->cap; i++)
 			page_unmap(r->pages, i);
+		free(r->pages->page);
 		free(r->pages);
 	}
 	if (r->area_file) {
@@ -395,12 +420,8 @@ void ring_unmap(struct ring *r)
 			ring_file_forget(&r->area_file[i]);
 		free(r->area_file);
 	}
-	if (r->areas)
-		munmap(r->areas, (size_t)r->writer_slots * r->capacity);
-	if (r->hdr)
-		munmap(r->hdr, r->data_map_bytes);
-	if (r->dir)
-		munmap(r->dir, RING_DIR_BYTES);
+	if (r->map_base)
+		munmap(r->map_base, r->map_bytes);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -88,7 +88,7 @@ int ring_member_add_on(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *st
  * member's page (the futex is the page's, whoever maps it). */
 static void wake_room_waiters(struct ring *r, uint32_t slot)
 {
-	struct ring_mpage *pg = r->pages ? r->pages->page[slot] : NULL;
+	struct ring_mpage *pg = r->pages && slot < r->pages->cap ? r->pages->page[slot] : NULL;
 	if (pg && atomic_load(&r->mwait[slot].waiters))
 		ring_futex_wake((_Atomic uint32_t *)&pg->cursor);
 }

@@ -63,6 +63,11 @@ uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
 	uint32_t hi = atomic_load_explicit(&r->dir->slot_hi, memory_order_acquire);
 	if (hi > RING_MEMBER_SLOTS)
 		hi = RING_MEMBER_SLOTS;
+	if (p && hi > p->cap) {
+		/* Slots past our tables have no page of ours: unknown. */
+		missing = true;
+		hi = p->cap;
+	}
 	for (uint32_t i = 0; p && i < hi; i++) {
 		uint32_t w = atomic_load(&r->members[i].state);
 		if (RING_STATE_OF(w) != RING_MEMBER_ACTIVE)

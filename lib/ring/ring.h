@@ -19,12 +19,15 @@
 /*
  * The member pages a producer (or the daemon) has mapped: one per ACTIVE
  * slot of the directory as it was at `seq`, and the dense list of them
- * ring_wake scans for sleepers. Private to the process.
+ * ring_wake scans for sleepers. Private to the process. The tables cover
+ * slots [0, cap), grown as slots are mapped: an idle group costs a few
+ * bytes here, not 14 KiB.
  */
 struct ring_pages {
-	struct ring_mpage *page[RING_MEMBER_SLOTS];
-	uint32_t word[RING_MEMBER_SLOTS]; /* the slot's state word it was mapped for */
-	uint16_t live[RING_MEMBER_SLOTS]; /* slots with a page, for ring_wake */
+	struct ring_mpage **page;
+	uint32_t *word; /* the slot's state word it was mapped for */
+	uint16_t *live; /* slots with a page, for ring_wake */
+	uint32_t cap;
 	uint32_t n_live;
 	uint32_t seq;   /* the directory's seq they match */
 	bool synced;    /* seq is meaningful */
@@ -62,7 +65,8 @@ struct ring {
 	uint32_t writer_slots;
 	uint32_t max_msg;
 	uint32_t stall_ms;
-	size_t data_map_bytes;
+	uint8_t *map_base; /* data, directory, areas: one stretch (map.c) */
+	size_t map_bytes;
 	bool writable;
 	bool owner; /* the directory is mapped writable: the daemon's */
 	/* A replica's mapping: its records carry the master's seq. Only in a
@@ -180,7 +184,7 @@ void ring_pages_relist(struct ring *r);
 /* The cursor of member `slot` as our page of it says; UINT64_MAX without. */
 static inline uint64_t ring_member_cursor(const struct ring *r, uint32_t slot)
 {
-	if (!r->pages || slot >= RING_MEMBER_SLOTS || !r->pages->page[slot])
+	if (!r->pages || slot >= r->pages->cap || !r->pages->page[slot])
 		return UINT64_MAX;
 	return atomic_load(&r->pages->page[slot]->cursor);
 }

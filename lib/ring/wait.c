@@ -61,7 +61,7 @@ int ring_futex_wake(_Atomic uint32_t *word)
 int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeout_ns)
 {
 	struct ring_pages *p = r->pages;
-	if (!p || slot >= RING_MEMBER_SLOTS || !p->page[slot])
+	if (!p || slot >= p->cap || !p->page[slot])
 		return 0; /* a member we have no page of: the caller maps it first */
 	struct ring_mwait *mw = &r->mwait[slot];
 	_Atomic uint64_t *word = &p->page[slot]->cursor;

@@ -159,7 +159,7 @@ static bool zero(const void *p, size_t n)
 static void check_reset(void)
 {
 	CHECK(memcmp(g.w.hdr, g.data_snap, sizeof(g.data_snap)) == 0);
-	CHECK(zero((const uint8_t *)g.w.hdr + RING_ORDER_OFF, g.w.data_map_bytes - RING_ORDER_OFF));
+	CHECK(zero((const uint8_t *)g.w.hdr + RING_ORDER_OFF, RING_DATA_BYTES(g.w.capacity) - RING_ORDER_OFF));
 	CHECK(memcmp(g.w.dir, g.dir_snap, sizeof(g.dir_snap)) == 0);
 	CHECK(zero((const uint8_t *)g.w.dir + sizeof(g.dir_snap),
 		   RING_DIR_BYTES - sizeof(g.dir_snap)));

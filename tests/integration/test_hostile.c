@@ -83,9 +83,11 @@ static void test_zeroed_headers(void)
 	CU_ASSERT_EQUAL(pg_send(att, g, "x", 1), 0); /* a writable data mapping */
 	/* The directory is the daemon's: even a sender maps it read-only and
 	 * cannot make it writable. */
-	struct ring_dir_hdr *dir = find_mapping("dirs", RING_DIR_BYTES, false);
+	/* Mapped with the node's area that follows it in its file. */
+	size_t dir_map = RING_DIR_BYTES + o.ring_bytes;
+	struct ring_dir_hdr *dir = find_mapping("dirs", dir_map, false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
-	CU_ASSERT_PTR_NULL(find_mapping("dirs", RING_DIR_BYTES, true));
+	CU_ASSERT_PTR_NULL(find_mapping("dirs", dir_map, true));
 	CU_ASSERT(mprotect(dir, RING_DIR_BYTES, PROT_READ | PROT_WRITE) < 0 && errno == EACCES);
 	struct ring_data_hdr *dh = NULL;
 	/* The data memfd's writable mapping: the one that is not the directory. */
@@ -186,7 +188,7 @@ static void test_directory_read_only(void)
 	CU_ASSERT_EQUAL(pg_join(victim, g, 0, NULL, NULL), 0);
 	/* A member's writable shared memory is its own page; the directory,
 	 * where member states live, cannot be made writable. */
-	struct ring_dir_hdr *dir = find_mapping("dirs", RING_DIR_BYTES, false);
+	struct ring_dir_hdr *dir = find_mapping("dirs", RING_DIR_BYTES + RING_DEFAULT_BYTES, false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
 	CU_ASSERT(mprotect(dir, RING_DIR_BYTES, PROT_READ | PROT_WRITE) < 0 && errno == EACCES);
 	const struct ring_member *slots =

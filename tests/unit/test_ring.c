@@ -153,14 +153,23 @@ static int writer_add(struct ring *r, struct ring_area *a)
  * across fork: the same pages at the same addresses). */
 static void adopt_pages(struct ring *dst, const struct ring *src)
 {
-	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++) {
-		if (!src->pages->page[i])
-			continue;
-		dst->pages->page[i] = src->pages->page[i];
-		dst->pages->word[i] = src->pages->word[i];
+	/* The tables as map.c lays them out: one block, pages first. */
+	struct ring_pages *d = dst->pages;
+	const struct ring_pages *s = src->pages;
+	uint32_t cap = s->cap;
+	uint8_t *b = calloc(cap, sizeof(*d->page) + sizeof(*d->word) + sizeof(*d->live));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	free(d->page);
+	d->page = (struct ring_mpage **)b;
+	d->word = (uint32_t *)(b + cap * sizeof(*d->page));
+	d->live = (uint16_t *)(b + cap * (sizeof(*d->page) + sizeof(*d->word)));
+	d->cap = cap;
+	for (uint32_t i = 0; i < cap; i++) {
+		d->page[i] = s->page[i];
+		d->word[i] = s->word[i];
 	}
 	ring_pages_relist(dst);
-	dst->pages->seq = src->pages->seq;
+	d->seq = s->seq;
 }
 
 static uint64_t published(struct ring *r, const struct ring_reader *rd)
@@ -404,7 +413,7 @@ static void test_create_map(void)
 	CU_ASSERT_EQUAL(r.writer_slots, RING_WRITER_SLOTS);
 	CU_ASSERT_EQUAL(r.max_msg, 1000);
 	CU_ASSERT_EQUAL(r.stall_ms, 250);
-	CU_ASSERT_EQUAL(r.data_map_bytes, dbytes);
+	CU_ASSERT_EQUAL(RING_DATA_BYTES(r.capacity), dbytes);
 	CU_ASSERT(r.writable);
 	CU_ASSERT_EQUAL(r.hdr->magic, RING_DATA_MAGIC);
 	CU_ASSERT_EQUAL(tail_of(&r), 0);
@@ -536,7 +545,7 @@ static void test_map_validate(void)
 
 	/* A valid header on a file of the wrong size: mapping it would let
 	 * the reader run off the end (SIGBUS) or miss part of the ring. */
-	size_t dbytes = f.r.data_map_bytes;
+	size_t dbytes = RING_DATA_BYTES(f.r.capacity);
 	size_t dsz[] = {dbytes - RING_PAGE, dbytes + RING_PAGE, RING_ORDER_OFF,
 			RING_ORDER_OFF + RING_PAGE};
 	for (size_t i = 0; i < ARRAY_SIZE(dsz); i++) {
