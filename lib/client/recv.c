@@ -126,6 +126,10 @@ static int poll_group(pg_ctx *ctx, struct group_ref *g, pg_message *msg)
 		if (RING_STATE_OF(w) == RING_MEMBER_EVICTED &&
 		    RING_GEN_OF(w) == RING_GEN_OF(m->reader.state_word))
 			return notice(ctx, g, msg, PG_EVICTED);
+		/* A group deleted while we were stopped past its grace period
+		 * (its directory given back: our slot reads as free). */
+		if (ring_state_error(&m->ring) == -ENOENT)
+			return notice(ctx, g, msg, PG_GROUP_DOWN);
 		/* Made to leave by another process: nothing to say. */
 		member_end(ctx, g);
 		return 0;

@@ -222,7 +222,6 @@ static void teardown(struct daemon *d)
 	registry_destroy_all(d);
 	while (d->sessions)
 		session_close(d, d->sessions, RING_REC_LEFT);
-	shelf_drop(&d->own);
 	if (d->watch)
 		watch_destroy(d->watch);
 	/* Last: clients may now see the node gone. */

@@ -66,6 +66,7 @@ struct dir_class {
 	uint32_t mode;
 	unsigned n_groups;
 	struct shelf *shelf;
+	struct shelf *node_pages; /* the daemon's own member slots' pages (replica.c) */
 	struct dir_class *next;
 };
 
@@ -121,10 +122,21 @@ struct session {
 	struct proc *proc;
 	struct member *members;
 	struct writer_ref *writers;
-	/* Its member pages and writer areas: all it may write, on one memfd
-	 * (ring/shelf.h), so neither costs the daemon an fd. */
-	struct shelf *own;
+	/* Its member pages and writer areas, on a memfd per class of groups
+	 * (ring/shelf.h): neither costs the daemon an fd. */
+	struct own_shelf *own;
 	struct session *next;
+};
+
+/* A session's pages and areas in the groups of one class of readers
+ * (struct dir_class's key): whoever is handed a read-only fd of it may
+ * read every group they are in, and nothing else. */
+struct own_shelf {
+	uid_t uid;
+	gid_t gid;
+	uint32_t mode;
+	struct shelf *shelf;
+	struct own_shelf *next;
 };
 
 /* A writer slot whose process ended (or closed its connection) with a
@@ -208,6 +220,7 @@ struct group {
 	int64_t join_blocked_at;   /* a JOINED found no room (ns): time its blocker */
 	uid_t uid;
 	gid_t gid;
+	uid_t payer; /* whose quota its memory is charged to (uid but for outbound rings) */
 	uint32_t mode;
 	unsigned n_members;
 	struct member *members;
@@ -239,7 +252,6 @@ struct daemon {
 	struct loop_src tick_src;
 	int listen_fd;
 	int reserve_fd; /* given back to accept a connection when out of fds */
-	struct shelf *own; /* the pages of the daemon's own member slots (replica.c) */
 	struct dir_class *dir_classes;
 	/* Ranges of deleted groups their members may still read (the
 	 * backlog up to PG_GROUP_DOWN): given back after a grace period. */
@@ -310,6 +322,8 @@ void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind);
  * data or directory, a member page), for a process that may not write it:
  * its mapping cannot be made writable. The caller closes it. */
 int registry_ro_fd(int fd);
+/* The session's pages and areas go with their memberships and slots. */
+void registry_drop_shelves(struct session *s);
 /* Note how far member m has read (the tick does, for every member). */
 void registry_progress(struct group *g, struct member *m, int64_t now);
 /* Whether m has held its group up, as the node saw it, for the stall

@@ -339,6 +339,7 @@ static void dir_class_put(struct daemon *d, struct dir_class *c)
 			break;
 		}
 	shelf_drop(&c->shelf);
+	shelf_drop(&c->node_pages);
 	free(c);
 }
 
@@ -458,6 +459,7 @@ int registry_create(struct daemon *d, const struct creds *who, const struct cred
 	g->data_fd = -1;
 	g->dir = RING_FILE_NONE;
 	g->pending_tail = &g->pending;
+	g->payer = who->uid;
 	g->uid = owner ? owner->uid : who->uid;
 	g->gid = owner ? owner->gid : who->gid;
 	g->mode = mode ? mode : 0600;
@@ -479,8 +481,8 @@ int registry_create(struct daemon *d, const struct creds *who, const struct cred
 	*out = g;
 	return 0;
 fail:
-	quota_give(&d->quota, g->uid, QUOTA_GROUPS, 1);
-	quota_give(&d->quota, g->uid, QUOTA_RING_BYTES, base);
+	quota_give(&d->quota, who->uid, QUOTA_GROUPS, 1);
+	quota_give(&d->quota, who->uid, QUOTA_RING_BYTES, base);
 	if (g->ring.hdr)
 		ring_unmap(&g->ring);
 	if (g->data_fd >= 0)
@@ -527,6 +529,32 @@ static void unlink_member(struct daemon *d, struct member *m)
 		replica_member_freed(m->group, m);
 }
 
+/* The shelf of s for g's class of readers; NULL without memory. */
+static struct shelf **own_shelf(struct session *s, const struct group *g)
+{
+	uint32_t mode = g->mode & 0666;
+	struct own_shelf *o = s->own;
+	while (o && (o->uid != g->uid || o->gid != g->gid || o->mode != mode))
+		o = o->next;
+	if (!o && (o = calloc(1, sizeof(*o)))) {
+		*o = (struct own_shelf){.uid = g->uid, .gid = g->gid, .mode = mode, .next = s->own};
+		s->own = o;
+	}
+	return o ? &o->shelf : NULL;
+}
+
+void registry_drop_shelves(struct session *s)
+{
+	/* What a member may still read of its records keeps a shelf until
+	 * its ranges are given back. */
+	while (s->own) {
+		struct own_shelf *o = s->own;
+		s->own = o->next;
+		shelf_drop(&o->shelf);
+		free(o);
+	}
+}
+
 /* A member slot of g for target: quota, the slot (at the ring's tail), its
  * page. Not yet in any list. */
 static int member_new(struct daemon *d, struct group *g, struct session *target,
@@ -540,9 +568,12 @@ static int member_new(struct daemon *d, struct group *g, struct session *target,
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		return -ENOMEM;
 	}
-	/* On the target's own shelf: the one memfd it may write. */
-	if ((err = ring_member_add_on(&g->ring, target->pid, &m->slot, &m->state_word, &m->start,
-				      &target->own, &m->page))) {
+	/* On the target's own shelf for the group's readers: what it may
+	 * write, readable by no one who could not read the group. */
+	struct shelf **own = own_shelf(target, g);
+	if (!own || (err = ring_member_add_on(&g->ring, target->pid, &m->slot, &m->state_word,
+					      &m->start, own, &m->page))) {
+		err = own ? err : -ENOMEM;
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		free(m);
 		return err;
@@ -641,12 +672,14 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 	int err = quota_take(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
 	if (err)
 		return err;
-	/* Its area on its own shelf: nobody else may write it. */
+	/* Its area on its own shelf for the group's readers: nobody else
+	 * may write it, nobody who could not read the group read it. */
 	struct writer_ref *w = calloc(1, sizeof(*w));
-	if (!w || (err = ring_writer_alloc_on(&g->ring, s->pid, &w->slot, &s->own))) {
+	struct shelf **own = own_shelf(s, g);
+	if (!w || !own || (err = ring_writer_alloc_on(&g->ring, s->pid, &w->slot, own))) {
 		quota_give(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
 		free(w);
-		return !w ? -ENOMEM : err == -ENOSPC ? -EUSERS : err;
+		return !w || !own ? -ENOMEM : err == -ENOSPC ? -EUSERS : err;
 	}
 	if (g->area_charged[w->slot]) {
 		/* Handed out again before the reclaim saw it drained (their
@@ -777,8 +810,8 @@ static void group_free(struct daemon *d, struct group *g)
 	for (uint32_t i = 0; i < RING_WRITER_SLOTS; i++)
 		if (g->area_charged[i])
 			quota_give(&d->quota, g->area_uid[i], QUOTA_RING_BYTES, g->ring.capacity);
-	quota_give(&d->quota, g->uid, QUOTA_GROUPS, 1);
-	quota_give(&d->quota, g->uid, QUOTA_RING_BYTES, g->base_bytes);
+	quota_give(&d->quota, g->payer, QUOTA_GROUPS, 1);
+	quota_give(&d->quota, g->payer, QUOTA_RING_BYTES, g->base_bytes);
 	for (struct session *s = d->sessions; s; s = s->next)
 		drop_writers(d, s, g, false);
 	free_dead_writers(d, g, false);

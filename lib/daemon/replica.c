@@ -188,7 +188,9 @@ static int own_slot(struct daemon *d, struct group *g, uint32_t *slot, uint32_t 
 		    struct ring_file *page, struct ring_reader *rd)
 {
 	uint64_t start;
-	int err = ring_member_add_on(&g->ring, 0, slot, word, &start, &d->own, page);
+	/* On the shelf of its class: readable only by those who may use g. */
+	int err = ring_member_add_on(&g->ring, 0, slot, word, &start, &g->dir_class->node_pages,
+				     page);
 	if (err)
 		return err;
 	if (!(rd->page = ring_page_map(page->fd, page->off, true))) {

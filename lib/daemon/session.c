@@ -200,9 +200,7 @@ void session_accept(struct daemon *d)
 void session_close(struct daemon *d, struct session *s, uint16_t kind)
 {
 	registry_drop_session(d, s, kind);
-	/* Its pages and areas go with their memberships and slots; what a
-	 * member may still read of its records keeps the shelf until then. */
-	shelf_drop(&s->own);
+	registry_drop_shelves(s);
 	if (!s->orphaned_at)
 		loop_del(&d->loop, &s->src);
 	close(s->fd);

@@ -373,7 +373,9 @@ int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
 		uint32_t hi = atomic_load_explicit(&r->dir->slot_hi, memory_order_acquire);
 		if (hi > RING_MEMBER_SLOTS)
 			hi = RING_MEMBER_SLOTS;
-		int err = 0;
+		/* Tables as far as slots were handed out, free ones too: with
+		 * fewer, ring_min_cursor can never know the minimum. */
+		int err = hi ? pages_grow(p, hi - 1) : 0;
 		uint32_t end = hi > p->cap ? hi : p->cap;
 		for (uint32_t i = 0; i < end && !err; i++) {
 			uint32_t w = i < hi ? atomic_load(&r->members[i].state) : 0;

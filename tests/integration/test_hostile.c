@@ -273,6 +273,80 @@ static void test_sender_confined(void)
 	pg_close(a);
 }
 
+/* The inode of our mapping named "pgroup:own" of `bytes` bytes, writable
+ * or not; 0 when there is none. */
+static unsigned long own_inode(size_t bytes, bool writable)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	unsigned long found = 0;
+	while (!found && f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, ino;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &ino) == 4 &&
+		    hi - lo == bytes && (perms[1] == 'w') == writable && strstr(line, "pgroup:own"))
+			found = ino;
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/*
+ * A member maps a writer's area read-only from that writer's own shelf.
+ * The shelf must hold nothing the member may not read: not the writer's
+ * areas in groups other users may read (a read-only fd of a memfd reads
+ * all of it). One writer in two groups of different modes: the member of
+ * one gets no fd of the memfd the other's records are on.
+ */
+static void test_area_fd_confined(void)
+{
+	const char *ga = fresh_group("cls-a"), *gb = fresh_group("cls-b");
+	pg_ctx *own = open_ctx(), *snd = open_ctx(), *mem = open_ctx();
+	pg_group_opts oa = {.ring_bytes = 64 * 1024, .mode = 0600};
+	pg_group_opts ob = {.ring_bytes = 128 * 1024, .mode = 0640};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(own, ga, &oa), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(own, gb, &ob), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, ga, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, gb, "b", 1), 0);
+	CU_ASSERT_EQUAL(pg_send(snd, ga, "a", 1), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(recv_msg(mem, &m, 2000), 0); /* maps the writer's area of a */
+	unsigned long b_area = own_inode(128 * 1024, true), a_view = own_inode(64 * 1024, false);
+	CU_ASSERT(b_area != 0 && a_view != 0);
+	CU_ASSERT_NOT_EQUAL(a_view, b_area);
+	pg_close(mem);
+	pg_close(snd);
+	pg_delete(own, ga);
+	pg_delete(own, gb);
+	pg_close(own);
+}
+
+/*
+ * A member slot handed out and freed before a sender first looked: the
+ * sender must still see that nobody holds room (its page tables cover
+ * every slot handed out, free ones too), and send on past a ring's worth.
+ */
+static void test_sender_after_a_member_left(void)
+{
+	const char *g = fresh_group("left");
+	pg_ctx *own = open_ctx(), *mem = open_ctx(), *snd = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(own, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_leave(mem, g, 0), 0);
+	/* 64 KiB of area, 2,048 order entries: four times round both. */
+	int sent = 0, err = 0;
+	for (; sent < 8192 && !(err = pg_trysend(snd, g, "x", 1)); sent++)
+		;
+	CU_ASSERT_EQUAL(err, 0);
+	CU_ASSERT_EQUAL(sent, 8192);
+	pg_close(snd);
+	pg_close(mem);
+	pg_delete(own, g);
+	pg_close(own);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -283,5 +357,8 @@ int main(void)
 	CU_add_test(s, "the directory cannot be made writable", test_directory_read_only);
 	CU_add_test(s, "a sender writes its own area only, and cannot forge from",
 		    test_sender_confined);
+	CU_add_test(s, "a writer's area fd reads no group but its own's class",
+		    test_area_fd_confined);
+	CU_add_test(s, "a sender after a member left: no room held", test_sender_after_a_member_left);
 	return run_cunit();
 }
