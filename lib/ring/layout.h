@@ -12,8 +12,8 @@
  *  - one AREA per writer slot (and generation: a slot handed out again
  *    gets a fresh one), where that writer alone puts its records: writable
  *    only by it, read-only for members. An area is a range of its writer's
- *    own shelf (shelf.h): one memfd per session holding its areas and
- *    member pages, the one memfd it may write. So a writer stopped inside its claim
+ *    own shelf (shelf.h): a memfd per session and class of groups holding
+ *    its areas and member pages there. So a writer stopped inside its claim
  *    holds only its own area: the node cancels its entry, readers skip it,
  *    the order moves on, and nothing the writer writes when it wakes can
  *    reach a reader (docs/design.md, section 4); and no sender can write,

@@ -6,10 +6,11 @@
  * Instead most of them are ranges of a SHELF: one big sparse memfd, sealed
  * at its full size, cut into page-aligned ranges that are never handed out
  * twice (a stale mapping of a range given back can never see a newer
- * owner's bytes). What a holder may write decides which shelf a range is
- * on: a session's own shelf holds its member pages and writer areas (it
- * may write all of them and nothing else), a directory shelf the
- * directories of groups that the same users may read.
+ * owner's bytes). Who may write and who may read a range decide its
+ * shelf, as an fd reads or writes all of its memfd: a session's own shelf
+ * per class of groups (the same users may read and write them) holds its
+ * member pages and writer areas in those groups, a directory shelf per
+ * class their directories.
  */
 #ifndef PG_RING_SHELF_H
 #define PG_RING_SHELF_H

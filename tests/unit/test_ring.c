@@ -323,6 +323,9 @@ static void in_child(void (*body)(void), const char *what)
 	pid_t pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0) {
+		/* A shelf of its own: the parent's copy would hand out, on the
+		 * same memfd, the ranges the parent hands out next. */
+		own_shelf = NULL;
 		CU_set_test_complete_handler(child_complete);
 		body();
 		return; /* CUnit ends the test, and child_complete the child */
