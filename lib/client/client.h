@@ -65,6 +65,14 @@ struct group_ref {
 	struct group_ref *hnext;
 };
 
+/* shelves.c: a read-only fd of one of the daemon's shelves. */
+struct ctx_shelf {
+	uint64_t id;
+	int fd; /* -1: unused */
+	uint64_t used; /* ctx->shelf_clock when last used */
+};
+#define CTX_SHELVES 32
+
 struct pg_ctx {
 	int sock;
 	unsigned fork_gen;
@@ -111,6 +119,8 @@ struct pg_ctx {
 	unsigned cq_taken; /* completions taken, still in the queue */
 	struct group_ref *active, *act_rr;
 	struct membership *zombies; /* ended, their waits not yet completed */
+	struct ctx_shelf shelves[CTX_SHELVES];
+	uint64_t shelf_clock;
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
 };
@@ -132,6 +142,14 @@ void ctx_drain(pg_ctx *ctx);
 struct group_ref *ctx_find(pg_ctx *ctx, const char *name);
 struct group_ref *ctx_ref(pg_ctx *ctx, const char *name); /* find or add */
 int ctx_check_name(const char *group);
+
+/* shelves.c */
+/* A new fd of shelf `id` if we keep it, else -1. */
+int ctx_shelf_dup(pg_ctx *ctx, uint64_t id);
+/* Keep a copy of fd as shelf `id` (the caller still owns fd). */
+void ctx_shelf_keep(pg_ctx *ctx, uint64_t id, int fd);
+void ctx_shelves_init(pg_ctx *ctx);
+void ctx_shelves_close(pg_ctx *ctx);
 
 /* The ring's sizes from a daemon's reply: 0 or -EPROTO. */
 int ctx_geometry(const struct ctl_in *m, struct ring_geometry *g);

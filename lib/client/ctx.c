@@ -135,6 +135,7 @@ int pg_open(pg_ctx **out, const char *socket_path)
 		return -ENOMEM;
 	}
 	ctx->sock = fd;
+	ctx_shelves_init(ctx);
 	ctx->fork_gen = atomic_load(&fork_gen);
 	ctx->pid = getpid();
 	const char *spin = getenv("PGROUP_SPIN_US");
@@ -201,6 +202,7 @@ void pg_close(pg_ctx *ctx)
 		ctx_call(ctx, &r, NULL, NULL);
 	}
 	close(ctx->sock);
+	ctx_shelves_close(ctx);
 	if (ctx->alive)
 		munmap((void *)ctx->alive, RING_PAGE);
 	while (ctx->groups) {
@@ -434,8 +436,13 @@ int ctx_call_fd(pg_ctx *ctx, int *fd, uint64_t *off)
 		err = -EPROTO;
 	for (unsigned i = err ? 0 : 1; i < nfds; i++)
 		close(fds[i]);
-	if (!err)
+	if (!err) {
+		/* A shelf's: its later ranges need no question (shelves.c). */
+		uint64_t shelf;
+		if (ctl_get_u64(&r, CTL_T_SHELF, &shelf) == 0)
+			ctx_shelf_keep(ctx, shelf, fds[0]);
 		*fd = fds[0];
+	}
 	return err;
 }
 

@@ -16,7 +16,9 @@
 void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int fd)
 {
 	uint32_t writer, gen;
-	uint64_t off;
+	uint64_t off, shelf;
+	if (ctl_get_u64(msg, CTL_T_SHELF, &shelf) == 0)
+		ctx_shelf_keep(ctx, shelf, fd);
 	struct group_ref *g = ctx_find(ctx, group);
 	if (!g || ctl_get_u32(msg, CTL_T_WRITER, &writer) || ctl_get_u32(msg, CTL_T_GEN, &gen) ||
 	    ctl_get_u64(msg, CTL_T_FILEOFF, &off))
@@ -27,19 +29,34 @@ void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int f
 			ring_area_attach(&m->ring, writer, gen, fd, off, false);
 }
 
-/* ring's fetch_area for a membership. The daemon sent every area before
- * any record could be in it: read what it sent; ask only if it is not
- * there (it never should be, but asking costs nothing when it is). */
+/* An fd of writer's area from a shelf we keep, where the directory says
+ * the area is. */
+static bool area_from_shelf(struct membership *m, uint32_t writer, uint32_t gen, int *fd,
+			    uint64_t *off)
+{
+	uint64_t shelf;
+	return ring_area_where(&m->ring, writer, gen, &shelf, off) &&
+	       (*fd = ctx_shelf_dup(m->ctx, shelf)) >= 0;
+}
+
+/* ring's fetch_area for a membership. The daemon sent the writer's shelf
+ * before any record could be in the area: find it where the directory
+ * says, in a shelf we keep or one still in the socket; ask only if it is
+ * not there (a shelf we let go of; asking costs nothing when it is). */
 static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd, uint64_t *off)
 {
 	struct membership *m = arg;
 	pg_ctx *ctx = m->ctx;
+	if (area_from_shelf(m, writer, gen, fd, off))
+		return 0;
 	ctx_drain(ctx);
 	if (m->ring.area_gen[writer] == gen) {
 		/* Mapped by the drain: nothing to hand over. */
 		*fd = -1;
 		return -EALREADY;
 	}
+	if (area_from_shelf(m, writer, gen, fd, off))
+		return 0;
 	ctx_begin(ctx, CTL_AREA);
 	ctl_put_str(&ctx->out, CTL_T_NAME, m->ref->name);
 	ctl_put_u32(&ctx->out, CTL_T_WRITER, writer);

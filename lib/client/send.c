@@ -132,10 +132,15 @@ struct page_fetch {
 	struct group_ref *g;
 };
 
-/* ring_page_fetch: a read-only fd of a member's page, from the daemon. */
+/* ring_page_fetch: a read-only fd of a member's page: from a shelf we
+ * keep, where the directory says it is, or else from the daemon. */
 static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off)
 {
 	struct page_fetch *f = arg;
+	uint64_t shelf;
+	if (ring_page_where(&f->g->snd->ring, slot, word, &shelf, off) &&
+	    (*fd = ctx_shelf_dup(f->ctx, shelf)) >= 0)
+		return 0;
 	ctx_begin(f->ctx, CTL_MPAGE);
 	ctl_put_str(&f->ctx->out, CTL_T_NAME, f->g->name);
 	ctl_put_u32(&f->ctx->out, CTL_T_SLOT, slot);

@@ -108,6 +108,7 @@ struct proc {
 };
 
 /* One client connection (a pg_ctx). */
+#define SESSION_TOLD 8
 struct session {
 	struct loop_src src;
 	struct daemon *daemon;
@@ -122,19 +123,27 @@ struct session {
 	struct proc *proc;
 	struct member *members;
 	struct writer_ref *writers;
-	/* Its member pages and writer areas, on a memfd per class of groups
+	/* Its member pages and writer areas, on memfds per class of groups
 	 * (ring/shelf.h): neither costs the daemon an fd. */
 	struct own_shelf *own;
+	/* Shelves whose fd it was sent with an area (session.c push_area):
+	 * it finds their later areas in the directories, untold. */
+	uint64_t told[SESSION_TOLD];
+	unsigned told_next;
 	struct session *next;
 };
 
-/* A session's pages and areas in the groups of one class of readers
- * (struct dir_class's key): whoever is handed a read-only fd of it may
- * read every group they are in, and nothing else. */
+/* A session's pages or its areas in the groups of one class of readers
+ * (struct dir_class's key). Who is handed a read-only fd of an areas
+ * shelf may read every group of the class; of a pages shelf, every member
+ * page of it: producers get those, and may not read every group they may
+ * write (mode 0620), so no area is on a pages shelf. */
+enum own_kind { OWN_PAGES, OWN_AREAS };
 struct own_shelf {
 	uid_t uid;
 	gid_t gid;
 	uint32_t mode;
+	enum own_kind kind;
 	struct shelf *shelf;
 	struct own_shelf *next;
 };

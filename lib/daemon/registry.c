@@ -529,15 +529,17 @@ static void unlink_member(struct daemon *d, struct member *m)
 		replica_member_freed(m->group, m);
 }
 
-/* The shelf of s for g's class of readers; NULL without memory. */
-static struct shelf **own_shelf(struct session *s, const struct group *g)
+/* The shelf of s for its pages or areas in g's class of readers; NULL
+ * without memory. */
+static struct shelf **own_shelf(struct session *s, const struct group *g, enum own_kind kind)
 {
 	uint32_t mode = g->mode & 0666;
 	struct own_shelf *o = s->own;
-	while (o && (o->uid != g->uid || o->gid != g->gid || o->mode != mode))
+	while (o && (o->uid != g->uid || o->gid != g->gid || o->mode != mode || o->kind != kind))
 		o = o->next;
 	if (!o && (o = calloc(1, sizeof(*o)))) {
-		*o = (struct own_shelf){.uid = g->uid, .gid = g->gid, .mode = mode, .next = s->own};
+		*o = (struct own_shelf){
+		    .uid = g->uid, .gid = g->gid, .mode = mode, .kind = kind, .next = s->own};
 		s->own = o;
 	}
 	return o ? &o->shelf : NULL;
@@ -568,9 +570,9 @@ static int member_new(struct daemon *d, struct group *g, struct session *target,
 		quota_give(&d->quota, target->creds.uid, QUOTA_MEMBERSHIPS, 1);
 		return -ENOMEM;
 	}
-	/* On the target's own shelf for the group's readers: what it may
-	 * write, readable by no one who could not read the group. */
-	struct shelf **own = own_shelf(target, g);
+	/* On the target's own shelf of pages for the group's class: what it
+	 * may write, readable by no one who could not write the group. */
+	struct shelf **own = own_shelf(target, g, OWN_PAGES);
 	if (!own || (err = ring_member_add_on(&g->ring, target->pid, &m->slot, &m->state_word,
 					      &m->start, own, &m->page))) {
 		err = own ? err : -ENOMEM;
@@ -675,7 +677,7 @@ int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32
 	/* Its area on its own shelf for the group's readers: nobody else
 	 * may write it, nobody who could not read the group read it. */
 	struct writer_ref *w = calloc(1, sizeof(*w));
-	struct shelf **own = own_shelf(s, g);
+	struct shelf **own = own_shelf(s, g, OWN_AREAS);
 	if (!w || !own || (err = ring_writer_alloc_on(&g->ring, s->pid, &w->slot, own))) {
 		quota_give(&d->quota, s->creds.uid, QUOTA_RING_BYTES, g->ring.capacity);
 		free(w);

@@ -597,27 +597,40 @@ static int do_join(struct daemon *d, struct session *s, const struct ctl_in *req
  * replies, which it waits for. */
 #define PUSH_QUEUE_MAX (64 * 1024)
 
+static bool told(const struct session *s, uint64_t shelf)
+{
+	for (unsigned i = 0; i < SESSION_TOLD; i++)
+		if (s->told[i] == shelf)
+			return true;
+	return false;
+}
+
 /*
- * Tell one session about writer's area of g (CTL_ASYNC_AREA), so the
- * first record of a new writer costs its members no round trip. Only a
- * hint: a member without it asks (CTL_AREA). So a member that does not
- * read its socket while thousands of writers appear (one in 10,000 quiet
- * groups) is told no more than its queue holds, and is not dropped for a
- * full queue.
+ * Tell one session about writer's area of g (CTL_ASYNC_AREA) with an fd of
+ * its shelf, so the first record of a new writer costs its members no
+ * round trip. Once per shelf: a session that keeps it finds the shelf's
+ * later areas in the directories (ring_loc), so a writer in 10,000 groups
+ * costs each member one notice, not 10,000. Only a hint: a member without
+ * it asks (CTL_AREA). A member that does not read its socket is told no
+ * more than its queue holds, and is not dropped for a full queue.
  */
 static int push_area(struct session *s, struct group *g, uint32_t writer)
 {
 	static struct ctl_out note;
 	struct ring *r = &g->ring;
 	const struct ring_file *area = &r->area_file[writer];
+	uint64_t shelf = ring_file_shelf(area);
 	int queued = 0;
-	if (area->fd < 0 || (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > PUSH_QUEUE_MAX))
+	if (area->fd < 0 || (shelf && told(s, shelf)) ||
+	    (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > PUSH_QUEUE_MAX))
 		return 0;
 	ctl_begin(&note, CTL_ASYNC_AREA, 0, 0);
 	ctl_put_str(&note, CTL_T_NAME, g->name);
 	ctl_put_u32(&note, CTL_T_WRITER, writer);
 	ctl_put_u32(&note, CTL_T_GEN, atomic_load(&r->writer_ids[writer].gen));
 	ctl_put_u64(&note, CTL_T_FILEOFF, area->off);
+	if (shelf)
+		ctl_put_u64(&note, CTL_T_SHELF, shelf);
 	ctl_end(&note);
 	int fd = ring_file_ro(area);
 	if (fd < 0)
@@ -628,6 +641,10 @@ static int push_area(struct session *s, struct group *g, uint32_t writer)
 		return 0;
 	if (err)
 		s->broken = true;
+	else if (shelf) {
+		s->told[s->told_next] = shelf;
+		s->told_next = (s->told_next + 1) % SESSION_TOLD;
+	}
 	return err;
 }
 
@@ -846,6 +863,8 @@ static int reply_ro_file(struct session *s, const struct ctl_in *req, const stru
 		return fd;
 	begin_reply(req);
 	ctl_put_u64(&out_msg, CTL_T_FILEOFF, f->off);
+	if (ring_file_shelf(f))
+		ctl_put_u64(&out_msg, CTL_T_SHELF, ring_file_shelf(f));
 	int err = reply(s, req, 0, &fd, 1);
 	close(fd);
 	return err;

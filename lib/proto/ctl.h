@@ -47,10 +47,12 @@ enum ctl_type {
 	/* Daemon -> client, the only message on a connection it cannot
 	 * serve (out of fds): status says why; then it hangs up. */
 	CTL_REFUSED = 65,
-	/* Daemon -> client, unasked: a writer's area (NAME WRITER GEN + its
-	 * read-only fd), for every membership of that group. Sent before any
-	 * record can be in it (before the writer has its own fds, or right
-	 * after a join), so a member never needs the daemon to read what was
+	/* Daemon -> client, unasked: a writer's area (NAME WRITER GEN FILEOFF
+	 * SHELF + a read-only fd of its shelf), for every membership of that
+	 * group. Sent before any record can be in it (before the writer has
+	 * its own fds, or right after a join), once per session and shelf: a
+	 * member that keeps the shelf finds the writer's later areas in the
+	 * directory (ring_loc), so it never needs the daemon to read what was
 	 * committed: not after a delete, not after the daemon's death. */
 	CTL_ASYNC_AREA = 66,
 	CTL_TYPE_MAX = 66,
@@ -77,7 +79,11 @@ enum ctl_tag {
 	CTL_T_NODEINFO = 17,  /* struct ctl_node_info */
 	CTL_T_DIROFF = 18,    /* u64: where the group's directory starts in its fd */
 	CTL_T_FILEOFF = 19,   /* u64: where the area or page of the last fd starts */
-	CTL_T_MAX = 19,
+	/* u64: which of the daemon's shelves that fd is (ring_loc.shelf), so
+	 * the receiver may keep it and map later ranges of it without asking;
+	 * 0 or absent: an fd of that one range's own. */
+	CTL_T_SHELF = 20,
+	CTL_T_MAX = 20,
 };
 
 #define CTL_F_WRITE 0x1u

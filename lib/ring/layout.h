@@ -43,7 +43,7 @@
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
 #define RING_DIR_MAGIC 0x70677263u  /* "pgrc" */
-#define RING_VERSION 5u
+#define RING_VERSION 6u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
@@ -244,13 +244,30 @@ enum ring_member_state {
  * mapped for one generation, and an eviction aimed at a previous holder of
  * the slot fails its compare-and-swap.
  */
+/*
+ * Where a range the daemon handed out lives: which of its shelves (0: not
+ * on a shelf; ids are never reused while the daemon runs) and at what
+ * offset. A process that holds a read-only fd of that shelf (it keeps the
+ * ones the daemon sent it, by id) maps the range without asking: the first
+ * record of a new writer, or the page of a new member, costs no round trip.
+ * Written before the generation or state that makes the range current, and
+ * read after it (acquire/release there).
+ */
+struct ring_loc {
+	_Atomic uint64_t shelf;
+	_Atomic uint64_t off;
+};
+static_assert(sizeof(struct ring_loc) == 16, "ring_loc layout");
+
 struct ring_member {
 	_Atomic uint32_t state;
 	int32_t pid;
 	uint32_t pad[2];
+	struct ring_loc page; /* the member's page, on its own shelf of pages */
 };
-static_assert(sizeof(struct ring_member) == 16, "ring_member layout");
+static_assert(sizeof(struct ring_member) == 32, "ring_member layout");
 static_assert(offsetof(struct ring_member, pid) == 4, "ring_member layout");
+static_assert(offsetof(struct ring_member, page) == 16, "ring_member layout");
 
 #define RING_STATE_OF(w) ((w)&0xffu)
 #define RING_GEN_OF(w) ((w) >> 8)
@@ -300,7 +317,11 @@ static_assert(offsetof(struct ring_dir_hdr, seq) == 64, "dir hdr layout");
 #define RING_WRITER_IDS_OFF RING_PAGE
 static_assert(RING_WRITER_SLOTS * sizeof(struct ring_writer_id) == RING_PAGE,
 	      "writer ids fill the directory's second page");
-#define RING_MEMBERS_OFF (2 * RING_PAGE)
+/* Where each writer slot's area of its current generation is. */
+#define RING_AREA_LOCS_OFF (2 * RING_PAGE)
+static_assert(RING_WRITER_SLOTS * sizeof(struct ring_loc) == RING_PAGE,
+	      "area locations fill the directory's third page");
+#define RING_MEMBERS_OFF (3 * RING_PAGE)
 #define RING_DIR_BYTES (RING_MEMBERS_OFF + RING_MEMBER_SLOTS * sizeof(struct ring_member))
 static_assert(RING_DIR_BYTES % RING_PAGE == 0, "directory tables are whole pages");
 /* After the tables, in the same memfd: the node's own area (writer slot 0),

@@ -213,6 +213,7 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	r->area_gen[RING_DAEMON_WRITER] = 1;
 	r->members = (const struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
 	r->writer_ids = (const struct ring_writer_id *)((uint8_t *)c + RING_WRITER_IDS_OFF);
+	r->area_locs = (const struct ring_loc *)((uint8_t *)c + RING_AREA_LOCS_OFF);
 	r->pages = p;
 	if (p && owner) {
 		/* The daemon makes every change of the member set itself. */
@@ -479,9 +480,45 @@ int ring_area_create(struct ring *r, uint32_t writer, const struct ring_file *ar
 	if (err)
 		return err;
 	r->area_file[writer] = *area;
-	/* Release: pairs with the reader's acquire load of gen (ring_read). */
+	/* Where it is, for readers holding its shelf (ring_area_where); then
+	 * the generation. Release: pairs with the reader's acquire load of
+	 * gen (ring_read, ring_area_where). */
+	struct ring_loc *loc = (struct ring_loc *)&r->area_locs[writer];
+	atomic_store_explicit(&loc->shelf, ring_file_shelf(area), memory_order_relaxed);
+	atomic_store_explicit(&loc->off, area->off, memory_order_relaxed);
 	atomic_store_explicit(&id->gen, gen, memory_order_release);
 	return 0;
+}
+
+/* A location read after the acquire that made it current, checked again
+ * after: the daemon changes it only before a newer generation or state. */
+static bool loc_read(const struct ring_loc *l, uint64_t *shelf, uint64_t *off)
+{
+	*shelf = atomic_load_explicit(&l->shelf, memory_order_relaxed);
+	*off = atomic_load_explicit(&l->off, memory_order_relaxed);
+	/* Acquire fence: the loads above come before the re-check below. */
+	atomic_thread_fence(memory_order_acquire);
+	return *shelf != 0;
+}
+
+bool ring_area_where(const struct ring *r, uint32_t writer, uint32_t gen, uint64_t *shelf,
+		     uint64_t *off)
+{
+	if (writer >= r->writer_slots ||
+	    atomic_load_explicit(&r->writer_ids[writer].gen, memory_order_acquire) != gen)
+		return false;
+	return loc_read(&r->area_locs[writer], shelf, off) &&
+	       atomic_load_explicit(&r->writer_ids[writer].gen, memory_order_relaxed) == gen;
+}
+
+bool ring_page_where(const struct ring *r, uint32_t slot, uint32_t word, uint64_t *shelf,
+		     uint64_t *off)
+{
+	if (slot >= RING_MEMBER_SLOTS ||
+	    atomic_load_explicit(&r->members[slot].state, memory_order_acquire) != word)
+		return false;
+	return loc_read(&r->members[slot].page, shelf, off) &&
+	       atomic_load_explicit(&r->members[slot].state, memory_order_relaxed) == word;
 }
 
 struct ring_mpage *ring_page_map(int fd, uint64_t off, bool writable)

@@ -56,6 +56,10 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		uint64_t t = atomic_load(&r->hdr->tail);
 		atomic_store(&pg->cursor, t);
 		m->pid = pid;
+		/* Where its page is, before ACTIVE makes it current (seq_cst
+		 * store of state below; ring_page_where reads it after). */
+		atomic_store_explicit(&m->page.shelf, ring_file_shelf(page), memory_order_relaxed);
+		atomic_store_explicit(&m->page.off, page->off, memory_order_relaxed);
 		/* The wait slot's `waiters` is left alone: a producer parked
 		 * on the slot's previous holder still counts itself out. */
 		atomic_store(&r->mwait[i].wake_at, UINT64_MAX);

@@ -55,6 +55,7 @@ struct ring {
 	struct ring_dir_hdr *dir;
 	const struct ring_member *members;    /* the directory's member slots */
 	const struct ring_writer_id *writer_ids;
+	const struct ring_loc *area_locs; /* the directory's: where each area is */
 	struct ring_pages *pages; /* producers and the daemon; NULL for a member */
 	uint64_t capacity; /* bytes per writer area */
 	uint64_t amask;
@@ -199,6 +200,14 @@ int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, uint
  * holds `area` from then on (r->area_file[writer]) and gives it back when
  * the area is dropped; on error the caller still holds it. */
 int ring_area_create(struct ring *r, uint32_t writer, const struct ring_file *area);
+/* Where the directory says writer's area of generation gen, or member
+ * slot's page for state word `word`, is: its shelf's id and the offset.
+ * False when the slot holds another now, or the range is on no shelf
+ * (then only the daemon can hand it over). */
+bool ring_area_where(const struct ring *r, uint32_t writer, uint32_t gen, uint64_t *shelf,
+		     uint64_t *off);
+bool ring_page_where(const struct ring *r, uint32_t slot, uint32_t word, uint64_t *shelf,
+		     uint64_t *off);
 /* Owner: drop writer's area, its memory with it (nobody can read it any
  * more: the caller checked). */
 void ring_area_drop(struct ring *r, uint32_t writer);

@@ -19,6 +19,7 @@
 
 struct shelf {
 	int fd;          /* read-write, the daemon's */
+	uint64_t id;     /* names it in directories (ring_loc): never reused */
 	uint64_t next;   /* where the next range starts: none is handed out twice */
 	unsigned ranges; /* ranges not given back yet */
 	bool held;       /* its holder may still take ranges from it */
@@ -65,6 +66,10 @@ int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_
 			free(n);
 			return err;
 		}
+		/* Shelves are made by one thread of one process (the daemon,
+		 * or a test standing in for it). */
+		static uint64_t last_id;
+		n->id = ++last_id;
 		n->held = true;
 		*s = n;
 	}
@@ -72,6 +77,11 @@ int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_
 	(*s)->next += bytes;
 	(*s)->ranges++;
 	return 0;
+}
+
+uint64_t ring_file_shelf(const struct ring_file *f)
+{
+	return f->fd >= 0 && f->shelf ? f->shelf->id : 0;
 }
 
 void ring_file_release(struct ring_file *f, uint64_t bytes)

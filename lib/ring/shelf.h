@@ -37,6 +37,8 @@ int ring_file_new(const char *label, uint64_t bytes, struct ring_file *f);
 /* A fresh range of `bytes` on *s; a new shelf (labelled `label`) when *s
  * is NULL or full, the full one living on until its ranges are given back. */
 int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_file *f);
+/* The id of f's shelf (ring_loc), 0 when it is a memfd of its own. */
+uint64_t ring_file_shelf(const struct ring_file *f);
 /* Give a range back: its memory goes at once (whoever still maps it reads
  * zeros), then its fd is closed or its shelf unreferenced. */
 void ring_file_release(struct ring_file *f, uint64_t bytes);

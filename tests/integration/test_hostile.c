@@ -322,6 +322,53 @@ static void test_area_fd_confined(void)
 	pg_close(own);
 }
 
+/* Inodes of our "pgroup:own" mappings of `bytes` bytes, writable or not. */
+static unsigned own_inodes(size_t bytes, bool writable, unsigned long *ino, unsigned max)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	unsigned n = 0;
+	while (n < max && f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, i;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &i) == 4 &&
+		    hi - lo == bytes && (perms[1] == 'w') == writable && strstr(line, "pgroup:own"))
+			ino[n++] = i;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * A producer maps every member's page read-only from that member's own
+ * shelf of pages. One may write a group it may not read (mode 0620), so
+ * that shelf must hold none of the member's areas, where its records in
+ * every group of the class are (a read-only fd of a memfd reads all of
+ * it): no page a sender maps is on a memfd a writer's area is on.
+ */
+static void test_page_fd_confined(void)
+{
+	const char *g = fresh_group("pages");
+	pg_ctx *own = open_ctx(), *mem = open_ctx(), *snd = open_ctx();
+	pg_group_opts o = {.ring_bytes = 256 * 1024, .mode = 0620};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(own, g, &o), 0);
+	CU_ASSERT_EQUAL(pg_join(mem, g, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pg_send(mem, g, "m", 1), 0); /* the member's area */
+	CU_ASSERT_EQUAL(pg_send(snd, g, "s", 1), 0); /* maps the member's page */
+	unsigned long areas[8], views[8];
+	unsigned na = own_inodes(256 * 1024, true, areas, 8);
+	unsigned nv = own_inodes(RING_PAGE, false, views, 8);
+	CU_ASSERT(na >= 2 && nv >= 1);
+	for (unsigned i = 0; i < nv; i++)
+		for (unsigned j = 0; j < na; j++)
+			CU_ASSERT_NOT_EQUAL(views[i], areas[j]);
+	pg_close(snd);
+	pg_close(mem);
+	pg_delete(own, g);
+	pg_close(own);
+}
+
 /*
  * A member slot handed out and freed before a sender first looked: the
  * sender must still see that nobody holds room (its page tables cover
@@ -359,6 +406,7 @@ int main(void)
 		    test_sender_confined);
 	CU_add_test(s, "a writer's area fd reads no group but its own's class",
 		    test_area_fd_confined);
+	CU_add_test(s, "a member's page fd reads none of its areas", test_page_fd_confined);
 	CU_add_test(s, "a sender after a member left: no room held", test_sender_after_a_member_left);
 	return run_cunit();
 }

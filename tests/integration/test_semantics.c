@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -650,6 +651,63 @@ static void test_many_groups(void)
 	pg_close(snd);
 }
 
+/*
+ * A sender new to many groups (a fresh writer area in each) while their
+ * one member reads nothing: the member is sent the sender's shelf once and
+ * finds each area where the directory says, so it reads every message even
+ * with the daemon stopped. (A notice per area overflowed its socket, and
+ * an area not told cost a question the stopped daemon never answers.)
+ */
+static void test_new_writers_without_the_daemon(void)
+{
+	enum { MOST = 200 };
+	static char *names[MOST];
+	const int want = getenv("PGROUPD_WRAPPER") ? 40 : MOST;
+	pg_ctx *ctx = open_ctx(), *snd = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024};
+	int n = 0, err = 0;
+	for (; n < want && !err; n++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "nw%d", n);
+		names[n] = strdup(fresh_group(stem));
+		if (!(err = pg_create_opts(snd, names[n], &o)))
+			err = pg_join(ctx, names[n], 0, NULL, NULL);
+	}
+	CU_ASSERT_EQUAL(err, 0);
+	for (int i = 0; i < n && !err; i++)
+		err = pg_send(snd, names[i], &i, sizeof(i));
+	CU_ASSERT_EQUAL(err, 0);
+	int got = 0;
+	if (!err && kill(the_daemon.pid, SIGSTOP) == 0) {
+		static bool seen[MOST];
+		memset(seen, 0, sizeof(seen));
+		pg_message m;
+		/* Not a speed check: a bound on a hang (each question to the
+		 * stopped daemon waits 5 s; reading all takes milliseconds). */
+		struct timespec t0, t;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (got < n && recv_msg(ctx, &m, 2000) == 0 &&
+		       clock_gettime(CLOCK_MONOTONIC, &t) == 0 && t.tv_sec - t0.tv_sec < 10) {
+			int i;
+			if (m.kind != PG_MSG || m.len != sizeof(i))
+				continue;
+			memcpy(&i, m.data, sizeof(i));
+			if (i >= 0 && i < n && !seen[i] && strcmp(m.group, names[i]) == 0) {
+				seen[i] = true;
+				got++;
+			}
+		}
+		kill(the_daemon.pid, SIGCONT);
+	}
+	CU_ASSERT_EQUAL(got, n);
+	pg_close(ctx);
+	for (int i = 0; i < n; i++) {
+		pg_delete(snd, names[i]);
+		free(names[i]);
+	}
+	pg_close(snd);
+}
+
 /* More than 16 groups (the io_uring way): a group that wakes is read
  * while another keeps a backlog; pg_fd asked for after the ring started
  * is armed at once; a forked child's pg_close leaves the parent's waits
@@ -954,6 +1012,8 @@ int main(void)
 	CU_add_test(s, "pg_fd with epoll", test_pg_fd_epoll);
 	CU_add_test(s, "more groups than one futex_waitv covers", test_many_groups);
 	CU_add_test(s, "many groups: fairness, late pg_fd, a forked close", test_many_groups_edges);
+	CU_add_test(s, "new writers in many groups, read with the daemon stopped",
+		    test_new_writers_without_the_daemon);
 	CU_add_test(s, "join another pid", test_join_other_pid);
 	CU_add_test(s, "a busy consumer joined by another process", test_busy_consumer_joined_by_other);
 	CU_add_test(s, "forked child", test_fork_child);
