@@ -72,6 +72,16 @@ struct ctx_shelf {
 	uint64_t used; /* ctx->shelf_clock when last used */
 };
 #define CTX_SHELVES 32
+/* A read-only window on one: [start, start + bytes) of shelf `shelf`. */
+struct ctx_window {
+	uint64_t shelf;
+	uint64_t start;
+	uint8_t *base;
+	uint64_t bytes;
+};
+#define CTX_WINDOW_STEP (512ull << 20)
+/* 2 TiB of address space at most; past it, ranges are mapped one by one. */
+#define CTX_WINDOWS_MAX 2048u
 
 struct pg_ctx {
 	int sock;
@@ -121,6 +131,8 @@ struct pg_ctx {
 	struct membership *zombies; /* ended, their waits not yet completed */
 	struct ctx_shelf shelves[CTX_SHELVES];
 	uint64_t shelf_clock;
+	struct ctx_window *windows;
+	unsigned n_windows, cap_windows;
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
 };
@@ -146,6 +158,10 @@ int ctx_check_name(const char *group);
 /* shelves.c */
 /* A new fd of shelf `id` if we keep it, else -1. */
 int ctx_shelf_dup(pg_ctx *ctx, uint64_t id);
+/* Where [off, off + bytes) of shelf `id` is in a window of ours (mapped
+ * now if need be), or NULL: we do not keep that shelf, or the range is
+ * over CTX_WINDOW_STEP. Read-only; valid until pg_close. */
+const uint8_t *ctx_shelf_window(pg_ctx *ctx, uint64_t id, uint64_t off, uint64_t bytes);
 /* Keep a copy of fd as shelf `id` (the caller still owns fd). */
 void ctx_shelf_keep(pg_ctx *ctx, uint64_t id, int fd);
 void ctx_shelves_init(pg_ctx *ctx);

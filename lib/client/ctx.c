@@ -202,7 +202,6 @@ void pg_close(pg_ctx *ctx)
 		ctx_call(ctx, &r, NULL, NULL);
 	}
 	close(ctx->sock);
-	ctx_shelves_close(ctx);
 	if (ctx->alive)
 		munmap((void *)ctx->alive, RING_PAGE);
 	while (ctx->groups) {
@@ -216,6 +215,8 @@ void pg_close(pg_ctx *ctx)
 		free(g);
 	}
 	member_release_view(ctx);
+	/* Last: areas and pages placed in our windows were read till here. */
+	ctx_shelves_close(ctx);
 	free(ctx->htab);
 	free(ctx);
 }

@@ -23,20 +23,37 @@ void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int f
 	if (!g || ctl_get_u32(msg, CTL_T_WRITER, &writer) || ctl_get_u32(msg, CTL_T_GEN, &gen) ||
 	    ctl_get_u64(msg, CTL_T_FILEOFF, &off))
 		return;
-	/* Every membership of the group maps it, queued ones too. */
-	for (struct membership *m = g->mem; m; m = m->next)
-		if (writer < m->ring.writer_slots && m->ring.area_gen[writer] != gen)
+	/* Every membership of the group maps it, queued ones too: in a
+	 * window of its shelf if it fits one. */
+	const uint8_t *at = NULL;
+	for (struct membership *m = g->mem; m; m = m->next) {
+		if (writer >= m->ring.writer_slots || m->ring.area_gen[writer] == gen)
+			continue;
+		if (!at)
+			at = ctx_shelf_window(ctx, shelf, off, m->ring.capacity);
+		if (at)
+			ring_area_place(&m->ring, writer, gen, at);
+		else
 			ring_area_attach(&m->ring, writer, gen, fd, off, false);
+	}
 }
 
-/* An fd of writer's area from a shelf we keep, where the directory says
- * the area is. */
-static bool area_from_shelf(struct membership *m, uint32_t writer, uint32_t gen, int *fd,
-			    uint64_t *off)
+/* Writer's area from a shelf we keep, where the directory says it is: in
+ * a window of ours (-EALREADY: placed), or an fd of the shelf for the
+ * caller to map (0: too big for a window); -ENOENT if we keep no such. */
+static int area_from_shelf(struct membership *m, uint32_t writer, uint32_t gen, int *fd,
+			   uint64_t *off)
 {
 	uint64_t shelf;
-	return ring_area_where(&m->ring, writer, gen, &shelf, off) &&
-	       (*fd = ctx_shelf_dup(m->ctx, shelf)) >= 0;
+	if (!ring_area_where(&m->ring, writer, gen, &shelf, off))
+		return -ENOENT;
+	const uint8_t *at = ctx_shelf_window(m->ctx, shelf, *off, m->ring.capacity);
+	if (at) {
+		ring_area_place(&m->ring, writer, gen, at);
+		*fd = -1;
+		return -EALREADY;
+	}
+	return (*fd = ctx_shelf_dup(m->ctx, shelf)) >= 0 ? 0 : -ENOENT;
 }
 
 /* ring's fetch_area for a membership. The daemon sent the writer's shelf
@@ -47,16 +64,17 @@ static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd, uint64_
 {
 	struct membership *m = arg;
 	pg_ctx *ctx = m->ctx;
-	if (area_from_shelf(m, writer, gen, fd, off))
-		return 0;
+	int err = area_from_shelf(m, writer, gen, fd, off);
+	if (err != -ENOENT)
+		return err;
 	ctx_drain(ctx);
 	if (m->ring.area_gen[writer] == gen) {
 		/* Mapped by the drain: nothing to hand over. */
 		*fd = -1;
 		return -EALREADY;
 	}
-	if (area_from_shelf(m, writer, gen, fd, off))
-		return 0;
+	if ((err = area_from_shelf(m, writer, gen, fd, off)) != -ENOENT)
+		return err;
 	ctx_begin(ctx, CTL_AREA);
 	ctl_put_str(&ctx->out, CTL_T_NAME, m->ref->name);
 	ctl_put_u32(&ctx->out, CTL_T_WRITER, writer);

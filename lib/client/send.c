@@ -134,13 +134,20 @@ struct page_fetch {
 
 /* ring_page_fetch: a read-only fd of a member's page: from a shelf we
  * keep, where the directory says it is, or else from the daemon. */
-static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off)
+static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off,
+		      struct ring_mpage **at)
 {
 	struct page_fetch *f = arg;
 	uint64_t shelf;
-	if (ring_page_where(&f->g->snd->ring, slot, word, &shelf, off) &&
-	    (*fd = ctx_shelf_dup(f->ctx, shelf)) >= 0)
-		return 0;
+	if (ring_page_where(&f->g->snd->ring, slot, word, &shelf, off)) {
+		/* In a window of the member's shelf of pages: no mapping, no
+		 * fd of its own. */
+		const uint8_t *p = ctx_shelf_window(f->ctx, shelf, *off, RING_PAGE);
+		if (p) {
+			*at = (struct ring_mpage *)p;
+			return 0;
+		}
+	}
 	ctx_begin(f->ctx, CTL_MPAGE);
 	ctl_put_str(&f->ctx->out, CTL_T_NAME, f->g->name);
 	ctl_put_u32(&f->ctx->out, CTL_T_SLOT, slot);

@@ -211,6 +211,8 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	r->areas = base + bytes + RING_DIR_BYTES;
 	r->area_file = afd;
 	r->area_gen[RING_DAEMON_WRITER] = 1;
+	for (uint32_t i = 0; i < writers; i++)
+		r->area_at[i] = r->areas + (uint64_t)i * cap;
 	r->members = (const struct ring_member *)((uint8_t *)c + RING_MEMBERS_OFF);
 	r->writer_ids = (const struct ring_writer_id *)((uint8_t *)c + RING_WRITER_IDS_OFF);
 	r->area_locs = (const struct ring_loc *)((uint8_t *)c + RING_AREA_LOCS_OFF);
@@ -283,10 +285,11 @@ static void page_unmap(struct ring_pages *p, uint32_t slot)
 {
 	if (slot >= p->cap)
 		return;
-	if (p->page[slot])
+	if (p->page[slot] && !p->borrowed[slot])
 		munmap(p->page[slot], RING_PAGE);
 	p->page[slot] = NULL;
 	p->word[slot] = 0;
+	p->borrowed[slot] = false;
 }
 
 /* Tables for slots [0, slot] at least (one block: pages, words, list). */
@@ -299,22 +302,25 @@ static int pages_grow(struct ring_pages *p, uint32_t slot)
 		cap *= 2;
 	if (cap > RING_MEMBER_SLOTS)
 		cap = RING_MEMBER_SLOTS;
-	size_t each = sizeof(*p->page) + sizeof(*p->word) + sizeof(*p->live);
+	size_t each = sizeof(*p->page) + sizeof(*p->word) + sizeof(*p->live) + sizeof(*p->borrowed);
 	uint8_t *b = calloc(cap, each);
 	if (!b)
 		return -ENOMEM;
 	struct ring_mpage **page = (struct ring_mpage **)b;
 	uint32_t *word = (uint32_t *)(b + cap * sizeof(*page));
 	uint16_t *live = (uint16_t *)(b + cap * (sizeof(*page) + sizeof(*word)));
+	bool *borrowed = (bool *)(b + cap * (sizeof(*page) + sizeof(*word) + sizeof(*live)));
 	if (p->cap) {
 		memcpy(page, p->page, p->cap * sizeof(*page));
 		memcpy(word, p->word, p->cap * sizeof(*word));
 		memcpy(live, p->live, p->n_live * sizeof(*live));
+		memcpy(borrowed, p->borrowed, p->cap * sizeof(*borrowed));
 	}
 	free(p->page);
 	p->page = page;
 	p->word = word;
 	p->live = live;
+	p->borrowed = borrowed;
 	p->cap = cap;
 	return 0;
 }
@@ -388,8 +394,14 @@ int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
 				continue;
 			int fd = -1;
 			uint64_t off = 0;
-			err = fetch(arg, i, w, &fd, &off);
-			if (!err) {
+			struct ring_mpage *at = NULL;
+			err = fetch(arg, i, w, &fd, &off, &at);
+			if (!err && at) {
+				page_unmap(p, i);
+				p->page[i] = at;
+				p->word[i] = w;
+				p->borrowed[i] = true;
+			} else if (!err) {
 				err = ring_pages_attach(r, i, w, fd, off);
 				close(fd);
 			}
@@ -443,16 +455,30 @@ int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, uint
 	if (m == MAP_FAILED)
 		return -errno;
 	r->area_gen[writer] = gen;
+	r->area_at[writer] = at;
 	return 0;
 }
 
 /* Put the reservation back where writer's area was mapped. */
 static void area_unmap(struct ring *r, uint32_t writer)
 {
-	void *at = r->areas + (uint64_t)writer * r->capacity;
-	mmap(at, r->capacity, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
-	     -1, 0);
+	uint8_t *at = r->areas + (uint64_t)writer * r->capacity;
+	if (r->area_at[writer] == at)
+		mmap(at, r->capacity, PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	r->area_gen[writer] = 0;
+	r->area_at[writer] = at;
+}
+
+void ring_area_place(struct ring *r, uint32_t writer, uint32_t gen, const uint8_t *at)
+{
+	if (writer == RING_DAEMON_WRITER || writer >= r->writer_slots)
+		return;
+	/* An older generation mapped in its place goes (nobody reads it). */
+	if (r->area_gen[writer])
+		area_unmap(r, writer);
+	r->area_at[writer] = at;
+	r->area_gen[writer] = gen;
 }
 
 void ring_area_drop(struct ring *r, uint32_t writer)

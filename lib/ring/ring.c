@@ -44,8 +44,7 @@ static inline _Atomic uint64_t *entry(struct ring *r, uint64_t pos)
 
 static inline struct ring_rec *area_rec(struct ring *r, uint32_t writer, uint64_t byte_pos)
 {
-	return (struct ring_rec *)(r->areas + (uint64_t)writer * r->capacity +
-				   (byte_pos & r->amask));
+	return (struct ring_rec *)(r->area_at[writer] + (byte_pos & r->amask));
 }
 
 uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)

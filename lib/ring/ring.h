@@ -26,6 +26,7 @@
 struct ring_pages {
 	struct ring_mpage **page;
 	uint32_t *word; /* the slot's state word it was mapped for */
+	bool *borrowed; /* page points into a mapping that is not ours to unmap */
 	uint16_t *live; /* slots with a page, for ring_wake */
 	uint32_t cap;
 	uint32_t n_live;
@@ -45,6 +46,10 @@ struct ring {
 	 * (inaccessible until then): a record's address is one addition. */
 	uint8_t *areas;
 	uint32_t area_gen[RING_WRITER_SLOTS]; /* the generation mapped; 0 = none */
+	/* Where each writer's area is in our address space: its place in
+	 * `areas`, or inside a window on its shelf a member's ctx mapped
+	 * for many areas at once (ring_area_place). */
+	const uint8_t *area_at[RING_WRITER_SLOTS];
 	/* The owner's: where each slot's area is (read-write); fd -1 = none. */
 	struct ring_file *area_file;
 	/* A mapping that reads (a member's) asks for an area it lacks: a
@@ -172,9 +177,11 @@ void ring_page_unmap(struct ring_mpage *page);
  * cached bound and ring_wake wakes unasked, and the producer calls
  * ring_pages_sync, which asks `fetch` (the daemon) for each page it lacks:
  * a read-only fd of slot's page for state word `word` and the page's offset
- * in it, or -ESTALE when the slot no longer holds it.
+ * in it, or -ESTALE when the slot no longer holds it. Or the page already
+ * mapped, in *at (fd -1): a mapping the fetcher keeps, borrowed.
  */
-typedef int ring_page_fetch(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off);
+typedef int ring_page_fetch(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off,
+			    struct ring_mpage **at);
 bool ring_pages_stale(const struct ring *r);
 int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg);
 /* Map slot's page (for `word`) from fd at off, in place of any before. */
@@ -195,6 +202,9 @@ void ring_area_init(struct ring_area *a, uint32_t writer);
  * before; writable only for its writer. */
 int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, uint64_t off,
 		     bool writable);
+/* A member's: writer's area of generation gen is at `at`, inside a mapping
+ * the caller keeps for longer than this ring's. */
+void ring_area_place(struct ring *r, uint32_t writer, uint32_t gen, const uint8_t *at);
 /* Owner: give `writer` a fresh area, the next generation, in `area` (a
  * range of capacity bytes nobody used before), mapped read-write. The ring
  * holds `area` from then on (r->area_file[writer]) and gives it back when

@@ -708,6 +708,59 @@ static void test_new_writers_without_the_daemon(void)
 	pg_close(snd);
 }
 
+/*
+ * More senders than a ctx keeps shelves of (CTX_SHELVES): each sender
+ * session's areas are on a shelf of its own, so the member lets some go
+ * and maps their areas another way (asked of the daemon, one by one);
+ * every message still arrives once, in each sender's order, in groups of
+ * a small ring and of one too big for a window.
+ */
+static void test_more_senders_than_shelves(void)
+{
+	enum { SENDERS = 40, ROUNDS = 3 };
+	const char *names[2] = {fresh_group("shelves-s"), fresh_group("shelves-b")};
+	pg_group_opts small = {.ring_bytes = 64 * 1024, .max_msg = 1024};
+	pg_group_opts big = {.ring_bytes = 1024u << 20, .max_msg = 1024};
+	pg_ctx *own = open_ctx(), *mem = open_ctx(), *snd[SENDERS];
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(own, names[0], &small), 0);
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(own, names[1], &big), 0);
+	for (int k = 0; k < 2; k++)
+		CU_ASSERT_EQUAL(pg_join(mem, names[k], 0, NULL, NULL), 0);
+	for (int i = 0; i < SENDERS; i++)
+		snd[i] = open_ctx();
+	for (int k = 0; k < 2; k++) {
+		/* A 1 GiB area each: two fit the quota of a uid. */
+		const int n = k == 0 ? SENDERS : 2;
+		int next[SENDERS] = {0}, got = 0, err = 0;
+		for (int round = 0; round < ROUNDS && !err; round++)
+			for (int i = 0; i < n && !err; i++) {
+				int v[2] = {i, round};
+				err = pg_send(snd[i], names[k], v, sizeof(v));
+			}
+		CU_ASSERT_EQUAL(err, 0);
+		pg_message m;
+		while (got < n * ROUNDS && recv_msg(mem, &m, 2000) == 0) {
+			int v[2];
+			if (m.kind != PG_MSG)
+				continue;
+			CU_ASSERT_EQUAL(m.len, sizeof(v));
+			CU_ASSERT_STRING_EQUAL(m.group, names[k]);
+			memcpy(v, m.data, sizeof(v));
+			CU_ASSERT(v[0] >= 0 && v[0] < n);
+			if (v[0] >= 0 && v[0] < n)
+				CU_ASSERT_EQUAL(v[1], next[v[0]]++);
+			got++;
+		}
+		CU_ASSERT_EQUAL(got, n * ROUNDS);
+	}
+	for (int i = 0; i < SENDERS; i++)
+		pg_close(snd[i]);
+	pg_close(mem);
+	for (int k = 0; k < 2; k++)
+		pg_delete(own, names[k]);
+	pg_close(own);
+}
+
 /* More than 16 groups (the io_uring way): a group that wakes is read
  * while another keeps a backlog; pg_fd asked for after the ring started
  * is armed at once; a forked child's pg_close leaves the parent's waits
@@ -1014,6 +1067,7 @@ int main(void)
 	CU_add_test(s, "many groups: fairness, late pg_fd, a forked close", test_many_groups_edges);
 	CU_add_test(s, "new writers in many groups, read with the daemon stopped",
 		    test_new_writers_without_the_daemon);
+	CU_add_test(s, "more senders than a ctx keeps shelves of", test_more_senders_than_shelves);
 	CU_add_test(s, "join another pid", test_join_other_pid);
 	CU_add_test(s, "a busy consumer joined by another process", test_busy_consumer_joined_by_other);
 	CU_add_test(s, "forked child", test_fork_child);

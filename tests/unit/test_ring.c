@@ -157,16 +157,20 @@ static void adopt_pages(struct ring *dst, const struct ring *src)
 	struct ring_pages *d = dst->pages;
 	const struct ring_pages *s = src->pages;
 	uint32_t cap = s->cap;
-	uint8_t *b = calloc(cap, sizeof(*d->page) + sizeof(*d->word) + sizeof(*d->live));
+	uint8_t *b = calloc(cap, sizeof(*d->page) + sizeof(*d->word) + sizeof(*d->live) +
+				     sizeof(*d->borrowed));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	free(d->page);
 	d->page = (struct ring_mpage **)b;
 	d->word = (uint32_t *)(b + cap * sizeof(*d->page));
 	d->live = (uint16_t *)(b + cap * (sizeof(*d->page) + sizeof(*d->word)));
+	d->borrowed = (bool *)(b + cap * (sizeof(*d->page) + sizeof(*d->word) + sizeof(*d->live)));
 	d->cap = cap;
 	for (uint32_t i = 0; i < cap; i++) {
+		/* The owner's mappings, which the fork gave us: not ours. */
 		d->page[i] = s->page[i];
 		d->word[i] = s->word[i];
+		d->borrowed[i] = s->page[i] != NULL;
 	}
 	ring_pages_relist(dst);
 	d->seq = s->seq;
