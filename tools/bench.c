@@ -26,6 +26,9 @@ static void usage(FILE *f)
 	      "  --member-socket PATH  members join through another node (its daemon's\n"
 	      "                   socket): every message crosses a node link\n"
 	      "  --size BYTES     message size, at least 16 (default 64)\n"
+	      "  --zero-copy      senders fill each message in place (pg_send_claim,\n"
+	      "                   then pg_send_commit; timed from the commit), members\n"
+	      "                   read it in place (its last byte too): no copy\n"
 	      "  --count K        messages per sender (default 200000; paced: 5 s worth)\n"
 	      "  --rate R         messages/s per sender, 0 = back to back (default 0)\n"
 	      "  --wait MODE      receivers: default, spin (busy polling: PGROUP_SPIN_US\n"
@@ -84,6 +87,7 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 		{"pin", no_argument, NULL, 'p'},           {"ring", required_argument, NULL, 'R'},
 		{"plot", required_argument, NULL, 'P'},    {"help", no_argument, NULL, 'h'},
 		{"groups", required_argument, NULL, 'g'},
+		{"zero-copy", no_argument, NULL, 'Z'},
 		{0},
 	};
 	uint64_t v;
@@ -120,6 +124,9 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, const char *
 			break;
 		case 'p':
 			cfg->pin = true;
+			break;
+		case 'Z':
+			cfg->zero_copy = true;
 			break;
 		case 'R':
 			if (!cli_size(optarg, &cfg->ring))
@@ -218,10 +225,11 @@ static void print_json(const struct bench_cfg *cfg, const struct bench_result *r
 	printf("{\"group\":");
 	cli_json_str(res->group, strlen(res->group));
 	printf(",\"senders\":%u,\"members\":%u,\"size\":%zu,\"count\":%" PRIu64
-	       ",\"rate\":%" PRIu64 ",\"wait\":\"%s\",\"pin\":%s,\"ring\":%zu,\"groups\":%u",
+	       ",\"rate\":%" PRIu64 ",\"wait\":\"%s\",\"pin\":%s,\"ring\":%zu,\"groups\":%u"
+	       ",\"zero_copy\":%s",
 	       cfg->senders, cfg->members, cfg->size, cfg->count, cfg->rate,
 	       wait_name(cfg->wait), cfg->pin ? "true" : "false", cfg->ring,
-	       cfg->groups ? cfg->groups : 1);
+	       cfg->groups ? cfg->groups : 1, cfg->zero_copy ? "true" : "false");
 	printf(",\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"duplicates\":%" PRIu64
 	       ",\"skipped\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"evicted\":%u"
 	       ",\"same_order\":%s,\"ok\":%s",

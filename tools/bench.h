@@ -113,6 +113,8 @@ struct bench_cfg {
 	/* Each member joins this many groups (the run's, then quiet ones);
 	 * each message goes to one of them, picked at random. */
 	unsigned groups;
+	/* Claim, fill in place, commit; read in place. */
+	bool zero_copy;
 };
 
 #define BENCH_NO_CPU (-1.0)

@@ -13,7 +13,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: pgroup [--socket PATH] [--json] COMMAND [ARGS]\n"
 	      "  create GROUP [--node NODE] [--mode MODE] [--ring BYTES] [--max-msg BYTES]\n"
-	      "               [--stall-ms MS]\n"
+	      "               [--stall-ms MS] [--member-slots N]\n"
 	      "  delete GROUP\n"
 	      "  join GROUP [--monitor]   print each message received until killed\n"
 	      "  send GROUP MESSAGE       esend GROUP MESSAGE\n"
@@ -36,6 +36,7 @@ static int cmd_create(struct cli *c, int argc, char **argv)
 		{"ring", required_argument, NULL, 'r'},
 		{"max-msg", required_argument, NULL, 'x'},
 		{"stall-ms", required_argument, NULL, 's'},
+		{"member-slots", required_argument, NULL, 'M'},
 		{0},
 	};
 	pg_group_opts o = {0};
@@ -70,6 +71,13 @@ static int cmd_create(struct cli *c, int argc, char **argv)
 			o.stall_ms = (unsigned)strtoul(optarg, &end, 10);
 			if (*end || end == optarg) {
 				fprintf(stderr, "pgroup: --stall-ms takes milliseconds\n");
+				return 2;
+			}
+			break;
+		case 'M':
+			o.member_slots = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || end == optarg || o.member_slots == 0 || o.member_slots > 65536) {
+				fprintf(stderr, "pgroup: --member-slots takes 1..65536\n");
 				return 2;
 			}
 			break;

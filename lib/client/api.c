@@ -45,6 +45,14 @@ int pg_create_opts(pg_ctx *ctx, const char *group, const pg_group_opts *o)
 				return -EINVAL;
 			ctl_put_u32(&ctx->out, CTL_T_MODE, (uint32_t)o->mode);
 		}
+		if (o->member_slots) {
+			if (o->member_slots > RING_MEMBER_SLOTS_MAX)
+				return -EINVAL;
+			/* At least what was asked: whole pages of tables. */
+			uint32_t n = (o->member_slots + RING_MEMBER_SLOTS_STEP - 1) /
+				     RING_MEMBER_SLOTS_STEP * RING_MEMBER_SLOTS_STEP;
+			ctl_put_u32(&ctx->out, CTL_T_MEMBER_SLOTS, n);
+		}
 	}
 	struct ctl_in r;
 	return ctx_call(ctx, &r, NULL, NULL);

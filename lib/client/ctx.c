@@ -55,8 +55,14 @@ int ctx_geometry(const struct ctl_in *m, struct ring_geometry *g)
 	    ctl_get_u32(m, CTL_T_STALL, &stall) || ctl_get_u64(m, CTL_T_DIROFF, &dir_off) ||
 	    max_msg > UINT32_MAX)
 		return -EPROTO;
-	*g = (struct ring_geometry){
-	    .capacity = cap, .max_msg = (uint32_t)max_msg, .stall_ms = stall, .dir_off = dir_off};
+	uint32_t slots = 0;
+	if (ctl_get_u32(m, CTL_T_MEMBER_SLOTS, &slots) == -EPROTO)
+		return -EPROTO;
+	*g = (struct ring_geometry){.capacity = cap,
+				    .max_msg = (uint32_t)max_msg,
+				    .stall_ms = stall,
+				    .dir_off = dir_off,
+				    .member_slots = slots};
 	return 0;
 }
 
@@ -315,9 +321,11 @@ static void handle_async(pg_ctx *ctx, const struct ctl_in *m, int *fds, unsigned
 	 * call timed out: the daemon made us a member, so be one (a retry of
 	 * pg_join then says -EALREADY, truthfully). */
 	bool late_join = m->hdr.type == (CTL_JOIN | CTL_REPLY) && m->hdr.status == 0;
-	if (m->hdr.type == CTL_ASYNC_AREA && nfds == 1 && named) {
-		member_area(ctx, name, m, fds[0]);
-		close(fds[0]);
+	if (m->hdr.type == CTL_ASYNC_AREA && nfds <= 1 && named) {
+		/* Without an fd: on a shelf we were sent before. */
+		member_area(ctx, name, m, nfds ? fds[0] : -1);
+		if (nfds)
+			close(fds[0]);
 		return;
 	}
 	if ((m->hdr.type == CTL_ASYNC_JOINED || late_join) && nfds == 3 && named) {

@@ -297,9 +297,8 @@ struct group *registry_find_outbound(struct daemon *d, const char *name);
 /* For `who` (a client here, or one of another node's asking through it),
  * who pays for it; owned by `owner` (NULL: by who). */
 int registry_create(struct daemon *d, const struct creds *who, const struct creds *owner,
-		    const char *name,
-		    uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms, uint32_t mode,
-		    struct group **out);
+		    const char *name, uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms,
+		    uint32_t member_slots, uint32_t mode, struct group **out);
 int registry_delete(struct daemon *d, const struct creds *who, struct group *g);
 int registry_join(struct daemon *d, struct group *g, struct session *target, struct member **out);
 /* Remove a membership; `kind` is the event written (RING_REC_LEFT/EXITED). */
@@ -392,6 +391,7 @@ struct names_create_req {
 	char node[64]; /* the master; "" = here */
 	uint64_t ring_bytes, max_msg;
 	uint32_t stall_ms, mode;
+	uint32_t member_slots; /* 0: the default */
 };
 /* Create a group (here after every peer agreed, or at the node asked):
  * 0, -errno, or NAMES_LATER (answered through `a`). */

@@ -52,7 +52,7 @@ struct pending {
 	/* PENDING_CLAIM: what to create once every peer agreed. */
 	struct creds who;
 	uint64_t ring_bytes, max_msg;
-	uint32_t stall_ms, mode;
+	uint32_t stall_ms, mode, member_slots;
 	struct mesh_peer *waiting[NAMES_MAX_PEERS];
 	unsigned n_waiting;
 	bool refused;
@@ -175,7 +175,7 @@ static int create_here(struct daemon *d, const struct pending *p, struct group *
 		return -EEXIST;
 	struct group *g;
 	int err = registry_create(d, &p->who, NULL, p->name, p->ring_bytes, p->max_msg, p->stall_ms,
-				  p->mode, &g);
+				  p->member_slots, p->mode, &g);
 	if (err)
 		return err;
 	pgd_log("group %s created for uid %u (ring %llu bytes, max message %u)", p->name,
@@ -251,6 +251,7 @@ int names_create(struct daemon *d, const struct creds *who, const struct names_c
 	p->max_msg = req->max_msg;
 	p->stall_ms = req->stall_ms;
 	p->mode = req->mode;
+	p->member_slots = req->member_slots;
 	int err = 0;
 	if (req->node[0] && strcmp(req->node, d->node)) {
 		/* Another node is to be its master: ask it. */
@@ -268,6 +269,7 @@ int names_create(struct daemon *d, const struct creds *who, const struct names_c
 					.max_msg = req->max_msg,
 					.stall_ms = req->stall_ms,
 					.mode = req->mode,
+					.member_slots = req->member_slots,
 					.uid = (uint32_t)who->uid,
 					.gid = (uint32_t)who->gid};
 		snprintf(c.name, sizeof(c.name), "%s", req->name);
@@ -481,7 +483,8 @@ static int on_create(struct daemon *d, struct mesh_peer *from, const struct wire
 	struct names_create_req req = {.ring_bytes = c.ring_bytes,
 				       .max_msg = c.max_msg,
 				       .stall_ms = c.stall_ms,
-				       .mode = c.mode};
+				       .mode = c.mode,
+				       .member_slots = c.member_slots};
 	snprintf(req.name, sizeof(req.name), "%s", c.name);
 	struct names_answer a = {.peer = from, .peer_id = c.id};
 	int err = names_create(d, &who, &req, &a);

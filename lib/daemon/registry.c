@@ -417,11 +417,13 @@ static int registry_dir_take(struct daemon *d, struct group *g, uint64_t bytes)
 
 int registry_create(struct daemon *d, const struct creds *who, const struct creds *owner,
 		    const char *name, uint64_t ring_bytes, uint64_t max_msg, uint32_t stall_ms,
-		    uint32_t mode, struct group **out)
+		    uint32_t member_slots, uint32_t mode, struct group **out)
 {
 	if (registry_find(d, name))
 		return -EEXIST;
-	if (mode & ~0777u)
+	if (!member_slots)
+		member_slots = RING_MEMBER_SLOTS;
+	if ((mode & ~0777u) || !ring_member_slots_ok(member_slots))
 		return -EINVAL;
 	if (!ring_bytes && !max_msg) {
 		ring_bytes = RING_DEFAULT_BYTES;
@@ -441,7 +443,8 @@ int registry_create(struct daemon *d, const struct creds *who, const struct cred
 		return err;
 	/* The owner pays for what the group holds whoever sends: the order,
 	 * the daemon's own area and the directory; each sender pays for its area. */
-	uint64_t base = RING_DATA_BYTES(ring_bytes) + RING_DIR_FILE_BYTES(ring_bytes);
+	const uint64_t dir_bytes = RING_DIR_FILE_BYTES_FOR(ring_bytes, member_slots);
+	uint64_t base = RING_DATA_BYTES_FOR(ring_bytes, member_slots) + dir_bytes;
 	if ((err = quota_take(&d->quota, who->uid, QUOTA_GROUPS, 1)))
 		return err;
 	if ((err = quota_take(&d->quota, who->uid, QUOTA_RING_BYTES, base))) {
@@ -464,10 +467,10 @@ int registry_create(struct daemon *d, const struct creds *who, const struct cred
 	g->gid = owner ? owner->gid : who->gid;
 	g->mode = mode ? mode : 0600;
 	if ((err = ring_check_sizes(ring_bytes, max_msg)) ||
-	    (err = registry_dir_take(d, g, RING_DIR_FILE_BYTES(ring_bytes))))
+	    (err = registry_dir_take(d, g, dir_bytes)))
 		goto fail;
-	err = ring_create_at(ring_bytes, (uint32_t)max_msg, stall_ms ? stall_ms : 1000, name,
-			     &g->data_fd, &g->dir);
+	err = ring_create_at(ring_bytes, (uint32_t)max_msg, stall_ms ? stall_ms : 1000,
+			     member_slots, name, &g->data_fd, &g->dir);
 	if (err)
 		goto fail;
 	err = ring_map_at(&g->ring, g->data_fd, g->dir.fd, g->dir.off, true);
@@ -487,7 +490,7 @@ fail:
 		ring_unmap(&g->ring);
 	if (g->data_fd >= 0)
 		close(g->data_fd);
-	registry_dir_release(d, g, RING_DIR_FILE_BYTES(ring_bytes));
+	registry_dir_release(d, g, dir_bytes);
 	free(g);
 	return err;
 }
@@ -499,7 +502,7 @@ int registry_new_replica(struct daemon *d, const char *name, uint64_t ring_bytes
 	/* Its memory is the group owner's, as on the master: that uid's quota
 	 * here pays for it. */
 	struct creds who = {.uid = uid, .gid = gid};
-	return registry_create(d, &who, NULL, name, ring_bytes, max_msg, stall_ms, mode, out);
+	return registry_create(d, &who, NULL, name, ring_bytes, max_msg, stall_ms, 0, mode, out);
 }
 
 int registry_ro_fd(int fd)
@@ -831,7 +834,7 @@ static void group_free(struct daemon *d, struct group *g)
 	int64_t until = ring_now_ns() + ((int64_t)g->ring.stall_ms + 1000) * PG_MS;
 	for (uint32_t i = 0; i < g->ring.writer_slots; i++)
 		bury(d, &g->ring.area_file[i], g->ring.capacity, until);
-	bury(d, &g->dir, RING_DIR_FILE_BYTES(g->ring.capacity), until);
+	bury(d, &g->dir, g->ring.dir_bytes + g->ring.capacity, until);
 	registry_dir_release(d, g, 0);
 	ring_unmap(&g->ring);
 	close(g->data_fd);
@@ -1021,7 +1024,7 @@ uint64_t registry_resident_bytes(const struct group *g)
 	if (fstat(g->data_fd, &a))
 		return 0;
 	uint64_t bytes = (uint64_t)a.st_blocks * 512 +
-			 ring_file_resident(&g->dir, RING_DIR_FILE_BYTES(g->ring.capacity));
+			 ring_file_resident(&g->dir, g->ring.dir_bytes + g->ring.capacity);
 	for (uint32_t i = 0; i < g->ring.writer_slots; i++)
 		bytes += ring_file_resident(&g->ring.area_file[i], g->ring.capacity);
 	/* Member pages: one each, touched as soon as it reads. */

@@ -792,7 +792,7 @@ int replica_outbound(struct daemon *d, const struct creds *who, const char *name
 	 * the group's mode and owner say who may use it. */
 	struct creds owner = {.uid = (uid_t)info->uid, .gid = (gid_t)info->gid};
 	err = registry_create(d, who, &owner, name, info->ring_bytes, info->max_msg,
-			      info->stall_ms, info->mode, &g);
+			      info->stall_ms, 0, info->mode, &g);
 	if (err) {
 		free(o);
 		return err;

@@ -353,7 +353,9 @@ static int do_create(struct daemon *d, struct session *s, const struct ctl_in *r
 	if ((ctl_get_u64(req, CTL_T_RING, &c.ring_bytes) == -EPROTO) ||
 	    (ctl_get_u64(req, CTL_T_MAXMSG, &c.max_msg) == -EPROTO) ||
 	    (ctl_get_u32(req, CTL_T_STALL, &c.stall_ms) == -EPROTO) ||
-	    (ctl_get_u32(req, CTL_T_MODE, &c.mode) == -EPROTO))
+	    (ctl_get_u32(req, CTL_T_MODE, &c.mode) == -EPROTO) ||
+	    (ctl_get_u32(req, CTL_T_MEMBER_SLOTS, &c.member_slots) == -EPROTO) ||
+	    (c.member_slots && !ring_member_slots_ok(c.member_slots)))
 		return -EINVAL;
 	/* Here, once every other node agreed; or at the master asked for. */
 	struct names_answer a = {.session = s->serial, .type = CTL_CREATE, .id = req->hdr.id};
@@ -368,6 +370,7 @@ static void put_geometry(struct ctl_out *o, const struct group *g)
 	ctl_put_u64(o, CTL_T_MAXMSG, g->ring.max_msg);
 	ctl_put_u32(o, CTL_T_STALL, g->ring.stall_ms);
 	ctl_put_u64(o, CTL_T_DIROFF, g->dir.off);
+	ctl_put_u32(o, CTL_T_MEMBER_SLOTS, g->ring.member_slots);
 }
 
 static int do_open(struct daemon *d, struct session *s, const struct ctl_in *req)
@@ -606,13 +609,16 @@ static bool told(const struct session *s, uint64_t shelf)
 }
 
 /*
- * Tell one session about writer's area of g (CTL_ASYNC_AREA) with an fd of
- * its shelf, so the first record of a new writer costs its members no
- * round trip. Once per shelf: a session that keeps it finds the shelf's
- * later areas in the directories (ring_loc), so a writer in 10,000 groups
- * costs each member one notice, not 10,000. Only a hint: a member without
- * it asks (CTL_AREA). A member that does not read its socket is told no
- * more than its queue holds, and is not dropped for a full queue.
+ * Tell one session about writer's area of g (CTL_ASYNC_AREA), so the first
+ * record of a new writer costs its members neither a round trip nor its
+ * mapping: they place the area and fault its first page in as the notice
+ * comes, before the writer has its reply. With an fd of its shelf once
+ * per shelf (a session that keeps it finds the shelf's areas in the
+ * directories, ring_loc), without one after: a writer new to 10,000 groups
+ * costs a member one fd, and small notices. Only a hint: a member without
+ * it finds the area in the directory, or asks (CTL_AREA). A member that
+ * does not read its socket is told no more than its queue holds, and is
+ * not dropped for a full queue.
  */
 static int push_area(struct session *s, struct group *g, uint32_t writer)
 {
@@ -621,9 +627,9 @@ static int push_area(struct session *s, struct group *g, uint32_t writer)
 	const struct ring_file *area = &r->area_file[writer];
 	uint64_t shelf = ring_file_shelf(area);
 	int queued = 0;
-	if (area->fd < 0 || (shelf && told(s, shelf)) ||
-	    (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > PUSH_QUEUE_MAX))
+	if (area->fd < 0 || (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > PUSH_QUEUE_MAX))
 		return 0;
+	bool with_fd = !shelf || !told(s, shelf);
 	ctl_begin(&note, CTL_ASYNC_AREA, 0, 0);
 	ctl_put_str(&note, CTL_T_NAME, g->name);
 	ctl_put_u32(&note, CTL_T_WRITER, writer);
@@ -632,16 +638,17 @@ static int push_area(struct session *s, struct group *g, uint32_t writer)
 	if (shelf)
 		ctl_put_u64(&note, CTL_T_SHELF, shelf);
 	ctl_end(&note);
-	int fd = ring_file_ro(area);
-	if (fd < 0)
+	int fd = with_fd ? ring_file_ro(area) : -1;
+	if (with_fd && fd < 0)
 		return fd;
-	int err = ctl_send(s->fd, &note, &fd, 1);
-	close(fd);
+	int err = ctl_send(s->fd, &note, with_fd ? &fd : NULL, with_fd ? 1 : 0);
+	if (fd >= 0)
+		close(fd);
 	if (err == -EAGAIN)
 		return 0;
 	if (err)
 		s->broken = true;
-	else if (shelf) {
+	else if (with_fd && shelf) {
 		s->told[s->told_next] = shelf;
 		s->told_next = (s->told_next + 1) % SESSION_TOLD;
 	}

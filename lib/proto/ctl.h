@@ -83,7 +83,10 @@ enum ctl_tag {
 	 * the receiver may keep it and map later ranges of it without asking;
 	 * 0 or absent: an fd of that one range's own. */
 	CTL_T_SHELF = 20,
-	CTL_T_MAX = 20,
+	/* u32: a group's member slots (creates: 0 or absent = the default;
+	 * ring replies: the ring's count, absent = RING_MEMBER_SLOTS) */
+	CTL_T_MEMBER_SLOTS = 21,
+	CTL_T_MAX = 21,
 };
 
 #define CTL_F_WRITE 0x1u

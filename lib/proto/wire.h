@@ -19,7 +19,7 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "node frames are little-endian");
 
 #define WIRE_MAGIC 0x646e6770u /* "pgnd" */
-#define WIRE_VERSION 1u
+#define WIRE_VERSION 2u
 /* Largest frame payload: a message of the largest size a group allows,
  * with its record header. */
 #define WIRE_FRAME_MAX (16u * 1024u * 1024u + 256u)
@@ -132,9 +132,11 @@ struct wire_create {
 	uint64_t ring_bytes, max_msg; /* 0 = the master's defaults */
 	uint32_t stall_ms, mode;
 	uint32_t uid, gid; /* the requesting client's, as its node sees them */
+	uint32_t member_slots; /* 0 = the default; on the master's node */
+	uint32_t pad;
 	char name[WIRE_NAME_MAX];
 };
-static_assert(sizeof(struct wire_create) == 296, "wire_create is on the wire");
+static_assert(sizeof(struct wire_create) == 304, "wire_create is on the wire");
 
 struct wire_delete {
 	uint64_t id;

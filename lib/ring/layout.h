@@ -43,7 +43,7 @@
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
 #define RING_DIR_MAGIC 0x70677263u  /* "pgrc" */
-#define RING_VERSION 6u
+#define RING_VERSION 7u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
@@ -52,7 +52,15 @@
 #define RING_ALIGN 32u
 #define RING_WRITER_SLOTS 256u  /* most writer slots a group can have; a slot
 				   number fits the order entry's 8 bits */
-#define RING_MEMBER_SLOTS 1024u /* member handles per group per node */
+/* Member handles per group per node: RING_MEMBER_SLOTS unless the group
+ * was made with another count (pg_group_opts.member_slots), a multiple of
+ * RING_MEMBER_SLOTS_STEP (so the tables are whole pages) up to _MAX (a slot
+ * number fits a producer's 16-bit list). What each slot costs:
+ * RING_CACHELINE bytes of the data memfd and sizeof(struct ring_member) of
+ * the directory, address space until its page of the tables is touched. */
+#define RING_MEMBER_SLOTS 1024u
+#define RING_MEMBER_SLOTS_STEP 128u
+#define RING_MEMBER_SLOTS_MAX 65536u
 #define RING_DAEMON_WRITER 0u   /* writer slot the daemon itself appends with */
 #define RING_NODES 32u          /* nodes a group's messages can come from */
 /* Order entries only the daemon may fill, so a membership event finds a
@@ -224,13 +232,20 @@ static_assert(sizeof(struct ring_data_hdr) == 320, "data hdr layout");
 
 #define RING_WRITERS_OFF RING_PAGE
 #define RING_MWAIT_OFF (RING_WRITERS_OFF + RING_WRITER_SLOTS * RING_CACHELINE)
-#define RING_ORDER_OFF (RING_MWAIT_OFF + RING_MEMBER_SLOTS * RING_CACHELINE)
-static_assert(RING_ORDER_OFF % RING_PAGE == 0, "the order must be page aligned");
+/* The order follows the wait slots, one per member slot. */
+#define RING_ORDER_OFF_FOR(member_slots) (RING_MWAIT_OFF + (uint64_t)(member_slots)*RING_CACHELINE)
+#define RING_ORDER_OFF RING_ORDER_OFF_FOR(RING_MEMBER_SLOTS)
+static_assert(RING_MWAIT_OFF % RING_PAGE == 0, "the wait slots are page aligned");
+static_assert(RING_MEMBER_SLOTS_STEP * RING_CACHELINE % RING_PAGE == 0,
+	      "the order is page aligned for every member slot count");
+static_assert(RING_MEMBER_SLOTS % RING_MEMBER_SLOTS_STEP == 0, "the default is a step");
 /* One order entry per RING_ALIGN bytes of area: the order holds as many
  * records as one writer's area can. Whole pages, so the memfd is. */
 #define RING_ORDER_SLOTS(capacity) ((uint64_t)(capacity) / RING_ALIGN)
 static_assert(RING_ORDER_SLOTS(RING_MIN_BYTES) * 8 % RING_PAGE == 0, "order is whole pages");
-#define RING_DATA_BYTES(capacity) (RING_ORDER_OFF + RING_ORDER_SLOTS(capacity) * 8)
+#define RING_DATA_BYTES_FOR(capacity, member_slots)                                          \
+	(RING_ORDER_OFF_FOR(member_slots) + RING_ORDER_SLOTS(capacity) * 8)
+#define RING_DATA_BYTES(capacity) RING_DATA_BYTES_FOR(capacity, RING_MEMBER_SLOTS)
 
 enum ring_member_state {
 	RING_MEMBER_FREE = 0,
@@ -322,13 +337,18 @@ static_assert(RING_WRITER_SLOTS * sizeof(struct ring_writer_id) == RING_PAGE,
 static_assert(RING_WRITER_SLOTS * sizeof(struct ring_loc) == RING_PAGE,
 	      "area locations fill the directory's third page");
 #define RING_MEMBERS_OFF (3 * RING_PAGE)
-#define RING_DIR_BYTES (RING_MEMBERS_OFF + RING_MEMBER_SLOTS * sizeof(struct ring_member))
-static_assert(RING_DIR_BYTES % RING_PAGE == 0, "directory tables are whole pages");
+#define RING_DIR_BYTES_FOR(member_slots)                                                    \
+	(RING_MEMBERS_OFF + (uint64_t)(member_slots) * sizeof(struct ring_member))
+#define RING_DIR_BYTES RING_DIR_BYTES_FOR(RING_MEMBER_SLOTS)
+static_assert(RING_MEMBER_SLOTS_STEP * sizeof(struct ring_member) % RING_PAGE == 0,
+	      "directory tables are whole pages for every member slot count");
 /* After the tables, in the same memfd: the node's own area (writer slot 0),
  * where it writes membership events. The directory is the daemon's alone,
  * so nobody else can forge an event, and it costs no memfd of its own. */
-#define RING_EVENTS_OFF RING_DIR_BYTES
-#define RING_DIR_FILE_BYTES(capacity) (RING_DIR_BYTES + (uint64_t)(capacity))
+#define RING_EVENTS_OFF_FOR(member_slots) RING_DIR_BYTES_FOR(member_slots)
+#define RING_DIR_FILE_BYTES_FOR(capacity, member_slots)                                      \
+	(RING_DIR_BYTES_FOR(member_slots) + (uint64_t)(capacity))
+#define RING_DIR_FILE_BYTES(capacity) RING_DIR_FILE_BYTES_FOR(capacity, RING_MEMBER_SLOTS)
 
 /*
  * A member's own page: a memfd of one page whose writable fd only the

@@ -58,24 +58,34 @@ int ring_make_memfd(const char *name, size_t bytes)
 	return fd;
 }
 
-int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
-		   int *data_fd, const struct ring_file *dir)
+bool ring_member_slots_ok(uint64_t n)
+{
+	return n >= RING_MEMBER_SLOTS_STEP && n <= RING_MEMBER_SLOTS_MAX &&
+	       n % RING_MEMBER_SLOTS_STEP == 0;
+}
+
+int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, uint32_t member_slots,
+		   const char *name, int *data_fd, const struct ring_file *dir)
 {
 	char label[64];
 	int err = ring_check_sizes(capacity, max_msg);
 	if (err)
 		return err;
-	if ((err = ring_file_check(dir->fd, dir->off, RING_DIR_FILE_BYTES(capacity))))
+	if (!ring_member_slots_ok(member_slots))
+		return -EINVAL;
+	if ((err = ring_file_check(dir->fd, dir->off,
+				   RING_DIR_FILE_BYTES_FOR(capacity, member_slots))))
 		return err;
 	uint32_t writers = ring_writer_slots(capacity);
+	const uint64_t order_off = RING_ORDER_OFF_FOR(member_slots);
 	snprintf(label, sizeof(label), "pgroup:%.40s", name);
-	int dfd = ring_make_memfd(label, RING_DATA_BYTES(capacity));
+	int dfd = ring_make_memfd(label, RING_DATA_BYTES_FOR(capacity, member_slots));
 	if (dfd < 0)
 		return dfd;
 	/* Only the header and the writer slots: the order is zero (EMPTY) as
 	 * the memfd comes, and stays untouched until used. */
 	struct ring_data_hdr *h =
-	    mmap(NULL, RING_ORDER_OFF, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+	    mmap(NULL, order_off, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
 	/* The directory's header and writer ids: its first two pages. */
 	const size_t dir_head = RING_WRITER_IDS_OFF + RING_PAGE;
 	struct ring_dir_hdr *ch = mmap(NULL, dir_head, PROT_READ | PROT_WRITE, MAP_SHARED, dir->fd,
@@ -83,7 +93,7 @@ int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const
 	if (h == MAP_FAILED || ch == MAP_FAILED) {
 		err = -errno;
 		if (h != MAP_FAILED)
-			munmap(h, RING_ORDER_OFF);
+			munmap(h, order_off);
 		if (ch != MAP_FAILED)
 			munmap(ch, dir_head);
 		close(dfd);
@@ -91,7 +101,7 @@ int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const
 	}
 	h->magic = RING_DATA_MAGIC;
 	h->version = RING_VERSION;
-	h->hdr_bytes = RING_ORDER_OFF;
+	h->hdr_bytes = (uint32_t)order_off;
 	h->max_msg = max_msg;
 	h->capacity = capacity;
 	h->writer_slots = writers;
@@ -113,9 +123,9 @@ int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const
 	atomic_init(&ids[RING_DAEMON_WRITER].gen, 1);
 	ch->magic = RING_DIR_MAGIC;
 	ch->version = RING_VERSION;
-	ch->member_slots = RING_MEMBER_SLOTS;
+	ch->member_slots = member_slots;
 	/* Nobody else maps these yet: the fds go out after this returns. */
-	munmap(h, RING_ORDER_OFF);
+	munmap(h, order_off);
 	munmap(ch, dir_head);
 	*data_fd = dfd;
 	return 0;
@@ -128,7 +138,8 @@ int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const ch
 	int err = ring_check_sizes(capacity, max_msg);
 	if (err || (err = ring_file_new("pgroup:dir", RING_DIR_FILE_BYTES(capacity), &dir)))
 		return err;
-	if ((err = ring_create_at(capacity, max_msg, stall_ms, name, data_fd, &dir))) {
+	if ((err = ring_create_at(capacity, max_msg, stall_ms, RING_MEMBER_SLOTS, name, data_fd,
+				  &dir))) {
 		close(dir.fd);
 		return err;
 	}
@@ -148,16 +159,17 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 		      const struct ring_geometry *g)
 {
 	memset(r, 0, sizeof(*r));
-	if (ring_check_sizes(g->capacity, g->max_msg))
+	uint32_t ms = g->member_slots ? g->member_slots : RING_MEMBER_SLOTS;
+	if (ring_check_sizes(g->capacity, g->max_msg) || !ring_member_slots_ok(ms))
 		return -EBADMSG;
 	uint64_t cap = g->capacity, slots = RING_ORDER_SLOTS(cap);
 	uint32_t writers = ring_writer_slots(cap);
-	uint64_t bytes = RING_DATA_BYTES(cap);
+	uint64_t bytes = RING_DATA_BYTES_FOR(cap, ms), dir_bytes = RING_DIR_BYTES_FOR(ms);
 	/* Sizes before any access: touching a page past the end of a short
 	 * memfd would be SIGBUS, not an error. */
 	int err = fd_bytes(data_fd, bytes);
 	if (!err)
-		err = ring_file_check(dir_fd, g->dir_off, RING_DIR_FILE_BYTES(cap));
+		err = ring_file_check(dir_fd, g->dir_off, dir_bytes + cap);
 	if (err)
 		return err;
 	struct ring_pages *p = NULL;
@@ -178,7 +190,7 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	 * group, as a process in 10,000 groups stays under the kernel's
 	 * 65,530 (vm.max_map_count). MAP_NORESERVE: address space, not memory.
 	 */
-	size_t span = bytes + RING_DIR_BYTES + (size_t)writers * cap;
+	size_t span = bytes + dir_bytes + (size_t)writers * cap;
 	uint8_t *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 			     -1, 0);
 	if (base == MAP_FAILED) {
@@ -191,7 +203,7 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	 * the fd they hold is read-only too, so no mprotect can change it.
 	 * So is the node's own area: every record in it is the daemon's. */
 	void *c = d == MAP_FAILED ? MAP_FAILED
-				  : mmap(base + bytes, RING_DIR_BYTES + cap,
+				  : mmap(base + bytes, dir_bytes + cap,
 					 PROT_READ | (owner ? PROT_WRITE : 0),
 					 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, dir_fd, (off_t)g->dir_off);
 	if (c == MAP_FAILED) {
@@ -207,8 +219,10 @@ static int map_common(struct ring *r, int data_fd, int dir_fd, bool writable, bo
 	r->dir = c;
 	r->writers = (struct ring_writer *)((uint8_t *)d + RING_WRITERS_OFF);
 	r->mwait = (struct ring_mwait *)((uint8_t *)d + RING_MWAIT_OFF);
-	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF);
-	r->areas = base + bytes + RING_DIR_BYTES;
+	r->order = (_Atomic uint64_t *)((uint8_t *)d + RING_ORDER_OFF_FOR(ms));
+	r->areas = base + bytes + dir_bytes;
+	r->member_slots = ms;
+	r->dir_bytes = dir_bytes;
 	r->area_file = afd;
 	r->area_gen[RING_DAEMON_WRITER] = 1;
 	for (uint32_t i = 0; i < writers; i++)
@@ -254,7 +268,7 @@ int ring_map_at(struct ring *r, int data_fd, int dir_fd, uint64_t dir_off, bool 
 	struct stat st;
 	if (fstat(data_fd, &st) < 0)
 		return -errno;
-	if (st.st_size < (off_t)RING_ORDER_OFF || ring_file_check(dir_fd, dir_off, RING_DIR_BYTES))
+	if (st.st_size < (off_t)RING_PAGE || ring_file_check(dir_fd, dir_off, RING_PAGE))
 		return -EBADMSG;
 	struct ring_data_hdr *h = mmap(NULL, RING_PAGE, PROT_READ, MAP_SHARED, data_fd, 0);
 	if (h == MAP_FAILED)
@@ -268,12 +282,15 @@ int ring_map_at(struct ring *r, int data_fd, int dir_fd, uint64_t dir_off, bool 
 	struct ring_geometry g = {.capacity = h->capacity,
 				  .max_msg = h->max_msg,
 				  .stall_ms = h->stall_ms,
-				  .dir_off = dir_off};
+				  .dir_off = dir_off,
+				  .member_slots = ch->member_slots};
 	bool ok = h->magic == RING_DATA_MAGIC && h->version == RING_VERSION &&
-		  h->hdr_bytes == RING_ORDER_OFF && ring_check_sizes(g.capacity, g.max_msg) == 0 &&
+		  ring_member_slots_ok(g.member_slots) &&
+		  h->hdr_bytes == RING_ORDER_OFF_FOR(g.member_slots) &&
+		  ring_check_sizes(g.capacity, g.max_msg) == 0 &&
 		  h->order_slots == RING_ORDER_SLOTS(g.capacity) &&
 		  h->writer_slots == ring_writer_slots(g.capacity) && ch->magic == RING_DIR_MAGIC &&
-		  ch->version == RING_VERSION && ch->member_slots == RING_MEMBER_SLOTS;
+		  ch->version == RING_VERSION;
 	munmap(h, RING_PAGE);
 	munmap(ch, RING_PAGE);
 	/* A trusted header is the daemon's (or a test's): writable means the
@@ -300,8 +317,8 @@ static int pages_grow(struct ring_pages *p, uint32_t slot)
 	uint32_t cap = p->cap ? p->cap : 8;
 	while (cap <= slot)
 		cap *= 2;
-	if (cap > RING_MEMBER_SLOTS)
-		cap = RING_MEMBER_SLOTS;
+	if (cap > RING_MEMBER_SLOTS_MAX)
+		cap = RING_MEMBER_SLOTS_MAX;
 	size_t each = sizeof(*p->page) + sizeof(*p->word) + sizeof(*p->live) + sizeof(*p->borrowed);
 	uint8_t *b = calloc(cap, each);
 	if (!b)
@@ -338,7 +355,7 @@ void ring_pages_relist(struct ring *r)
 int ring_pages_attach(struct ring *r, uint32_t slot, uint32_t word, int fd, uint64_t off)
 {
 	struct ring_pages *p = r->pages;
-	if (!p || slot >= RING_MEMBER_SLOTS)
+	if (!p || slot >= r->member_slots)
 		return -EINVAL;
 	int err = ring_file_check(fd, off, RING_PAGE);
 	if (err || (err = pages_grow(p, slot)))
@@ -378,8 +395,8 @@ int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
 		 * made ACTIVE or FREE (ring_member_add/remove). */
 		uint32_t seq = atomic_load_explicit(&r->dir->seq, memory_order_acquire);
 		uint32_t hi = atomic_load_explicit(&r->dir->slot_hi, memory_order_acquire);
-		if (hi > RING_MEMBER_SLOTS)
-			hi = RING_MEMBER_SLOTS;
+		if (hi > r->member_slots)
+			hi = r->member_slots;
 		/* Tables as far as slots were handed out, free ones too: with
 		 * fewer, ring_min_cursor can never know the minimum. */
 		int err = hi ? pages_grow(p, hi - 1) : 0;
@@ -492,7 +509,7 @@ void ring_area_drop(struct ring *r, uint32_t writer)
 
 int ring_area_create(struct ring *r, uint32_t writer, const struct ring_file *area)
 {
-	/* Slot 0's area is the directory's (RING_EVENTS_OFF). */
+	/* Slot 0's area is the directory's (RING_EVENTS_OFF_FOR). */
 	if (!r->area_file || writer == RING_DAEMON_WRITER || writer >= r->writer_slots)
 		return -EINVAL;
 	struct ring_writer_id *id = (struct ring_writer_id *)&r->writer_ids[writer];
@@ -540,7 +557,7 @@ bool ring_area_where(const struct ring *r, uint32_t writer, uint32_t gen, uint64
 bool ring_page_where(const struct ring *r, uint32_t slot, uint32_t word, uint64_t *shelf,
 		     uint64_t *off)
 {
-	if (slot >= RING_MEMBER_SLOTS ||
+	if (slot >= r->member_slots ||
 	    atomic_load_explicit(&r->members[slot].state, memory_order_acquire) != word)
 		return false;
 	return loc_read(&r->members[slot].page, shelf, off) &&

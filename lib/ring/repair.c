@@ -37,7 +37,7 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 {
 	if (!r->owner)
 		return -EPERM;
-	for (uint32_t i = 0; i < RING_MEMBER_SLOTS; i++) {
+	for (uint32_t i = 0; i < r->member_slots; i++) {
 		struct ring_member *m = dir_member(r, i);
 		uint32_t w = atomic_load(&m->state);
 		if (RING_STATE_OF(w) != RING_MEMBER_FREE)
@@ -99,7 +99,7 @@ static void wake_room_waiters(struct ring *r, uint32_t slot)
 
 void ring_member_remove(struct ring *r, uint32_t slot)
 {
-	if (!r->owner || slot >= RING_MEMBER_SLOTS)
+	if (!r->owner || slot >= r->member_slots)
 		return;
 	struct ring_member *m = dir_member(r, slot);
 	uint32_t w = atomic_load(&m->state);
@@ -111,7 +111,7 @@ void ring_member_remove(struct ring *r, uint32_t slot)
 
 bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word)
 {
-	if (!r->owner || slot >= RING_MEMBER_SLOTS ||
+	if (!r->owner || slot >= r->member_slots ||
 	    RING_STATE_OF(state_word) != RING_MEMBER_ACTIVE)
 		return false;
 	struct ring_member *m = dir_member(r, slot);

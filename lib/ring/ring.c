@@ -60,8 +60,8 @@ uint64_t ring_min_cursor(struct ring *r, uint32_t *slowest)
 	/* The directory is the daemon's alone; clamp anyway, it costs
 	 * nothing. Acquire pairs with the release in ring_member_add. */
 	uint32_t hi = atomic_load_explicit(&r->dir->slot_hi, memory_order_acquire);
-	if (hi > RING_MEMBER_SLOTS)
-		hi = RING_MEMBER_SLOTS;
+	if (hi > r->member_slots)
+		hi = r->member_slots;
 	if (p && hi > p->cap) {
 		/* Slots past our tables have no page of ours: unknown. */
 		missing = true;

@@ -69,6 +69,8 @@ struct ring {
 	unsigned line_shift;  /* log2(order_slots / 8) */
 	unsigned order_shift; /* log2(order_slots): position >> shift = lap */
 	uint32_t writer_slots;
+	uint32_t member_slots;
+	uint64_t dir_bytes; /* the directory's tables: where the node's area starts */
 	uint32_t max_msg;
 	uint32_t stall_ms;
 	uint8_t *map_base; /* data, directory, areas: one stretch (map.c) */
@@ -141,9 +143,12 @@ uint32_t ring_writer_slots(uint64_t capacity);
  * fd cannot be reopened writable through /proc): fd or -errno. */
 int ring_make_memfd(const char *name, size_t bytes);
 /* Daemon: make the data memfd and fill in the directory, in `dir` (a
- * range of RING_DIR_FILE_BYTES(capacity), zero as it came). */
-int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
-		   int *data_fd, const struct ring_file *dir);
+ * range of RING_DIR_FILE_BYTES_FOR(capacity, member_slots), zero as it
+ * came). member_slots: ring_member_slots_ok. */
+int ring_create_at(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, uint32_t member_slots,
+		   const char *name, int *data_fd, const struct ring_file *dir);
+/* Whether n is a member slot count a ring can have. */
+bool ring_member_slots_ok(uint64_t n);
 /* The same with a directory memfd of its own (tests). */
 int ring_create(uint64_t capacity, uint32_t max_msg, uint32_t stall_ms, const char *name,
 		int *data_fd, int *dir_fd);
@@ -154,6 +159,7 @@ struct ring_geometry {
 	uint32_t max_msg;
 	uint32_t stall_ms;
 	uint64_t dir_off; /* where the directory starts in its fd */
+	uint32_t member_slots; /* 0: RING_MEMBER_SLOTS */
 };
 /* Map with the geometry the daemon gave: the memfds' sizes are checked
  * against it, nothing in shared memory is trusted. */

@@ -1191,6 +1191,68 @@ static int many_sender(void *arg, int up, int down)
 	return 0;
 }
 
+/*
+ * Member slots are the group's to choose: asked for at create (rounded up
+ * to whole pages of tables), every one of them can be joined, one more
+ * cannot (-ENOSPC), and a message reaches every member; a count past the
+ * most is refused (-EINVAL). Each member is a ctx of its own (a session:
+ * one membership per ctx and group).
+ */
+static void test_member_slots_at_create(void)
+{
+	watchdog("member slots at create", 240);
+	/* Under valgrind the daemon takes long per join: the small case only. */
+	const bool small = getenv("PGROUPD_WRAPPER") != NULL;
+	struct { unsigned asked, slots; } cases[] = {{100, 128}, {1100, 1152}};
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	rl.rlim_cur = rl.rlim_max; /* a ctx per member, and their mappings */
+	setrlimit(RLIMIT_NOFILE, &rl);
+	pg_ctx *own = open_ctx();
+	pg_group_opts big = {.ring_bytes = 64 * 1024, .member_slots = RING_MEMBER_SLOTS_MAX + 1};
+	CU_ASSERT_EQUAL(pg_create_opts(own, fresh_group("slots-bad"), &big), -EINVAL);
+	for (unsigned c = 0; c < (small ? 1u : 2u); c++) {
+		const char *g = fresh_group("slots");
+		/* Room for every JOINED while nobody reads: the default ring. */
+		pg_group_opts o = {.member_slots = cases[c].asked};
+		CU_ASSERT_EQUAL_FATAL(pg_create_opts(own, g, &o), 0);
+		unsigned n = cases[c].slots, joined = 0;
+		pg_ctx **m = calloc(n + 1, sizeof(*m));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		int err = 0;
+		for (; joined < n && !err; joined++)
+			if ((err = pg_open(&m[joined], the_daemon.socket)) ||
+			    (err = pg_join(m[joined], g, 0, NULL, NULL))) {
+				printf("[member %u: %s] ", joined, pg_strerror(err));
+				if (m[joined])
+					pg_close(m[joined]);
+				m[joined] = NULL;
+			}
+		CU_ASSERT_EQUAL(err, 0);
+		CU_ASSERT_EQUAL(joined, n);
+		if (!err && pg_open(&m[n], the_daemon.socket) == 0) {
+			CU_ASSERT_EQUAL(pg_join(m[n], g, 0, NULL, NULL), -ENOSPC);
+			pg_close(m[n]);
+		}
+		CU_ASSERT_EQUAL(pg_send(own, g, "all", 3), 0);
+		unsigned got = 0;
+		for (unsigned i = 0; i < n; i++) {
+			pg_message msg;
+			int e;
+			while (m[i] && (e = pg_recv(m[i], &msg, 2000)) == 0 && msg.kind != PG_MSG)
+				;
+			got += m[i] && e == 0 && msg.len == 3 && memcmp(msg.data, "all", 3) == 0;
+		}
+		CU_ASSERT_EQUAL(got, n);
+		for (unsigned i = 0; i < n; i++)
+			pg_close(m[i]);
+		free(m);
+		CU_ASSERT_EQUAL(pg_delete(own, g), 0);
+	}
+	pg_close(own);
+	watchdog_off();
+}
+
 static void test_many_groups_at_fd_limits(void)
 {
 	watchdog("many groups at fd limits", 300);
@@ -1370,5 +1432,6 @@ int main(void)
 	add(s, "groups: 1500 groups all listed", test_groups_listing_complete);
 	add(s, "two daemons, one socket: one runs", test_one_daemon_per_socket);
 	add(s, "many groups at the default fd limits", test_many_groups_at_fd_limits);
+	add(s, "member slots chosen at create", test_member_slots_at_create);
 	return run_cunit();
 }
