@@ -45,8 +45,13 @@
 #define PG_JOIN_RETRY_NS (1 * PG_MS)
 #define PG_JOIN_WAIT_MS 30000
 
-/* The daemon's tick: stuck claims, pending events, stalled members. */
+/* The daemon's tick: stuck claims, pending events, stalled members. Each
+ * group is looked at once a tick; a node with more groups than
+ * PGD_TICK_SPLIT_GROUPS spreads that pass over PGD_TICK_PARTS shorter
+ * ticks (registry_tick), so it never holds a CPU for the whole walk. */
 #define PGD_TICK_NS (50 * PG_MS)
+#define PGD_TICK_PARTS 10
+#define PGD_TICK_SPLIT_GROUPS 1000
 /* A connection closed without BYE whose process lives on is a leave after
  * this grace (the exit watcher normally reports a death first). */
 #define PGD_ORPHAN_GRACE_NS (100 * PG_MS)

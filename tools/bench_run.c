@@ -279,27 +279,28 @@ static void receive_all(struct run *r, pg_ctx *ctx, struct slot *s, uint64_t *la
 }
 
 /*
- * Before the start: the member's first wait arms a futex wait on every
- * group it joined (through pg_fd, or its first park): 10,000 of them take
- * tens of milliseconds once, which is not what a message costs.
+ * Before the start: the member reads past its joins (each group's JOINED
+ * record, skipped for a member that does not monitor) and arms a futex
+ * wait on every group it joined (through pg_fd, or its first park). For
+ * 10,000 groups that takes tens of milliseconds once, which is not what a
+ * message costs.
  */
 static int settle(struct run *r, pg_ctx *ctx)
 {
+	pg_message m;
+	int err = 0;
+	/* Nothing is sent yet: only events (a few per group) come. */
+	for (unsigned k = 0; k < 4 * (r->n_names + 1) && !err; k++)
+		err = pg_recv(ctx, &m, 0);
+	if (err != -EAGAIN)
+		return err ? err : -EBUSY;
 	if (r->cfg->wait == BENCH_WAIT_FD) {
 		int fd = pg_fd(ctx);
 		return fd < 0 ? fd : 0;
 	}
-	/* Nothing is sent yet: it parks, arms, and times out. Events of the
-	 * joins (bounded: a few per group) are skipped. */
-	for (unsigned k = 0; k < 4 * (r->n_names + 1); k++) {
-		pg_message m;
-		int err = pg_recv(ctx, &m, 2);
-		if (err == -ETIMEDOUT)
-			return 0;
-		if (err && err != -EINTR)
-			return err;
-	}
-	return 0;
+	/* It parks, arms, and times out. */
+	err = pg_recv(ctx, &m, 2);
+	return err == -ETIMEDOUT || err == 0 ? 0 : err;
 }
 
 static int member_main(void *arg)

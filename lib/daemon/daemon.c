@@ -43,10 +43,21 @@ static void on_tick(struct loop *l, struct loop_src *src, uint32_t events)
 {
 	struct daemon *d = src->arg;
 	uint64_t n;
-	if (read(d->tick_fd, &n, sizeof(n)) == sizeof(n)) {
-		registry_tick(d);
+	if (read(d->tick_fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	bool split = d->tick_pass_groups > PGD_TICK_SPLIT_GROUPS;
+	registry_tick(d, split ? PGD_TICK_PARTS : 1);
+	/* The rest keeps the whole tick's period. */
+	if (!d->tick_split || ++d->tick_n % PGD_TICK_PARTS == 0) {
 		session_reap_orphans(d);
 		cluster_tick(d);
+	}
+	if (split != d->tick_split) {
+		long ns = split ? PGD_TICK_NS / PGD_TICK_PARTS : PGD_TICK_NS;
+		struct itimerspec its = {.it_interval = {0, ns}, .it_value = {0, ns}};
+		timerfd_settime(d->tick_fd, 0, &its, NULL);
+		d->tick_split = split;
+		d->tick_n = 0;
 	}
 }
 

@@ -269,6 +269,12 @@ struct daemon {
 	bool said_full;
 	int signal_fd;
 	int tick_fd;
+	/* registry_tick's pass: the next group to look at (NULL: a new pass
+	 * begins), how many it looked at so far and in the last whole pass. */
+	struct group *tick_next;
+	unsigned tick_count, tick_pass_groups;
+	unsigned tick_n;  /* ticks so far: every PGD_TICK_PARTS-th is a whole one */
+	bool tick_split;  /* the timer runs at PGD_TICK_NS / PGD_TICK_PARTS */
 	bool stop;
 	uint64_t next_serial;
 	uint64_t next_group_serial;
@@ -349,7 +355,9 @@ void registry_reclaim_areas(struct daemon *d, struct group *g);
 uint64_t registry_resident_bytes(const struct group *g);
 /* Retry pending events, cancel stuck positions, evict members that hold
  * events back (the node evicts; senders only ask). */
-void registry_tick(struct daemon *d);
+/* A tick's part (1/parts) of the pass over every group; true when the
+ * pass ended (the next tick starts another). */
+bool registry_tick(struct daemon *d, unsigned parts);
 void registry_destroy_all(struct daemon *d);
 
 /* session.c: client connections. */

@@ -7,6 +7,7 @@
  * does on a later tick, or gives up on the group.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <poll.h>
@@ -801,6 +802,8 @@ void registry_drop_session(struct daemon *d, struct session *s, uint16_t kind)
 
 static void group_free(struct daemon *d, struct group *g)
 {
+	if (d->tick_next == g)
+		d->tick_next = g->next;
 	names_remove(d, g);
 	for (struct group **p = &d->groups; *p; p = &(*p)->next)
 		if (*p == g) {
@@ -1031,25 +1034,50 @@ uint64_t registry_resident_bytes(const struct group *g)
 	return bytes + (uint64_t)g->n_members * RING_PAGE;
 }
 
-void registry_tick(struct daemon *d)
+/* What the tick does for one group. */
+static void tick_group(struct daemon *d, struct group *g, int64_t now)
+{
+	if (g->bad)
+		return;
+	for (struct member *m = g->members; m; m = m->next_in_group)
+		registry_progress(g, m, now);
+	check_tail(g);
+	if (g->bad)
+		return;
+	cancel_stuck(g, now);
+	flush_pending(d, g);
+	evict_event_blocker(d, g, now);
+	flush_pending(d, g);
+	registry_reclaim_areas(d, g);
+}
+
+bool registry_tick(struct daemon *d, unsigned parts)
 {
 	int64_t now = ring_now_ns();
-	graves_sweep(d, now);
-	free_dead_writers(d, NULL, true);
-	for (struct group *g = d->groups; g; g = g->next) {
-		if (g->bad)
-			continue;
-		for (struct member *m = g->members; m; m = m->next_in_group)
-			registry_progress(g, m, now);
-		check_tail(g);
-		if (g->bad)
-			continue;
-		cancel_stuck(g, now);
-		flush_pending(d, g);
-		evict_event_blocker(d, g, now);
-		flush_pending(d, g);
-		registry_reclaim_areas(d, g);
+	if (!d->tick_next) {
+		graves_sweep(d, now);
+		free_dead_writers(d, NULL, true);
+		d->tick_next = d->groups;
+		d->tick_count = 0;
 	}
+	/* Each group's shared memory is cold by its next tick: ~0.2 us a
+	 * group, 2 ms of one CPU for 10,000 at once, and every message that
+	 * came meanwhile waited for it (a 2.2 ms p99 on two CPUs). A part
+	 * of the pass per tick instead. */
+	unsigned budget = parts > 1 ? d->tick_pass_groups / parts + 1 : UINT_MAX;
+	struct group *g = d->tick_next;
+	for (; g && budget; budget--, d->tick_count++) {
+		/* Taken first: group_free moves tick_next past a group it frees,
+		 * and nothing a tick does frees the group it looks at. */
+		struct group *next = g->next;
+		tick_group(d, g, now);
+		g = next;
+	}
+	d->tick_next = g;
+	if (g)
+		return false;
+	d->tick_pass_groups = d->tick_count;
+	return true;
 }
 
 void registry_destroy_all(struct daemon *d)

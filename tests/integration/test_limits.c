@@ -1192,6 +1192,62 @@ static int many_sender(void *arg, int up, int down)
 }
 
 /*
+ * With more groups than PGD_TICK_SPLIT_GROUPS the daemon looks at them a
+ * part per tick: every group must still be looked at once a tick's
+ * period. A claim held past the stall limit in each of a few groups spread
+ * through 1,200 is cancelled (only the tick does that), so a message sent
+ * after it arrives, in every one of them, within a few stall limits.
+ */
+static void test_stuck_claims_among_many_groups(void)
+{
+	enum { GROUPS = 1200, STUCK = 4 };
+	watchdog("stuck claims among many groups", 120);
+	/* Under valgrind the daemon makes groups slowly: a pass of one tick. */
+	const int n = getenv("PGROUPD_WRAPPER") ? 40 : GROUPS;
+	static char *names[GROUPS];
+	pg_ctx *own = open_ctx(), *holder = open_ctx(), *snd = open_ctx(), *mem = open_ctx();
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
+	int made = 0, err = 0;
+	for (; made < n && !err; made++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "tick%d", made);
+		names[made] = strdup(fresh_group(stem));
+		err = pg_create_opts(own, names[made], &o);
+	}
+	CU_ASSERT_EQUAL(err, 0);
+	sleep_ms(200); /* a whole pass has seen them all: the tick is split now */
+	void *claim[STUCK] = {0};
+	int at[STUCK];
+	for (int k = 0; k < STUCK && !err; k++) {
+		at[k] = (made - 1) * k / (STUCK - 1); /* the first, the last, two between */
+		if (!(err = pg_join(mem, names[at[k]], 0, NULL, NULL)) &&
+		    !(err = pg_send_claim(holder, names[at[k]], 8, &claim[k])))
+			err = pg_send(snd, names[at[k]], "after", 5);
+	}
+	CU_ASSERT_EQUAL(err, 0);
+	int got = 0;
+	pg_message m;
+	/* Not a speed check: a bound on "never" (the limit is 200 ms). */
+	for (int tries = 0; !err && got < STUCK && tries < 40; tries++)
+		if (pg_recv(mem, &m, 250) == 0 && m.kind == PG_MSG && m.len == 5 &&
+		    memcmp(m.data, "after", 5) == 0)
+			got++;
+	CU_ASSERT_EQUAL(got, STUCK);
+	for (int k = 0; k < STUCK; k++)
+		if (claim[k])
+			CU_ASSERT_EQUAL(pg_send_commit(holder, claim[k]), -ECANCELED);
+	pg_close(mem);
+	pg_close(snd);
+	pg_close(holder);
+	for (int i = 0; i < made; i++) {
+		pg_delete(own, names[i]);
+		free(names[i]);
+	}
+	pg_close(own);
+	watchdog_off();
+}
+
+/*
  * Member slots are the group's to choose: asked for at create (rounded up
  * to whole pages of tables), every one of them can be joined, one more
  * cannot (-ENOSPC), and a message reaches every member; a count past the
@@ -1433,5 +1489,6 @@ int main(void)
 	add(s, "two daemons, one socket: one runs", test_one_daemon_per_socket);
 	add(s, "many groups at the default fd limits", test_many_groups_at_fd_limits);
 	add(s, "member slots chosen at create", test_member_slots_at_create);
+	add(s, "stuck claims among many groups: the split tick", test_stuck_claims_among_many_groups);
 	return run_cunit();
 }
