@@ -1294,7 +1294,7 @@ static void test_member_slots_at_create(void)
 		unsigned got = 0;
 		for (unsigned i = 0; i < n; i++) {
 			pg_message msg;
-			int e;
+			int e = -1;
 			while (m[i] && (e = pg_recv(m[i], &msg, 2000)) == 0 && msg.kind != PG_MSG)
 				;
 			got += m[i] && e == 0 && msg.len == 3 && memcmp(msg.data, "all", 3) == 0;
