@@ -72,16 +72,22 @@ struct ctx_shelf {
 	uint64_t used; /* ctx->shelf_clock when last used */
 };
 #define CTX_SHELVES 32
-/* A read-only window on one: [start, start + bytes) of shelf `shelf`. */
+/* A read-only window on one: [start, start + bytes) of shelf `shelf`;
+ * `users` areas and pages point into it. */
 struct ctx_window {
 	uint64_t shelf;
 	uint64_t start;
 	uint8_t *base;
 	uint64_t bytes;
+	unsigned users;
+	uint64_t used; /* ctx->shelf_clock when last handed out */
 };
 #define CTX_WINDOW_STEP (512ull << 20)
 /* 2 TiB of address space at most; past it, ranges are mapped one by one. */
 #define CTX_WINDOWS_MAX 2048u
+/* Windows nobody points into that are kept for the next ranges: a shelf's
+ * ranges only move forward, so older ones would never be used again. */
+#define CTX_WINDOWS_IDLE 8u
 
 struct pg_ctx {
 	int sock;
@@ -131,7 +137,7 @@ struct pg_ctx {
 	struct membership *zombies; /* ended, their waits not yet completed */
 	struct ctx_shelf shelves[CTX_SHELVES];
 	uint64_t shelf_clock;
-	struct ctx_window *windows;
+	struct ctx_window **windows;
 	unsigned n_windows, cap_windows;
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
@@ -160,8 +166,11 @@ int ctx_check_name(const char *group);
 int ctx_shelf_dup(pg_ctx *ctx, uint64_t id);
 /* Where [off, off + bytes) of shelf `id` is in a window of ours (mapped
  * now if need be), or NULL: we do not keep that shelf, or the range is
- * over CTX_WINDOW_STEP. Read-only; valid until pg_close. */
-const uint8_t *ctx_shelf_window(pg_ctx *ctx, uint64_t id, uint64_t off, uint64_t bytes);
+ * over CTX_WINDOW_STEP. Read-only. The window counts one user more, *users
+ * is its count: it stays mapped while that is not 0 (who let the range go
+ * counts it down). */
+const uint8_t *ctx_shelf_window(pg_ctx *ctx, uint64_t id, uint64_t off, uint64_t bytes,
+				unsigned **users);
 /* Keep a copy of fd as shelf `id` (the caller still owns fd). */
 void ctx_shelf_keep(pg_ctx *ctx, uint64_t id, int fd);
 void ctx_shelves_init(pg_ctx *ctx);

@@ -16,7 +16,7 @@
 void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int fd)
 {
 	uint32_t writer, gen;
-	uint64_t off, shelf;
+	uint64_t off, shelf = 0; /* none: no window */
 	if (ctl_get_u64(msg, CTL_T_SHELF, &shelf) == 0)
 		ctx_shelf_keep(ctx, shelf, fd);
 	struct group_ref *g = ctx_find(ctx, group);
@@ -25,15 +25,13 @@ void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int f
 		return;
 	/* Every membership of the group maps it, queued ones too: in a
 	 * window of its shelf if it fits one. */
-	const uint8_t *at = NULL;
 	for (struct membership *m = g->mem; m; m = m->next) {
 		if (writer >= m->ring.writer_slots || m->ring.area_gen[writer] == gen)
 			continue;
-		if (!at)
-			at = ctx_shelf_window(ctx, shelf, off, m->ring.capacity);
-		if (at)
-			ring_area_place(&m->ring, writer, gen, at);
-		else if (fd < 0 || ring_area_attach(&m->ring, writer, gen, fd, off, false))
+		unsigned *users;
+		const uint8_t *at = ctx_shelf_window(ctx, shelf, off, m->ring.capacity, &users);
+		if (at ? ring_area_place(&m->ring, writer, gen, at, users) != 0
+		       : fd < 0 || ring_area_attach(&m->ring, writer, gen, fd, off, false))
 			continue;
 		/* Its first record goes at its start: fault that page in now,
 		 * not on the message path (a cold fault is ~20 us here). The
@@ -51,11 +49,12 @@ static int area_from_shelf(struct membership *m, uint32_t writer, uint32_t gen, 
 	uint64_t shelf;
 	if (!ring_area_where(&m->ring, writer, gen, &shelf, off))
 		return -ENOENT;
-	const uint8_t *at = ctx_shelf_window(m->ctx, shelf, *off, m->ring.capacity);
+	unsigned *users;
+	const uint8_t *at = ctx_shelf_window(m->ctx, shelf, *off, m->ring.capacity, &users);
 	if (at) {
-		ring_area_place(&m->ring, writer, gen, at);
 		*fd = -1;
-		return -EALREADY;
+		int err = ring_area_place(&m->ring, writer, gen, at, users);
+		return err ? err : -EALREADY;
 	}
 	return (*fd = ctx_shelf_dup(m->ctx, shelf)) >= 0 ? 0 : -ENOENT;
 }

@@ -135,14 +135,14 @@ struct page_fetch {
 /* ring_page_fetch: a read-only fd of a member's page: from a shelf we
  * keep, where the directory says it is, or else from the daemon. */
 static int fetch_page(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off,
-		      struct ring_mpage **at)
+		      struct ring_mpage **at, unsigned **users)
 {
 	struct page_fetch *f = arg;
 	uint64_t shelf;
 	if (ring_page_where(&f->g->snd->ring, slot, word, &shelf, off)) {
 		/* In a window of the member's shelf of pages: no mapping, no
 		 * fd of its own. */
-		const uint8_t *p = ctx_shelf_window(f->ctx, shelf, *off, RING_PAGE);
+		const uint8_t *p = ctx_shelf_window(f->ctx, shelf, *off, RING_PAGE, users);
 		if (p) {
 			*at = (struct ring_mpage *)p;
 			return 0;

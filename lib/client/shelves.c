@@ -15,7 +15,11 @@
  * range of the shelf inside it. Windows start every CTX_WINDOW_STEP bytes
  * of the shelf and span twice that, so a range up to the step lies wholly
  * in one. They are address space only (touched pages are the ranges
- * read), reach nothing the shelf's fd did not, and last until pg_close.
+ * read) and reach nothing the shelf's fd did not. Each counts the areas and
+ * pages that point into it; one nobody points into stays for the next
+ * ranges only among the few most recently used (windows_trim), as a
+ * shelf's ranges only move forward: a long-lived member of groups that
+ * come and go holds a few windows, not one per 512 MiB ever handed out.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -45,39 +49,78 @@ int ctx_shelf_dup(pg_ctx *ctx, uint64_t id)
 	return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
-const uint8_t *ctx_shelf_window(pg_ctx *ctx, uint64_t id, uint64_t off, uint64_t bytes)
+/* Let go of the windows nobody points into but the CTX_WINDOWS_IDLE most
+ * recently used: their page tables and address space go with them. */
+static void windows_trim(pg_ctx *ctx)
+{
+	unsigned idle = 0;
+	for (unsigned i = 0; i < ctx->n_windows; i++)
+		idle += ctx->windows[i]->users == 0;
+	while (idle > CTX_WINDOWS_IDLE) {
+		unsigned oldest = ctx->n_windows;
+		for (unsigned i = 0; i < ctx->n_windows; i++)
+			if (ctx->windows[i]->users == 0 &&
+			    (oldest == ctx->n_windows ||
+			     ctx->windows[i]->used < ctx->windows[oldest]->used))
+				oldest = i;
+		struct ctx_window *w = ctx->windows[oldest];
+		munmap(w->base, w->bytes);
+		free(w);
+		ctx->windows[oldest] = ctx->windows[--ctx->n_windows];
+		idle--;
+	}
+}
+
+const uint8_t *ctx_shelf_window(pg_ctx *ctx, uint64_t id, uint64_t off, uint64_t bytes,
+				unsigned **users)
 {
 	if (id == 0 || bytes == 0 || bytes > CTX_WINDOW_STEP || off >= SHELF_BYTES ||
 	    bytes > SHELF_BYTES - off)
 		return NULL;
 	uint64_t start = off / CTX_WINDOW_STEP * CTX_WINDOW_STEP;
 	for (unsigned i = 0; i < ctx->n_windows; i++) {
-		const struct ctx_window *w = &ctx->windows[i];
-		if (w->shelf == id && w->start == start)
+		struct ctx_window *w = ctx->windows[i];
+		if (w->shelf == id && w->start == start) {
+			w->users++;
+			w->used = ++ctx->shelf_clock;
+			*users = &w->users;
 			return w->base + (off - start);
+		}
 	}
+	windows_trim(ctx);
 	int fd = shelf_fd(ctx, id);
 	if (fd < 0 || ctx->n_windows == CTX_WINDOWS_MAX)
 		return NULL;
 	if (ctx->n_windows == ctx->cap_windows) {
 		unsigned cap = ctx->cap_windows ? 2 * ctx->cap_windows : 8;
-		struct ctx_window *w = realloc(ctx->windows, cap * sizeof(*w));
-		if (!w)
+		struct ctx_window **t = realloc(ctx->windows, cap * sizeof(*t));
+		if (!t)
 			return NULL;
-		ctx->windows = w;
+		ctx->windows = t;
 		ctx->cap_windows = cap;
 	}
 	uint64_t len = 2 * CTX_WINDOW_STEP;
 	if (len > SHELF_BYTES - start)
 		len = SHELF_BYTES - start;
 	/* Nothing past the memfd's end may be mapped (a touch would SIGBUS). */
-	if (ring_file_check(fd, start, len))
+	struct ctx_window *w = malloc(sizeof(*w));
+	if (!w || ring_file_check(fd, start, len)) {
+		free(w);
 		return NULL;
+	}
 	uint8_t *base = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, (off_t)start);
-	if (base == MAP_FAILED)
+	if (base == MAP_FAILED) {
+		free(w);
 		return NULL;
-	ctx->windows[ctx->n_windows++] =
-	    (struct ctx_window){.shelf = id, .start = start, .base = base, .bytes = len};
+	}
+	*w = (struct ctx_window){.shelf = id,
+				 .start = start,
+				 .base = base,
+				 .bytes = len,
+				 .users = 1,
+				 .used = ++ctx->shelf_clock};
+	ctx->windows[ctx->n_windows++] = w;
+	*users = &w->users;
 	return base + (off - start);
 }
 
@@ -109,8 +152,10 @@ void ctx_shelves_init(pg_ctx *ctx)
 
 void ctx_shelves_close(pg_ctx *ctx)
 {
-	for (unsigned i = 0; i < ctx->n_windows; i++)
-		munmap(ctx->windows[i].base, ctx->windows[i].bytes);
+	for (unsigned i = 0; i < ctx->n_windows; i++) {
+		munmap(ctx->windows[i]->base, ctx->windows[i]->bytes);
+		free(ctx->windows[i]);
+	}
 	free(ctx->windows);
 	ctx->windows = NULL;
 	ctx->n_windows = ctx->cap_windows = 0;

@@ -43,12 +43,19 @@ static void on_tick(struct loop *l, struct loop_src *src, uint32_t events)
 {
 	struct daemon *d = src->arg;
 	uint64_t n;
-	if (read(d->tick_fd, &n, sizeof(n)) != sizeof(n))
+	if (read(d->tick_fd, &n, sizeof(n)) != sizeof(n) || n == 0)
 		return;
 	bool split = d->tick_pass_groups > PGD_TICK_SPLIT_GROUPS;
-	registry_tick(d, split ? PGD_TICK_PARTS : 1);
-	/* The rest keeps the whole tick's period. */
-	if (!d->tick_split || ++d->tick_n % PGD_TICK_PARTS == 0) {
+	/* A busy loop may have let several ticks go by (n): as many parts,
+	 * up to a whole pass, so each group is still looked at once per
+	 * PGD_TICK_NS of wall time, and the rest keeps that period too. */
+	unsigned parts = split ? (n < PGD_TICK_PARTS ? (unsigned)n : PGD_TICK_PARTS) : 1;
+	for (unsigned i = 0; i < parts; i++)
+		if (registry_tick(d, split ? PGD_TICK_PARTS : 1))
+			break;
+	unsigned before = d->tick_n;
+	d->tick_n += (unsigned)(n < PGD_TICK_PARTS ? n : PGD_TICK_PARTS);
+	if (!d->tick_split || before / PGD_TICK_PARTS != d->tick_n / PGD_TICK_PARTS) {
 		session_reap_orphans(d);
 		cluster_tick(d);
 	}

@@ -136,8 +136,8 @@ struct session {
 /* A session's pages or its areas in the groups of one class of readers
  * (struct dir_class's key). Who is handed a read-only fd of an areas
  * shelf may read every group of the class; of a pages shelf, every member
- * page of it: producers get those, and may not read every group they may
- * write (mode 0620), so no area is on a pages shelf. */
+ * page of it: producers get those, and no record is on one (w implies r
+ * today, so that is defence in depth: a write-only right would not leak). */
 enum own_kind { OWN_PAGES, OWN_AREAS };
 struct own_shelf {
 	uid_t uid;

@@ -56,7 +56,7 @@ typedef struct pg_group_opts { /* every field 0/NULL = default */
 	/* Memberships the group can hold on its master's node at once (each
 	 * other node holds 1024 of its own); default 1024, at most 65,536,
 	 * rounded up to a multiple of 128. Each slot costs 96 bytes of the
-	 * group's shared memory (address space until used), 15 bytes in each
+	 * group's shared memory (address space until used), 22 bytes in each
 	 * sender once held, its member's 4 KiB page while held. */
 	unsigned member_slots;
 } pg_group_opts;

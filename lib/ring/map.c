@@ -302,11 +302,13 @@ static void page_unmap(struct ring_pages *p, uint32_t slot)
 {
 	if (slot >= p->cap)
 		return;
-	if (p->page[slot] && !p->borrowed[slot])
+	if (p->borrowed[slot])
+		(*p->borrowed[slot])--;
+	else if (p->page[slot])
 		munmap(p->page[slot], RING_PAGE);
 	p->page[slot] = NULL;
 	p->word[slot] = 0;
-	p->borrowed[slot] = false;
+	p->borrowed[slot] = NULL;
 }
 
 /* Tables for slots [0, slot] at least (one block: pages, words, list). */
@@ -324,9 +326,11 @@ static int pages_grow(struct ring_pages *p, uint32_t slot)
 	if (!b)
 		return -ENOMEM;
 	struct ring_mpage **page = (struct ring_mpage **)b;
-	uint32_t *word = (uint32_t *)(b + cap * sizeof(*page));
-	uint16_t *live = (uint16_t *)(b + cap * (sizeof(*page) + sizeof(*word)));
-	bool *borrowed = (bool *)(b + cap * (sizeof(*page) + sizeof(*word) + sizeof(*live)));
+	/* Pointers first (aligned), then the narrower arrays. */
+	unsigned **borrowed = (unsigned **)(b + cap * sizeof(*page));
+	uint32_t *word = (uint32_t *)(b + cap * (sizeof(*page) + sizeof(*borrowed)));
+	uint16_t *live =
+	    (uint16_t *)(b + cap * (sizeof(*page) + sizeof(*borrowed) + sizeof(*word)));
 	if (p->cap) {
 		memcpy(page, p->page, p->cap * sizeof(*page));
 		memcpy(word, p->word, p->cap * sizeof(*word));
@@ -412,12 +416,13 @@ int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg)
 			int fd = -1;
 			uint64_t off = 0;
 			struct ring_mpage *at = NULL;
-			err = fetch(arg, i, w, &fd, &off, &at);
+			unsigned *ref = NULL;
+			err = fetch(arg, i, w, &fd, &off, &at, &ref);
 			if (!err && at) {
 				page_unmap(p, i);
 				p->page[i] = at;
 				p->word[i] = w;
-				p->borrowed[i] = true;
+				p->borrowed[i] = ref;
 			} else if (!err) {
 				err = ring_pages_attach(r, i, w, fd, off);
 				close(fd);
@@ -452,6 +457,12 @@ void ring_unmap(struct ring *r)
 			ring_file_forget(&r->area_file[i]);
 		free(r->area_file);
 	}
+	if (r->area_ref) {
+		for (uint32_t i = 0; i < r->writer_slots; i++)
+			if (r->area_ref[i])
+				(*r->area_ref[i])--;
+		free(r->area_ref);
+	}
 	if (r->map_base)
 		munmap(r->map_base, r->map_bytes);
 	memset(r, 0, sizeof(*r));
@@ -483,19 +494,29 @@ static void area_unmap(struct ring *r, uint32_t writer)
 	if (r->area_at[writer] == at)
 		mmap(at, r->capacity, PROT_NONE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	if (r->area_ref && r->area_ref[writer]) {
+		(*r->area_ref[writer])--; /* in a window: its user count */
+		r->area_ref[writer] = NULL;
+	}
 	r->area_gen[writer] = 0;
 	r->area_at[writer] = at;
 }
 
-void ring_area_place(struct ring *r, uint32_t writer, uint32_t gen, const uint8_t *at)
+int ring_area_place(struct ring *r, uint32_t writer, uint32_t gen, const uint8_t *at,
+		    unsigned *ref)
 {
-	if (writer == RING_DAEMON_WRITER || writer >= r->writer_slots)
-		return;
+	if (writer == RING_DAEMON_WRITER || writer >= r->writer_slots ||
+	    (!r->area_ref && !(r->area_ref = calloc(r->writer_slots, sizeof(*r->area_ref))))) {
+		(*ref)--;
+		return writer >= r->writer_slots || writer == RING_DAEMON_WRITER ? -EINVAL : -ENOMEM;
+	}
 	/* An older generation mapped in its place goes (nobody reads it). */
 	if (r->area_gen[writer])
 		area_unmap(r, writer);
 	r->area_at[writer] = at;
 	r->area_gen[writer] = gen;
+	r->area_ref[writer] = ref;
+	return 0;
 }
 
 void ring_area_drop(struct ring *r, uint32_t writer)
@@ -527,6 +548,9 @@ int ring_area_create(struct ring *r, uint32_t writer, const struct ring_file *ar
 	 * the generation. Release: pairs with the reader's acquire load of
 	 * gen (ring_read, ring_area_where). */
 	struct ring_loc *loc = (struct ring_loc *)&r->area_locs[writer];
+	/* Release fence: none of the new location is seen before what came
+	 * before it (the previous generation's end). */
+	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&loc->shelf, ring_file_shelf(area), memory_order_relaxed);
 	atomic_store_explicit(&loc->off, area->off, memory_order_relaxed);
 	atomic_store_explicit(&id->gen, gen, memory_order_release);

@@ -57,7 +57,11 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		atomic_store(&pg->cursor, t);
 		m->pid = pid;
 		/* Where its page is, before ACTIVE makes it current (seq_cst
-		 * store of state below; ring_page_where reads it after). */
+		 * store of state below; ring_page_where reads it after). The
+		 * release fence keeps these stores from being seen before the
+		 * slot's FREE (a weakly ordered CPU could otherwise show the
+		 * previous holder's state word with this page's location). */
+		atomic_thread_fence(memory_order_release);
 		atomic_store_explicit(&m->page.shelf, ring_file_shelf(page), memory_order_relaxed);
 		atomic_store_explicit(&m->page.off, page->off, memory_order_relaxed);
 		/* The wait slot's `waiters` is left alone: a producer parked

@@ -26,7 +26,9 @@
 struct ring_pages {
 	struct ring_mpage **page;
 	uint32_t *word; /* the slot's state word it was mapped for */
-	bool *borrowed; /* page points into a mapping that is not ours to unmap */
+	/* Non-NULL: the page points into a mapping that is not ours (a ctx's
+	 * window), whose count of users this is: dropped, never unmapped. */
+	unsigned **borrowed;
 	uint16_t *live; /* slots with a page, for ring_wake */
 	uint32_t cap;
 	uint32_t n_live;
@@ -50,6 +52,9 @@ struct ring {
 	 * `areas`, or inside a window on its shelf a member's ctx mapped
 	 * for many areas at once (ring_area_place). */
 	const uint8_t *area_at[RING_WRITER_SLOTS];
+	/* For an area placed in a window: the window's count of users, to
+	 * drop when the area goes (allocated at the first placement). */
+	unsigned **area_ref;
 	/* The owner's: where each slot's area is (read-write); fd -1 = none. */
 	struct ring_file *area_file;
 	/* A mapping that reads (a member's) asks for an area it lacks: a
@@ -184,10 +189,11 @@ void ring_page_unmap(struct ring_mpage *page);
  * ring_pages_sync, which asks `fetch` (the daemon) for each page it lacks:
  * a read-only fd of slot's page for state word `word` and the page's offset
  * in it, or -ESTALE when the slot no longer holds it. Or the page already
- * mapped, in *at (fd -1): a mapping the fetcher keeps, borrowed.
+ * mapped, in *at (fd -1): a mapping the fetcher keeps, borrowed, whose
+ * count of users *ref the ring drops when it lets the page go.
  */
 typedef int ring_page_fetch(void *arg, uint32_t slot, uint32_t word, int *fd, uint64_t *off,
-			    struct ring_mpage **at);
+			    struct ring_mpage **at, unsigned **ref);
 bool ring_pages_stale(const struct ring *r);
 int ring_pages_sync(struct ring *r, ring_page_fetch *fetch, void *arg);
 /* Map slot's page (for `word`) from fd at off, in place of any before. */
@@ -209,8 +215,11 @@ void ring_area_init(struct ring_area *a, uint32_t writer);
 int ring_area_attach(struct ring *r, uint32_t writer, uint32_t gen, int fd, uint64_t off,
 		     bool writable);
 /* A member's: writer's area of generation gen is at `at`, inside a mapping
- * the caller keeps for longer than this ring's. */
-void ring_area_place(struct ring *r, uint32_t writer, uint32_t gen, const uint8_t *at);
+ * the caller keeps while *ref (which it counted up for us) is not 0; the
+ * ring counts it down when the area goes. -ENOMEM: not placed (*ref is
+ * counted down). */
+int ring_area_place(struct ring *r, uint32_t writer, uint32_t gen, const uint8_t *at,
+		    unsigned *ref);
 /* Owner: give `writer` a fresh area, the next generation, in `area` (a
  * range of capacity bytes nobody used before), mapped read-write. The ring
  * holds `area` from then on (r->area_file[writer]) and gives it back when

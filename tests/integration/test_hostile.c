@@ -348,10 +348,11 @@ static void test_area_fd_confined(void)
 
 /*
  * A producer maps every member's page read-only from that member's own
- * shelf of pages. One may write a group it may not read (mode 0620), so
- * that shelf must hold none of the member's areas, where its records in
- * every group of the class are (a read-only fd of a memfd reads all of
- * it): no page a sender maps is on a memfd a writer's area is on.
+ * shelf of pages. That shelf holds none of the member's areas, where its
+ * records in every group of the class are (a read-only fd of a memfd
+ * reads all of it): no page a sender maps is on a memfd a writer's area
+ * is on. (Today w implies r, so a producer may read the group anyway:
+ * this keeps a write-only right, should there be one, from leaking.)
  */
 static void test_page_fd_confined(void)
 {

@@ -162,15 +162,18 @@ static void adopt_pages(struct ring *dst, const struct ring *src)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	free(d->page);
 	d->page = (struct ring_mpage **)b;
-	d->word = (uint32_t *)(b + cap * sizeof(*d->page));
-	d->live = (uint16_t *)(b + cap * (sizeof(*d->page) + sizeof(*d->word)));
-	d->borrowed = (bool *)(b + cap * (sizeof(*d->page) + sizeof(*d->word) + sizeof(*d->live)));
+	d->borrowed = (unsigned **)(b + cap * sizeof(*d->page));
+	d->word = (uint32_t *)(b + cap * (sizeof(*d->page) + sizeof(*d->borrowed)));
+	d->live = (uint16_t *)(b + cap * (sizeof(*d->page) + sizeof(*d->borrowed) +
+					  sizeof(*d->word)));
 	d->cap = cap;
+	/* The owner's mappings, which the fork gave us: not ours (counted
+	 * on a counter nobody looks at). */
+	static unsigned not_ours;
 	for (uint32_t i = 0; i < cap; i++) {
-		/* The owner's mappings, which the fork gave us: not ours. */
 		d->page[i] = s->page[i];
 		d->word[i] = s->word[i];
-		d->borrowed[i] = s->page[i] != NULL;
+		d->borrowed[i] = s->page[i] ? &not_ours : NULL;
 	}
 	ring_pages_relist(dst);
 	d->seq = s->seq;
