@@ -273,25 +273,6 @@ static void test_sender_confined(void)
 	pg_close(a);
 }
 
-/* The inode of our mapping named "pgroup:own" of `bytes` bytes, writable
- * or not; 0 when there is none. */
-static unsigned long own_inode(size_t bytes, bool writable)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	unsigned long found = 0;
-	while (!found && f && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi, ino;
-		char perms[8];
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &ino) == 4 &&
-		    hi - lo == bytes && (perms[1] == 'w') == writable && strstr(line, "pgroup:own"))
-			found = ino;
-	}
-	if (f)
-		fclose(f);
-	return found;
-}
-
 /* Inodes of our "pgroup:own" mappings of `bytes` bytes (0: any size),
  * writable or not. */
 static unsigned own_inodes(size_t bytes, bool writable, unsigned long *ino, unsigned max)
@@ -310,6 +291,13 @@ static unsigned own_inodes(size_t bytes, bool writable, unsigned long *ino, unsi
 	if (f)
 		fclose(f);
 	return n;
+}
+
+/* The inode of our first such mapping; 0 when there is none. */
+static unsigned long own_inode(size_t bytes, bool writable)
+{
+	unsigned long ino = 0;
+	return own_inodes(bytes, writable, &ino, 1) ? ino : 0;
 }
 
 /*
