@@ -204,6 +204,8 @@ static void print_table(const struct bench_cfg *cfg, const struct bench_result *
 	print_cpu(" receivers", res->cpu_recv);
 	print_cpu(" daemon", res->cpu_daemon);
 	putchar('\n');
+	printf("faults/delivery senders %.3f receivers %.3f\n", res->faults_send,
+	       res->faults_recv);
 	printf("memory (RSS)    member %ld KiB", res->member_rss_kib);
 	if (res->daemon_rss_kib >= 0)
 		printf("   daemon %ld KiB, +%ld KiB for this group", res->daemon_rss_kib,
@@ -244,6 +246,8 @@ static void print_json(const struct bench_cfg *cfg, const struct bench_result *r
 	json_cpu("senders", res->cpu_send, ",");
 	json_cpu("receivers", res->cpu_recv, ",");
 	json_cpu("daemon", res->cpu_daemon, "}");
+	printf(",\"faults_per_delivery\":{\"senders\":%.3f,\"receivers\":%.3f}",
+	       res->faults_send > 0 ? res->faults_send : 0, res->faults_recv > 0 ? res->faults_recv : 0);
 	printf(",\"rss_kib\":{\"member\":%ld,\"daemon\":%ld,\"daemon_group\":%ld}",
 	       res->member_rss_kib, res->daemon_rss_kib, res->daemon_group_kib);
 	printf(",\"error\":");

@@ -20,6 +20,8 @@ uint64_t bench_now_ns(void);
 /* A decimal number in 0..max, the whole string; false if not. */
 bool bench_parse_u64(const char *s, uint64_t max, uint64_t *out);
 uint64_t bench_cpu_ns(void);
+/* Page faults this process took so far (minor + major). */
+uint64_t bench_faults(void);
 /* VmRSS of pid (0 = this process) in KiB, or -1. */
 long bench_rss_kib(pid_t pid);
 /* The daemon's pid, from the kernel's view of its socket (NULL: the
@@ -52,11 +54,20 @@ void bench_kill_all(pid_t *pids, size_t n);
 struct bench_gate {
 	int ready[2];
 	int go[2];
+	int warm[2]; /* closed by the parent once every sender warmed up */
 };
 int bench_gate_init(struct bench_gate *g);
-/* In a child: drop the ends it must not hold; say ready (err 0) or failed. */
+/* In a child, first: drop the ends only the parent holds. */
+void bench_gate_child(struct bench_gate *g);
+/* In a child: say ready (err 0) or failed, and keep the pipe for more. */
+void bench_gate_say(struct bench_gate *g, int err);
+/* In a child: say ready or failed, the last word. */
 void bench_gate_ready(struct bench_gate *g, int err);
 void bench_gate_wait(struct bench_gate *g);
+/* In a child: whether the parent said the senders warmed up (no wait). */
+bool bench_gate_warm(struct bench_gate *g);
+/* In the parent: every sender warmed up. */
+void bench_gate_warmed(struct bench_gate *g);
 /* In the parent: wait for n ready bytes; -ECHILD if a child failed or died. */
 int bench_gate_collect(struct bench_gate *g, size_t n, int timeout_ms);
 void bench_gate_open(struct bench_gate *g);
@@ -132,6 +143,7 @@ struct bench_result {
 	double send_rate, deliver_rate;  /* per second, all senders / all members */
 	double elapsed;                  /* seconds from start to last delivery */
 	double cpu_send, cpu_recv, cpu_daemon; /* ns per delivery; BENCH_NO_CPU = n/a */
+	double faults_send, faults_recv;       /* page faults per delivery, all senders / members */
 	long member_rss_kib;  /* largest member VmRSS at its end (ring pages it touched) */
 	long daemon_rss_kib;  /* the daemon's VmRSS with the group, -1 = n/a */
 	long daemon_group_kib; /* what the group added to it */

@@ -37,6 +37,8 @@ struct slot {
 	uint64_t count;                          /* sent, or delivered */
 	uint64_t t_first, t_last;                /* first send / last send or delivery */
 	uint64_t cpu_ns;
+	uint64_t faults; /* page faults while timed: a cold page costs ~20 us */
+	_Atomic bool done; /* its timed part is over (then it closes its ctx) */
 	uint64_t hash, dups, gaps, bad;
 	long rss_kib;  /* members: VmRSS at the end */
 	int err;       /* negative errno that stopped the child */
@@ -187,9 +189,11 @@ static int sender_main(void *arg)
 		return 1;
 	}
 	bench_gate_wait(&r->gate);
-	uint64_t cpu0 = bench_cpu_ns();
+	uint64_t cpu0 = bench_cpu_ns(), f0 = bench_faults();
 	s->err = send_all(r, ctx, s, idx);
 	s->cpu_ns = bench_cpu_ns() - cpu0;
+	s->faults = bench_faults() - f0;
+	atomic_store(&s->done, true);
 	pg_close(ctx);
 	return s->err ? 1 : 0;
 }
@@ -303,6 +307,22 @@ static int settle(struct run *r, pg_ctx *ctx)
 	return err == -ETIMEDOUT || err == 0 ? 0 : err;
 }
 
+/* While the senders warm up, their areas are news to us: each is mapped
+ * and its first page faulted in as we are told (ctx_drain), which is what
+ * the senders' first records would otherwise wait for. Nothing is sent yet. */
+static int read_while_warming(struct run *r, pg_ctx *ctx)
+{
+	while (!bench_gate_warm(&r->gate)) {
+		pg_message m;
+		int err = pg_recv(ctx, &m, 10);
+		if (err == 0)
+			return -EBUSY;
+		if (err != -ETIMEDOUT && err != -EAGAIN && err != -EINTR)
+			return err;
+	}
+	return settle(r, ctx);
+}
+
 static int member_main(void *arg)
 {
 	struct run *r = arg;
@@ -323,6 +343,12 @@ static int member_main(void *arg)
 		err = pg_join(ctx, r->n_names ? r->names[k] : r->group, 0, NULL, NULL);
 	if (!err)
 		err = settle(r, ctx);
+	/* Counted as joined; then ready once it read what the senders'
+	 * warm-up brought. */
+	bench_gate_child(&r->gate);
+	bench_gate_say(&r->gate, err);
+	if (!err)
+		err = read_while_warming(r, ctx);
 	if (err)
 		pg_close(ctx);
 	bench_gate_ready(&r->gate, err);
@@ -330,10 +356,12 @@ static int member_main(void *arg)
 		s->err = err;
 		return 1;
 	}
-	uint64_t cpu0 = bench_cpu_ns();
+	uint64_t cpu0 = bench_cpu_ns(), f0 = bench_faults();
 	receive_all(r, ctx, s, r->lat + j * r->per_member);
 	s->cpu_ns = bench_cpu_ns() - cpu0;
+	s->faults = bench_faults() - f0;
 	s->rss_kib = bench_rss_kib(0);
+	atomic_store(&s->done, true);
 	pg_close(ctx);
 	return s->err ? 1 : 0;
 }
@@ -395,17 +423,36 @@ static int map_shared(struct run *r)
 	return 0;
 }
 
-static int spawn_children(struct run *r, pid_t *pids)
+/* Children [from, to), each ready (or failed) before this returns. */
+static int spawn_ready(struct run *r, pid_t *pids, unsigned from, unsigned to)
 {
-	unsigned n = r->cfg->senders + r->cfg->members;
-	for (r->index = 0; r->index < n; r->index++) {
+	for (r->index = from; r->index < to; r->index++) {
 		bool sender = r->index < r->cfg->senders;
 		pid_t pid = bench_spawn(sender ? sender_main : member_main, r);
 		if (pid < 0)
 			return (int)pid;
 		pids[r->index] = pid;
 	}
-	return 0;
+	return bench_gate_collect(&r->gate, to - from, READY_TIMEOUT_MS);
+}
+
+/*
+ * Members first, senders once every member joined: a sender's first send
+ * to a group after a member joined finds the member's page and faults it
+ * in (~20 us cold here), which its warm-up is there to keep out of the
+ * timing; the members map the senders' areas as they are told of them,
+ * and say they are ready again once every sender warmed up.
+ */
+static int spawn_children(struct run *r, pid_t *pids)
+{
+	unsigned senders = r->cfg->senders;
+	int err = spawn_ready(r, pids, senders, senders + r->cfg->members);
+	if (!err)
+		err = spawn_ready(r, pids, 0, senders);
+	if (err)
+		return err;
+	bench_gate_warmed(&r->gate);
+	return bench_gate_collect(&r->gate, r->cfg->members, READY_TIMEOUT_MS);
 }
 
 /* Members have joined (their ready byte says so); make sure the master agrees. */
@@ -443,12 +490,23 @@ static void show_progress(const struct run *r, uint64_t start)
  * Reap every child. A failed child stops the run early: deleting the group
  * makes the others' sends fail and their receives see PG_GROUP_DOWN.
  */
-static int wait_children(pg_ctx *ctx, struct run *r, pid_t *pids, uint64_t start)
+/* Reap the children; *d_cpu is the daemon's CPU time when the last one
+ * ended its timed part (not counting their closes: 10,000 groups' leaves
+ * would be most of it). */
+static int wait_children(pg_ctx *ctx, struct run *r, pid_t *pids, uint64_t start, pid_t dpid,
+			 double *d_cpu)
 {
 	size_t n = (size_t)r->cfg->senders + r->cfg->members, left = n;
-	bool deleted = false;
+	bool deleted = false, timed_over = false;
 	uint64_t shown = 0;
 	while (left) {
+		size_t over = 0;
+		for (size_t i = 0; i < n && !timed_over; i++)
+			over += atomic_load(&r->slots[i].done) || pids[i] <= 0;
+		if (!timed_over && over == n) {
+			*d_cpu = proc_cpu_ns(dpid);
+			timed_over = true;
+		}
 		for (size_t i = 0; i < n; i++) {
 			int st;
 			if (pids[i] <= 0 || waitpid(pids[i], &st, WNOHANG) != pids[i])
@@ -521,7 +579,7 @@ static int summarise(const struct run *r, struct bench_result *res)
 {
 	const struct bench_cfg *cfg = r->cfg;
 	uint64_t t0 = UINT64_MAX, send_end = 0, recv_end = 0, sent = 0;
-	double cpu_send = 0, cpu_recv = 0;
+	double cpu_send = 0, cpu_recv = 0, faults_send = 0, faults_recv = 0;
 	const struct slot *ref = NULL; /* the first member that got everything */
 	res->expected = r->per_member * cfg->members;
 	res->same_order = true;
@@ -534,6 +592,7 @@ static int summarise(const struct run *r, struct bench_result *res)
 			t0 = s->t_first && s->t_first < t0 ? s->t_first : t0;
 			send_end = s->t_last > send_end ? s->t_last : send_end;
 			cpu_send += (double)s->cpu_ns;
+			faults_send += (double)s->faults;
 			continue;
 		}
 		res->delivered += s->count;
@@ -552,6 +611,7 @@ static int summarise(const struct run *r, struct bench_result *res)
 			res->same_order &= s->hash == ref->hash;
 		recv_end = s->t_last > recv_end ? s->t_last : recv_end;
 		cpu_recv += (double)s->cpu_ns;
+		faults_recv += (double)s->faults;
 		if (s->rss_kib > res->member_rss_kib)
 			res->member_rss_kib = s->rss_kib;
 	}
@@ -563,6 +623,8 @@ static int summarise(const struct run *r, struct bench_result *res)
 	}
 	res->cpu_send = per_delivery(cpu_send, res);
 	res->cpu_recv = per_delivery(cpu_recv, res);
+	res->faults_send = per_delivery(faults_send, res);
+	res->faults_recv = per_delivery(faults_recv, res);
 	return collect_latency(r, res);
 }
 
@@ -572,8 +634,6 @@ static int run_children(pg_ctx *ctx, struct run *r, pid_t *pids, pid_t dpid,
 {
 	size_t n = (size_t)r->cfg->senders + r->cfg->members;
 	int err = spawn_children(r, pids);
-	if (!err)
-		err = bench_gate_collect(&r->gate, n, READY_TIMEOUT_MS);
 	/* A child that could not get ready said why in its slot. */
 	for (size_t i = 0; err == -ECHILD && i < n; i++)
 		if (r->slots[i].err)
@@ -587,9 +647,9 @@ static int run_children(pg_ctx *ctx, struct run *r, pid_t *pids, pid_t dpid,
 	double d0 = proc_cpu_ns(dpid);
 	uint64_t start = bench_now_ns();
 	bench_gate_open(&r->gate);
-	if ((err = wait_children(ctx, r, pids, start)))
+	double d1 = -1;
+	if ((err = wait_children(ctx, r, pids, start, dpid, &d1)))
 		return err;
-	double d1 = proc_cpu_ns(dpid);
 	res->daemon_rss_kib = dpid > 0 ? bench_rss_kib(dpid) : -1;
 	res->cpu_daemon = BENCH_NO_CPU;
 	if ((err = summarise(r, res)))

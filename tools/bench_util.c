@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,14 @@ long bench_rss_kib(pid_t pid)
 uint64_t bench_cpu_ns(void)
 {
 	return clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+uint64_t bench_faults(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
 }
 
 const char *bench_plural(unsigned n)
@@ -144,10 +153,9 @@ static void close_fd(int *fd)
 
 int bench_gate_init(struct bench_gate *g)
 {
-	g->ready[0] = g->ready[1] = g->go[0] = g->go[1] = -1;
-	if (pipe2(g->ready, O_CLOEXEC) < 0)
-		return -errno;
-	if (pipe2(g->go, O_CLOEXEC) < 0) {
+	g->ready[0] = g->ready[1] = g->go[0] = g->go[1] = g->warm[0] = g->warm[1] = -1;
+	if (pipe2(g->ready, O_CLOEXEC) < 0 || pipe2(g->go, O_CLOEXEC) < 0 ||
+	    pipe2(g->warm, O_CLOEXEC) < 0) {
 		int err = -errno;
 		bench_gate_close(g);
 		return err;
@@ -155,16 +163,38 @@ int bench_gate_init(struct bench_gate *g)
 	return 0;
 }
 
-void bench_gate_ready(struct bench_gate *g, int err)
+void bench_gate_child(struct bench_gate *g)
 {
-	/* Drop our copy of the go pipe's write end, or the parent's close
+	/* Our copies of the write ends the parent closes, or its close
 	 * would never read as end-of-file here. */
 	close_fd(&g->go[1]);
+	close_fd(&g->warm[1]);
 	close_fd(&g->ready[0]);
+}
+
+void bench_gate_say(struct bench_gate *g, int err)
+{
 	char b = err ? 'e' : 'r';
 	while (write(g->ready[1], &b, 1) < 0 && errno == EINTR)
 		;
+}
+
+void bench_gate_ready(struct bench_gate *g, int err)
+{
+	bench_gate_child(g);
+	bench_gate_say(g, err);
 	close_fd(&g->ready[1]);
+}
+
+bool bench_gate_warm(struct bench_gate *g)
+{
+	struct pollfd p = {.fd = g->warm[0], .events = POLLIN};
+	return poll(&p, 1, 0) == 1;
+}
+
+void bench_gate_warmed(struct bench_gate *g)
+{
+	close_fd(&g->warm[1]);
 }
 
 void bench_gate_wait(struct bench_gate *g)
@@ -215,6 +245,8 @@ void bench_gate_close(struct bench_gate *g)
 	close_fd(&g->ready[1]);
 	close_fd(&g->go[0]);
 	close_fd(&g->go[1]);
+	close_fd(&g->warm[0]);
+	close_fd(&g->warm[1]);
 }
 
 int bench_order_init(struct bench_order *o, unsigned senders)

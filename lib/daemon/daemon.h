@@ -192,14 +192,29 @@ struct stall_clock {
 	int64_t since;  /* ns; 0 = not waiting */
 };
 
+struct tick_entry {
+	struct group *g;
+	const _Atomic uint64_t *tail;
+	/* Idle at its last look: looked at once in `stride` passes only. */
+	bool idle;
+	uint8_t stride;
+};
+
 struct group {
 	struct group *hnext; /* its chain in d->gtab */
+	/* What every tick of it reads first, in one line (registry_tick
+	 * fetches it ahead). */
+	bool bad; /* its shared memory was found corrupt */
+	unsigned areas_to_reclaim; /* charged slots freed since the last reclaim */
+	uint64_t tick_tail; /* the tail at its last tick */
+	int64_t join_blocked_at;       /* a JOINED found no room (ns): time its blocker */
+	struct pending_event *pending; /* events waiting for room, in order */
+	unsigned tick_index;           /* its entry in d->ticks */
 	char name[256];
 	uint64_t serial; /* creation order: listings page by it */
 	int64_t created_ns; /* CLOCK_REALTIME: of two groups one name, the older stays */
 	struct ring ring;
 	struct ring_area events; /* the daemon's own writer area */
-	bool bad;                /* its shared memory was found corrupt */
 	/* For pgroup top: records its members here have read (summed from
 	 * their cursors' moves, each tick), members evicted, positions the
 	 * node cancelled (stuck or dead writers). */
@@ -225,15 +240,12 @@ struct group {
 	 * are given back to the system (punched) and the charge ends. */
 	uid_t area_uid[RING_WRITER_SLOTS];
 	bool area_charged[RING_WRITER_SLOTS];
-	unsigned areas_to_reclaim; /* charged slots freed since the last reclaim */
-	int64_t join_blocked_at;   /* a JOINED found no room (ns): time its blocker */
 	uid_t uid;
 	gid_t gid;
 	uid_t payer; /* whose quota its memory is charged to (uid but for outbound rings) */
 	uint32_t mode;
 	unsigned n_members;
 	struct member *members;
-	struct pending_event *pending; /* events waiting for room, in order */
 	struct pending_event **pending_tail;
 	uint64_t pending_bytes;
 	/* This node masters it: members on other nodes, and the streams of
@@ -269,10 +281,15 @@ struct daemon {
 	bool said_full;
 	int signal_fd;
 	int tick_fd;
-	/* registry_tick's pass: the next group to look at (NULL: a new pass
-	 * begins), how many it looked at so far and in the last whole pass. */
-	struct group *tick_next;
-	unsigned tick_count, tick_pass_groups;
+	/* registry_tick's table of every group and where its tail is: a pass
+	 * over quiet groups reads two lines a group (its tail, its tick
+	 * fields), fetched ahead, not a chain of cold structs. A pass goes
+	 * from the end down: entries below tick_at are still to look at. */
+	struct tick_entry *ticks;
+	unsigned n_ticks, cap_ticks, tick_at;
+	bool tick_in_pass;
+	unsigned tick_pass_groups; /* groups when the last pass began */
+	unsigned tick_passes;      /* passes begun */
 	unsigned tick_n;  /* ticks so far: every PGD_TICK_PARTS-th is a whole one */
 	bool tick_split;  /* the timer runs at PGD_TICK_NS / PGD_TICK_PARTS */
 	bool stop;

@@ -1200,19 +1200,21 @@ static int many_sender(void *arg, int up, int down)
 /*
  * With more groups than PGD_TICK_SPLIT_GROUPS the daemon looks at them a
  * part per tick: every group must still be looked at once a tick's
- * period. A claim held past the stall limit in each of a few groups spread
+ * period, or, quiet, once in a few (at most a quarter of its stall limit).
+ * A claim held past the stall limit in each of a few groups spread
  * through 1,200 is cancelled (only the tick does that), so a message sent
- * after it arrives, in every one of them, within a few stall limits.
+ * after it arrives, in every one of them, within a few stall limits. With
+ * a 1 s limit the groups are first left quiet for many passes, and some
+ * are deleted meanwhile (others take their places in the tick's table).
  */
-static void test_stuck_claims_among_many_groups(void)
+static void stuck_claims_among(unsigned stall_ms, int quiet_ms)
 {
 	enum { GROUPS = 1200, STUCK = 4 };
-	watchdog("stuck claims among many groups", 120);
 	/* Under valgrind the daemon makes groups slowly: a pass of one tick. */
 	const int n = getenv("PGROUPD_WRAPPER") ? 40 : GROUPS;
 	static char *names[GROUPS];
 	pg_ctx *own = open_ctx(), *holder = open_ctx(), *snd = open_ctx(), *mem = open_ctx();
-	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = 200};
+	pg_group_opts o = {.ring_bytes = 64 * 1024, .max_msg = 1024, .stall_ms = stall_ms};
 	int made = 0, err = 0;
 	for (; made < n && !err; made++) {
 		char stem[16];
@@ -1222,6 +1224,13 @@ static void test_stuck_claims_among_many_groups(void)
 	}
 	CU_ASSERT_EQUAL(err, 0);
 	sleep_ms(200); /* a whole pass has seen them all: the tick is split now */
+	/* Quiet for a while, and every tenth group goes (none of those with
+	 * a claim below: they are the first, the last and two between). */
+	for (int i = 5; quiet_ms && i < made; i += 10) {
+		CU_ASSERT_EQUAL(pg_delete(own, names[i]), 0);
+		if (i % 100 == 5)
+			sleep_ms(quiet_ms / (made / 100 + 1));
+	}
 	void *claim[STUCK] = {0};
 	int at[STUCK];
 	for (int k = 0; k < STUCK && !err; k++) {
@@ -1233,8 +1242,8 @@ static void test_stuck_claims_among_many_groups(void)
 	CU_ASSERT_EQUAL(err, 0);
 	int got = 0;
 	pg_message m;
-	/* Not a speed check: a bound on "never" (the limit is 200 ms). */
-	for (int tries = 0; !err && got < STUCK && tries < 40; tries++)
+	/* Not a speed check: a bound on "never" (10 stall limits). */
+	for (int tries = 0; !err && got < STUCK && tries < (int)stall_ms / 25; tries++)
 		if (pg_recv(mem, &m, 250) == 0 && m.kind == PG_MSG && m.len == 5 &&
 		    memcmp(m.data, "after", 5) == 0)
 			got++;
@@ -1250,6 +1259,13 @@ static void test_stuck_claims_among_many_groups(void)
 		free(names[i]);
 	}
 	pg_close(own);
+}
+
+static void test_stuck_claims_among_many_groups(void)
+{
+	watchdog("stuck claims among many groups", 120);
+	stuck_claims_among(200, 0);
+	stuck_claims_among(1000, 1500);
 	watchdog_off();
 }
 
