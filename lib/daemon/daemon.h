@@ -343,8 +343,8 @@ void registry_rleave(struct daemon *d, struct group *g, const char *node, int32_
 		     uint16_t kind);
 /* A new group, for a replica: this node's ring with the master's sizes. */
 int registry_new_replica(struct daemon *d, const char *name, uint64_t ring_bytes,
-			 uint64_t max_msg, uint32_t stall_ms, uint32_t mode, uid_t uid, gid_t gid,
-			 struct group **out);
+			 uint64_t max_msg, uint32_t stall_ms, uint32_t member_slots, uint32_t mode,
+			 uid_t uid, gid_t gid, struct group **out);
 /* Mark g down for its members (PG_GROUP_DOWN) and free it. */
 void registry_drop(struct daemon *d, struct group *g);
 int registry_writer(struct daemon *d, struct group *g, struct session *s, uint32_t *slot);

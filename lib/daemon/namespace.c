@@ -148,6 +148,7 @@ static void group_info(struct daemon *d, const struct group *g, struct wire_grou
 	w->mode = g->mode;
 	w->uid = (uint32_t)g->uid;
 	w->gid = (uint32_t)g->gid;
+	w->member_slots = g->ring.member_slots;
 	snprintf(w->master, sizeof(w->master), "%s", d->node);
 	snprintf(w->name, sizeof(w->name), "%s", g->name);
 }

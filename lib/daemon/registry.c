@@ -527,13 +527,14 @@ fail:
 }
 
 int registry_new_replica(struct daemon *d, const char *name, uint64_t ring_bytes,
-			 uint64_t max_msg, uint32_t stall_ms, uint32_t mode, uid_t uid, gid_t gid,
-			 struct group **out)
+			 uint64_t max_msg, uint32_t stall_ms, uint32_t member_slots, uint32_t mode,
+			 uid_t uid, gid_t gid, struct group **out)
 {
 	/* Its memory is the group owner's, as on the master: that uid's quota
 	 * here pays for it. */
 	struct creds who = {.uid = uid, .gid = gid};
-	return registry_create(d, &who, NULL, name, ring_bytes, max_msg, stall_ms, 0, mode, out);
+	return registry_create(d, &who, NULL, name, ring_bytes, max_msg, stall_ms, member_slots,
+			       mode, out);
 }
 
 int registry_ro_fd(int fd)

@@ -1207,7 +1207,8 @@ static int replica_get(struct daemon *d, const char *name, struct group **out)
 	if (!r)
 		return -ENOMEM;
 	err = registry_new_replica(d, name, info->ring_bytes, info->max_msg, info->stall_ms,
-				       info->mode, (uid_t)info->uid, (gid_t)info->gid, &g);
+				   info->member_slots, info->mode, (uid_t)info->uid,
+				   (gid_t)info->gid, &g);
 	if (err) {
 		free(r);
 		return err;

@@ -134,9 +134,9 @@ int wire_group_parse(const struct wire_frame *f, struct wire_group *out)
 	if (f->type != WIRE_GROUP || f->len != sizeof(g))
 		return -EBADMSG;
 	memcpy(&g, f->payload, sizeof(g));
-	/* Sizes, mode and owner are the daemon's to judge against its own
-	 * limits; here only the names. */
-	if (check_node_field(g.master) || check_name_field(g.name))
+	/* Sizes, slots, mode and owner are the daemon's to judge against its
+	 * own limits; here only the names, and nothing in the reserved word. */
+	if (check_node_field(g.master) || check_name_field(g.name) || g.reserved)
 		return -EBADMSG;
 	*out = g;
 	return 0;

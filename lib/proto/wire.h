@@ -19,7 +19,7 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "node frames are little-endian");
 
 #define WIRE_MAGIC 0x646e6770u /* "pgnd" */
-#define WIRE_VERSION 2u
+#define WIRE_VERSION 3u
 /* Largest frame payload: a message of the largest size a group allows,
  * with its record header. */
 #define WIRE_FRAME_MAX (16u * 1024u * 1024u + 256u)
@@ -107,12 +107,16 @@ struct wire_group {
 	uint32_t stall_ms;
 	uint32_t mode;
 	uint32_t uid, gid; /* its owner, as its master knows it */
+	/* Member slots its creator chose: each node's replica has as many
+	 * for the members there (a node judges it as a create's). */
+	uint32_t member_slots;
+	uint32_t reserved; /* 0 */
 	uint64_t ack;      /* nonzero: answer with a REPLY of this id once known
 			      (a create returns when every node knows it) */
 	char master[WIRE_NODE_MAX];
 	char name[WIRE_NAME_MAX];
 };
-static_assert(sizeof(struct wire_group) == 368, "wire_group is on the wire");
+static_assert(sizeof(struct wire_group) == 376, "wire_group is on the wire");
 
 struct wire_name {
 	uint64_t ack; /* nonzero: answer with a REPLY of this id (a delete

@@ -692,6 +692,9 @@ static void test_group_bad_name(void)
 	group_of(&g, "x-group-hidden", "visible");
 	g.name[200] = 'x';
 	bad_frame("x-group-hidden", WIRE_GROUP, 0, &g, sizeof(g), "Bad message");
+	group_of(&g, "x-group-rsvd", "reserved");
+	g.reserved = 1;
+	bad_frame("x-group-rsvd", WIRE_GROUP, 0, &g, sizeof(g), "Bad message");
 	group_of(&g, "x-group-size", "short");
 	bad_frame("x-group-size", WIRE_GROUP, 0, &g, sizeof(g) - 1, "Bad message");
 }

@@ -703,6 +703,42 @@ static void test_slow_remote_member(void)
 	pg_close(a);
 }
 
+/* The member slots a group was made with are every node's: 128 members
+ * of it on another node join, one more finds no slot (a replica made with
+ * the default 1,024 would take it), and a message reaches them all. */
+static void test_member_slots_everywhere(void)
+{
+	enum { SLOTS = 128 };
+	pg_ctx *a = open_on(&na);
+	pg_group_opts o = {.member_slots = SLOTS};
+	CU_ASSERT_EQUAL_FATAL(pg_create_opts(a, "rep-slots", &o), 0);
+	pg_ctx *m[SLOTS + 1] = {0};
+	int joined = 0, err = 0;
+	for (; joined < SLOTS && !err; joined++) {
+		m[joined] = open_on(&nb);
+		if ((err = pg_join(m[joined], "rep-slots", 0, NULL, NULL)))
+			printf("[member %d: %s] ", joined, pg_strerror(err));
+	}
+	CU_ASSERT_EQUAL(err, 0);
+	CU_ASSERT_EQUAL(joined, SLOTS);
+	m[SLOTS] = open_on(&nb);
+	CU_ASSERT_EQUAL(pg_join(m[SLOTS], "rep-slots", 0, NULL, NULL), -ENOSPC);
+	CU_ASSERT_EQUAL(pg_send(a, "rep-slots", "all", 3), 0);
+	int got = 0;
+	for (int i = 0; i < joined && !err; i++) {
+		pg_message msg;
+		while ((err = pg_recv(m[i], &msg, 5000)) == 0 && msg.kind != PG_MSG)
+			;
+		got += !err && msg.len == 3 && memcmp(msg.data, "all", 3) == 0;
+	}
+	CU_ASSERT_EQUAL(got, SLOTS);
+	for (int i = 0; i <= SLOTS; i++)
+		if (m[i])
+			pg_close(m[i]);
+	CU_ASSERT_EQUAL(pg_delete(a, "rep-slots"), 0);
+	pg_close(a);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -719,6 +755,8 @@ int main(void)
 	CU_add_test(s, "a joiner killed before the master answers its join",
 		    test_joiner_dies_before_answer);
 	CU_add_test(s, "pgroup groups shows each member node's lag", test_node_lag_listed);
+	CU_add_test(s, "member slots chosen at create hold on every node",
+		    test_member_slots_everywhere);
 	CU_add_test(s, "a slow remote member holds the sender, is not evicted", test_slow_remote_member);
 	CU_add_test(s, "a slow node is dropped after the stall limit", test_slow_node);
 	CU_add_test(s, "kill -9 of a node with members", test_lost_member_node);
