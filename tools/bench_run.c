@@ -680,7 +680,7 @@ static int make_groups(pg_ctx *ctx, struct run *r, const pg_group_opts *o)
 int bench_run(pg_ctx *ctx, const char *socket, const struct bench_cfg *cfg,
 	      struct bench_result *res)
 {
-	struct run r = {.cfg = cfg, .socket = socket, .gate = {{-1, -1}, {-1, -1}}};
+	struct run r = {.cfg = cfg, .socket = socket, .gate = {{-1, -1}, {-1, -1}, {-1, -1}}};
 	*res = (struct bench_result){0};
 	if (!cfg->senders || !cfg->members || cfg->size < sizeof(struct bench_hdr) ||
 	    !cfg->count || cfg->count > UINT32_MAX)

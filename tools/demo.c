@@ -361,7 +361,7 @@ int cli_demo(struct cli *c, int argc, char **argv)
 {
 	struct demo d = {
 		.socket = c->socket, .members = 3, .senders = 2, .count = 5,
-		.gate = {{-1, -1}, {-1, -1}},
+		.gate = {{-1, -1}, {-1, -1}, {-1, -1}},
 	};
 	int rc = parse_args(argc, argv, &d);
 	if (rc) {

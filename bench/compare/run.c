@@ -346,7 +346,7 @@ static int run_children(struct job *jb, pid_t *pids, size_t n)
 
 int cmp_run_once(const struct cmp_cfg *cfg, struct cmp_result *res)
 {
-	struct job jb = {.cfg = cfg, .run = cfg->run, .gate = {{-1, -1}, {-1, -1}}};
+	struct job jb = {.cfg = cfg, .run = cfg->run, .gate = {{-1, -1}, {-1, -1}, {-1, -1}}};
 	size_t n = (size_t)cfg->run.members + 1;
 	*res = (struct cmp_result){0};
 	if (!cfg->run.members || cfg->run.size < sizeof(struct cmp_hdr) || !cfg->count ||
