@@ -290,6 +290,10 @@ struct daemon {
 	bool tick_in_pass;
 	unsigned tick_pass_groups; /* groups when the last pass began */
 	unsigned tick_passes;      /* passes begun */
+	/* Bytes punched from shelves written outside their ranges since the
+	 * last time the log said so (at most once a second). */
+	uint64_t junk_bytes;
+	int64_t junk_said_at;
 	unsigned tick_n;  /* ticks so far: every PGD_TICK_PARTS-th is a whole one */
 	bool tick_split;  /* the timer runs at PGD_TICK_NS / PGD_TICK_PARTS */
 	bool stop;

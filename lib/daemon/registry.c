@@ -1124,6 +1124,25 @@ static bool tick_group(struct daemon *d, struct group *g, int64_t now)
 	       !g->event_wait.since && now - g->join_blocked_at >= PGD_TICK_NS * 4;
 }
 
+/*
+ * A writer holds a writable fd of its own shelf, all 64 TiB of it: what it
+ * writes outside its areas (ahead of them, or into one given back through
+ * a mapping it kept) would be memory nobody was charged for. A few
+ * shelves a pass are looked at (an fstat each), and such bytes punched.
+ */
+#define AUDIT_SHELVES 64u
+
+static void audit_shelves(struct daemon *d, int64_t now)
+{
+	d->junk_bytes += shelf_audit(AUDIT_SHELVES);
+	if (d->junk_bytes && now - d->junk_said_at >= 1000 * PG_MS) {
+		pgd_log("punched %llu bytes written outside any range of a shelf",
+			(unsigned long long)d->junk_bytes);
+		d->junk_bytes = 0;
+		d->junk_said_at = now;
+	}
+}
+
 /* Entries fetched ahead of the one looked at: each group is a few cold
  * lines, and waiting for them one after the other was most of the pass. */
 #define TICK_AHEAD 8u
@@ -1142,6 +1161,7 @@ bool registry_tick(struct daemon *d, unsigned parts)
 	if (!d->tick_in_pass) {
 		graves_sweep(d, now);
 		free_dead_writers(d, NULL, true);
+		audit_shelves(d, now);
 		d->tick_at = d->tick_pass_groups = d->n_ticks;
 		d->tick_in_pass = true;
 		d->tick_passes++;

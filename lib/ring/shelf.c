@@ -17,13 +17,30 @@
 #include "layout.h"
 #include "ring.h"
 
+/* A range handed out and not given back (len 0: given back, kept in
+ * place so the table stays in offset order until it is compacted). */
+struct shelf_range {
+	uint64_t off, len;
+};
+
 struct shelf {
 	int fd;          /* read-write, the daemon's */
 	uint64_t id;     /* names it in directories (ring_loc): never reused */
 	uint64_t next;   /* where the next range starts: none is handed out twice */
-	unsigned ranges; /* ranges not given back yet */
+	unsigned ranges; /* ranges not given back or forgotten yet */
 	bool held;       /* its holder may still take ranges from it */
+	/* What may be memory in it: ranges handed out and not given back
+	 * (forgotten ones too: their bytes outlive us), in offset order. */
+	struct shelf_range *live;
+	unsigned n_live, cap_live, dead;
+	uint64_t live_bytes;
+	struct shelf *prev, *next_shelf; /* every shelf, for shelf_audit */
 };
+
+/* Every shelf there is, and where the next audit starts. Shelves are made
+ * by one thread of one process (the daemon, or a test standing in for it). */
+static struct shelf *all_shelves, *audit_at;
+static unsigned n_shelves;
 
 static uint64_t page_round(uint64_t bytes)
 {
@@ -41,10 +58,61 @@ int ring_file_new(const char *label, uint64_t bytes, struct ring_file *f)
 
 static void shelf_free_if_done(struct shelf *s)
 {
-	if (!s->held && s->ranges == 0) {
-		close(s->fd);
-		free(s);
+	if (s->held || s->ranges)
+		return;
+	if (audit_at == s)
+		audit_at = s->next_shelf;
+	if (s->prev)
+		s->prev->next_shelf = s->next_shelf;
+	else
+		all_shelves = s->next_shelf;
+	if (s->next_shelf)
+		s->next_shelf->prev = s->prev;
+	n_shelves--;
+	close(s->fd);
+	free(s->live);
+	free(s);
+}
+
+static int live_add(struct shelf *s, uint64_t off, uint64_t len)
+{
+	if (s->n_live == s->cap_live) {
+		unsigned cap = s->cap_live ? 2 * s->cap_live : 8;
+		struct shelf_range *n = realloc(s->live, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->live = n;
+		s->cap_live = cap;
 	}
+	/* Ranges are cut in offset order: appending keeps the order. */
+	s->live[s->n_live++] = (struct shelf_range){off, len};
+	s->live_bytes += len;
+	return 0;
+}
+
+/* The range at off is given back: its bytes may go. */
+static void live_remove(struct shelf *s, uint64_t off)
+{
+	unsigned lo = 0, hi = s->n_live;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (s->live[mid].off < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == s->n_live || s->live[lo].off != off || !s->live[lo].len)
+		return;
+	s->live_bytes -= s->live[lo].len;
+	s->live[lo].len = 0;
+	if (++s->dead <= s->n_live / 2)
+		return;
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->n_live; i++)
+		if (s->live[i].len)
+			s->live[n++] = s->live[i];
+	s->n_live = n;
+	s->dead = 0;
 }
 
 int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_file *f)
@@ -71,8 +139,15 @@ int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_
 		static uint64_t last_id;
 		n->id = ++last_id;
 		n->held = true;
+		n->next_shelf = all_shelves;
+		if (all_shelves)
+			all_shelves->prev = n;
+		all_shelves = n;
+		n_shelves++;
 		*s = n;
 	}
+	if (live_add(*s, (*s)->next, bytes))
+		return -ENOMEM;
 	*f = (struct ring_file){.fd = (*s)->fd, .off = (*s)->next, .shelf = *s};
 	(*s)->next += bytes;
 	(*s)->ranges++;
@@ -91,6 +166,8 @@ void ring_file_release(struct ring_file *f, uint64_t bytes)
 	/* The memory goes now, whoever maps the range: nobody may read it. */
 	fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)f->off,
 		  (off_t)page_round(bytes));
+	if (f->shelf)
+		live_remove(f->shelf, f->off);
 	ring_file_forget(f);
 }
 
@@ -154,4 +231,49 @@ int ring_file_check(int fd, uint64_t off, uint64_t bytes)
 	if (off % RING_PAGE || off > (uint64_t)st.st_size || bytes > (uint64_t)st.st_size - off)
 		return -EBADMSG;
 	return 0;
+}
+
+/* Punch [from, to) of s: 0 or -errno. */
+static int punch(const struct shelf *s, uint64_t from, uint64_t to)
+{
+	if (from >= to)
+		return 0;
+	return fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+			 (off_t)(to - from)) < 0 ? -errno : 0;
+}
+
+/* Bytes of s that are memory (or swap) now; 0 if fstat cannot say. */
+static uint64_t allocated(const struct shelf *s)
+{
+	struct stat st;
+	return fstat(s->fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+uint64_t shelf_audit(unsigned max)
+{
+	uint64_t freed = 0;
+	/* Each shelf once at most. */
+	for (unsigned k = 0; k < max && k < n_shelves; k++) {
+		struct shelf *s = audit_at ? audit_at : all_shelves;
+		audit_at = s->next_shelf;
+		/* Within what its ranges may hold (what their holders were
+		 * charged for): nothing to look for. */
+		uint64_t before = allocated(s);
+		if (before <= s->live_bytes)
+			continue;
+		/* Someone with a writable fd of it wrote outside its ranges
+		 * (ahead of them, or into one given back): those bytes go. One
+		 * punch per gap, each bounded by the table. */
+		uint64_t from = 0;
+		for (unsigned i = 0; i < s->n_live; i++) {
+			if (!s->live[i].len)
+				continue;
+			punch(s, from, s->live[i].off);
+			from = s->live[i].off + s->live[i].len;
+		}
+		punch(s, from, SHELF_BYTES);
+		uint64_t after = allocated(s);
+		freed += before > after ? before - after : 0;
+	}
+	return freed;
 }

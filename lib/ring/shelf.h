@@ -49,6 +49,13 @@ void ring_file_forget(struct ring_file *f);
 void shelf_drop(struct shelf **s);
 /* A read-only reopening of f's fd (to hand out), or -errno. */
 int ring_file_ro(const struct ring_file *f);
+/*
+ * Look at up to `max` shelves, the next ones in turn: a shelf holding more
+ * memory than its ranges' bytes had bytes written outside them, by someone
+ * with a writable fd of it (a session's own shelf: its areas' writer), and
+ * those are punched. Returns the bytes that went.
+ */
+uint64_t shelf_audit(unsigned max);
 /* Bytes of the range that are memory now. */
 uint64_t ring_file_resident(const struct ring_file *f, uint64_t bytes);
 /* Whether fd is a file with [off, off + bytes) in it, off page aligned. */

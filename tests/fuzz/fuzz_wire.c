@@ -171,9 +171,12 @@ static bool ns_valid(const struct ns_kind *k, const uint8_t *p)
 {
 	if (k->name_at != NO_NAME && !group_name_ok((const char *)p + k->name_at))
 		return false;
-	if (k->type == WIRE_GROUP &&
-	    !node_ok((const char *)p + offsetof(struct wire_group, master)))
-		return false;
+	if (k->type == WIRE_GROUP) {
+		uint32_t reserved;
+		memcpy(&reserved, p + offsetof(struct wire_group, reserved), sizeof(reserved));
+		if (reserved || !node_ok((const char *)p + offsetof(struct wire_group, master)))
+			return false;
+	}
 	if (k->type == WIRE_REPLY) {
 		struct wire_reply r;
 		memcpy(&r, p, sizeof(r));

@@ -3007,11 +3007,61 @@ static const struct test member_tests[] = {
 	{NULL, NULL},
 };
 
+/* Whether [off, off + len) of fd holds `byte` at its first and last byte. */
+static bool holds(int fd, uint64_t off, uint64_t len, char byte)
+{
+	char a = 0, b = 0;
+	return pread(fd, &a, 1, (off_t)off) == 1 && pread(fd, &b, 1, (off_t)(off + len - 1)) == 1 &&
+	       a == byte && b == byte;
+}
+
+/*
+ * The audit of shelves: 40 ranges, every other one and one more given back
+ * (the table compacts past half), then whoever holds the fd fills every range, every
+ * gap and far past them. The audit punches all but the ranges not given
+ * back, whose bytes stay; a shelf within its ranges is left alone.
+ */
+static void test_shelf_audit(void)
+{
+	enum { N = 40, LEN = 2 * RING_PAGE };
+	struct shelf *s = NULL;
+	struct ring_file f[N];
+	for (int i = 0; i < N; i++)
+		CU_ASSERT_EQUAL_FATAL(shelf_take(&s, "test:audit", LEN, &f[i]), 0);
+	int fd = dup(f[0].fd);
+	CU_ASSERT_FATAL(fd >= 0);
+	uint64_t first = f[0].off, end = f[N - 1].off + LEN;
+	for (int i = 1; i < N; i += 2)
+		ring_file_release(&f[i], LEN);
+	ring_file_release(&f[2], LEN); /* the 21st of 40: the table compacts */
+	static char buf[LEN];
+	memset(buf, 0x33, sizeof(buf));
+	/* Within what the live ranges may hold: nothing goes. */
+	CU_ASSERT_EQUAL(pwrite(fd, buf, LEN, (off_t)f[0].off), LEN);
+	CU_ASSERT_EQUAL(shelf_audit(64), 0);
+	CU_ASSERT(holds(fd, f[0].off, LEN, 0x33));
+	for (uint64_t at = first; at < end; at += LEN)
+		CU_ASSERT_EQUAL(pwrite(fd, buf, LEN, (off_t)at), LEN);
+	CU_ASSERT_EQUAL(pwrite(fd, buf, LEN, (off_t)(SHELF_BYTES - LEN)), LEN);
+	CU_ASSERT_EQUAL(pwrite(fd, buf, LEN, (off_t)(end + (1ull << 30))), LEN);
+	/* The 21 given back and the two far writes. */
+	CU_ASSERT_EQUAL(shelf_audit(64), (uint64_t)(N / 2 + 3) * LEN);
+	for (int i = 0; i < N; i++)
+		CU_ASSERT(holds(fd, first + (uint64_t)i * LEN, LEN, i % 2 || i == 2 ? 0 : 0x33));
+	CU_ASSERT(holds(fd, SHELF_BYTES - LEN, LEN, 0));
+	for (int i = 0; i < N; i += 2)
+		if (i != 2)
+			ring_file_release(&f[i], LEN);
+	shelf_drop(&s);
+	close(fd);
+}
+
 static const struct test hostile_tests[] = {
 	{"corrupt", test_corrupt},
 	{"corrupt_fuzz", test_corrupt_fuzz},
 	{"forged_tail", test_forged_tail},
 	{"forged_cursor", test_forged_cursor},
+	{"shelf_audit", test_shelf_audit},
 	{NULL, NULL},
 };
 
