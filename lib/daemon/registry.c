@@ -850,13 +850,16 @@ static bool tick_room(struct daemon *d)
 }
 
 /* The last entry takes g's place. Below tick_at it is looked at (again,
- * if it was already: harmless); at or above, it was, and stays so. */
+ * if it was already: harmless); at or above, it was, and stays so. Its
+ * turn among quiet groups moved with its place: it is looked at next pass,
+ * so a quiet group still waits one stride at most. */
 static void tick_remove(struct daemon *d, struct group *g)
 {
 	unsigned i = g->tick_index, last = --d->n_ticks;
 	if (i != last) {
 		d->ticks[i] = d->ticks[last];
 		d->ticks[i].g->tick_index = i;
+		d->ticks[i].idle = false;
 	}
 	if (d->tick_at > d->n_ticks)
 		d->tick_at = d->n_ticks;
