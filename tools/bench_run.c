@@ -489,10 +489,9 @@ static void show_progress(const struct run *r, uint64_t start)
 /*
  * Reap every child. A failed child stops the run early: deleting the group
  * makes the others' sends fail and their receives see PG_GROUP_DOWN.
+ * *d_cpu is the daemon's CPU time when the last one ended its timed part
+ * (not counting their closes: 10,000 groups' leaves would be most of it).
  */
-/* Reap the children; *d_cpu is the daemon's CPU time when the last one
- * ended its timed part (not counting their closes: 10,000 groups' leaves
- * would be most of it). */
 static int wait_children(pg_ctx *ctx, struct run *r, pid_t *pids, uint64_t start, pid_t dpid,
 			 double *d_cpu)
 {
