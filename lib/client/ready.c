@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
 
@@ -226,6 +227,14 @@ bool ready_arm_all(pg_ctx *ctx)
 			io_uring_sqe_set_data64(sqe, TOKEN_NONE);
 		}
 	}
+#ifdef PG_TEST_HOOKS
+	/* Test builds only: widen the gap between our look at the groups
+	 * and the waits reaching the kernel, where a wake must not be lost
+	 * (each wait's value check catches it). */
+	const char *pause = getenv("PGROUP_TEST_ARM_PAUSE_US");
+	if (pause)
+		usleep((useconds_t)atoi(pause));
+#endif
 	io_uring_submit(&ctx->uring);
 	return ready;
 }

@@ -8,7 +8,9 @@
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -652,6 +654,107 @@ static void test_many_groups(void)
 }
 
 /*
+ * A ctx in many groups arms its waits after a look at its groups, and
+ * under pg_fd nothing times out: a wake between the look and the waits
+ * reaching the kernel must not be lost (each wait's value check sees the
+ * wake word moved; a wait on a word that never changes would need the
+ * wait first, then the look). Ping-pong: the
+ * sender sends the next message to a random group a random few us after
+ * the reader took the last, while the reader arms (test builds pause each
+ * arming between its waits and its look); every message must make pg_fd
+ * readable within 5 s.
+ */
+#define RACE_GROUPS 40 /* past READY_MIN_GROUPS: waits through the io_uring */
+#define RACE_MSGS 2000
+struct race {
+	char **names;
+	_Atomic int taken; /* messages the reader took */
+	_Atomic bool stop;
+};
+
+static void *race_sender(void *arg)
+{
+	struct race *r = arg;
+	pg_ctx *snd = open_ctx();
+	unsigned seed = (unsigned)time(NULL);
+	void *err = NULL;
+	for (int i = 0; i < RACE_MSGS && !err; i++) {
+		while (atomic_load(&r->taken) < i && !atomic_load(&r->stop))
+			sched_yield();
+		if (atomic_load(&r->stop))
+			break;
+		struct timespec ts = {.tv_nsec = (long)(rand_r(&seed) % 400) * 1000};
+		nanosleep(&ts, NULL);
+		if (pg_send(snd, r->names[rand_r(&seed) % RACE_GROUPS], &i, sizeof(i)))
+			err = "send";
+	}
+	pg_close(snd);
+	return err;
+}
+
+static void test_bell_race(void)
+{
+	static char *names[RACE_GROUPS];
+	pg_ctx *ctx = open_ctx(), *own = open_ctx();
+	int n = 0;
+	for (; n < RACE_GROUPS; n++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "race%d", n);
+		names[n] = strdup(fresh_group(stem));
+		if (pg_create(own, names[n]) || pg_join(ctx, names[n], 0, NULL, NULL))
+			break;
+	}
+	CU_ASSERT_EQUAL_FATAL(n, RACE_GROUPS);
+	int fd = pg_fd(ctx);
+	CU_ASSERT_FATAL(fd >= 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN}, out;
+	CU_ASSERT_EQUAL(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	setenv("PGROUP_TEST_ARM_PAUSE_US", "300", 1);
+	struct race race = {.names = names};
+	pthread_t th;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, race_sender, &race), 0);
+	int lost = 0;
+	pg_message m;
+	while (atomic_load(&race.taken) < RACE_MSGS) {
+		int r = pg_recv(ctx, &m, 0);
+		if (r == 0) {
+			if (m.kind == PG_MSG)
+				atomic_fetch_add(&race.taken, 1);
+			continue;
+		}
+		if (r != -EAGAIN)
+			break;
+		/* EINTR: the io_uring's completion work interrupts the
+		 * wait (task work, signalled), then the fd is readable. */
+		int e;
+		while ((e = epoll_wait(ep, &out, 1, 5000)) < 0 && errno == EINTR)
+			;
+		if (e != 1) {
+			lost++;
+			break;
+		}
+	}
+	atomic_store(&race.stop, true);
+	int got = atomic_load(&race.taken);
+	if (got < RACE_MSGS)
+		printf("[%d of %d, then %s] ", got, RACE_MSGS, lost ? "no wake for 5 s" : "an error");
+	CU_ASSERT_EQUAL(got, RACE_MSGS);
+	CU_ASSERT_EQUAL(lost, 0);
+	void *sent;
+	CU_ASSERT_EQUAL(pthread_join(th, &sent), 0);
+	CU_ASSERT_PTR_NULL(sent);
+	unsetenv("PGROUP_TEST_ARM_PAUSE_US");
+	close(ep);
+	pg_close(ctx);
+	for (int i = 0; i < n; i++) {
+		pg_delete(own, names[i]);
+		free(names[i]);
+	}
+	pg_close(own);
+}
+
+/*
  * A sender new to many groups (a fresh writer area in each) while their
  * one member reads nothing: the member is sent the sender's shelf once and
  * finds each area where the directory says, so it reads every message even
@@ -1124,6 +1227,7 @@ int main(void)
 	CU_add_test(s, "pg_fd with epoll", test_pg_fd_epoll);
 	CU_add_test(s, "more groups than one futex_waitv covers", test_many_groups);
 	CU_add_test(s, "many groups: fairness, late pg_fd, a forked close", test_many_groups_edges);
+	CU_add_test(s, "many groups under pg_fd: no wake lost while arming", test_bell_race);
 	CU_add_test(s, "new writers in many groups, read with the daemon stopped",
 		    test_new_writers_without_the_daemon);
 	CU_add_test(s, "more senders than a ctx keeps shelves of", test_more_senders_than_shelves);
