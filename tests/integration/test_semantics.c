@@ -658,11 +658,10 @@ static void test_many_groups(void)
  * under pg_fd nothing times out: a wake between the look and the waits
  * reaching the kernel must not be lost (each wait's value check sees the
  * wake word moved; a wait on a word that never changes would need the
- * wait first, then the look). Ping-pong: the
- * sender sends the next message to a random group a random few us after
- * the reader took the last, while the reader arms (test builds pause each
- * arming between its waits and its look); every message must make pg_fd
- * readable within 5 s.
+ * wait first, then the look). Ping-pong: the sender sends the next
+ * message to a random group a random few us after the reader took the
+ * last, while the reader arms (test builds pause each arming between its
+ * look and its submit); every message must make pg_fd readable within 5 s.
  */
 #define RACE_GROUPS 40 /* past READY_MIN_GROUPS: waits through the io_uring */
 #define RACE_MSGS 2000
@@ -692,7 +691,7 @@ static void *race_sender(void *arg)
 	return err;
 }
 
-static void test_bell_race(void)
+static void test_arm_race(void)
 {
 	static char *names[RACE_GROUPS];
 	pg_ctx *ctx = open_ctx(), *own = open_ctx();
@@ -1227,7 +1226,7 @@ int main(void)
 	CU_add_test(s, "pg_fd with epoll", test_pg_fd_epoll);
 	CU_add_test(s, "more groups than one futex_waitv covers", test_many_groups);
 	CU_add_test(s, "many groups: fairness, late pg_fd, a forked close", test_many_groups_edges);
-	CU_add_test(s, "many groups under pg_fd: no wake lost while arming", test_bell_race);
+	CU_add_test(s, "many groups under pg_fd: no wake lost while arming", test_arm_race);
 	CU_add_test(s, "new writers in many groups, read with the daemon stopped",
 		    test_new_writers_without_the_daemon);
 	CU_add_test(s, "more senders than a ctx keeps shelves of", test_more_senders_than_shelves);
