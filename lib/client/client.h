@@ -10,6 +10,7 @@
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pgroup.h"
 #include "proto/ctl.h"
@@ -63,6 +64,8 @@ struct group_ref {
 	struct group_ref *act_next, *act_prev;
 	/* ctx.c: the ctx's table of names. */
 	struct group_ref *hnext;
+	/* bells.c: our name for it on its producers' bells, 0 until armed. */
+	uint32_t token;
 };
 
 /* shelves.c: a read-only fd of one of the daemon's shelves. */
@@ -88,6 +91,13 @@ struct ctx_window {
 /* Windows nobody points into that are kept for the next ranges: a shelf's
  * ranges only move forward, so older ones would never be used again. */
 #define CTX_WINDOWS_IDLE 8u
+
+/* bells.c: the bells of a shelf of our areas, read-write. */
+struct ctx_bells {
+	dev_t dev;
+	ino_t ino;
+	struct ring_bell *bells;
+};
 
 struct pg_ctx {
 	int sock;
@@ -139,6 +149,20 @@ struct pg_ctx {
 	uint64_t shelf_clock;
 	struct ctx_window **windows;
 	unsigned n_windows, cap_windows;
+	struct ctx_bells *own_bells;
+	unsigned n_own_bells, cap_own_bells;
+	/* bells.c, the member's side: waiting on bells instead of the
+	 * io_uring (on_bells), the shelves whose bells we hear, our groups
+	 * by token, and the sweeps when hints were lost. */
+	bool on_bells;
+	bool bells_full; /* some producer we could not hear: io_uring only */
+	uint32_t bell_key;
+	struct bell_source *sources;
+	unsigned n_sources, cap_sources;
+	struct group_ref **tokens;
+	uint32_t n_tokens, cap_tokens;
+	int64_t bells_swept;
+	bool bells_sweep_due;
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
 };
@@ -199,6 +223,26 @@ void member_free_ended(pg_ctx *ctx);
 /* pg_recv's previous view is done with: release it. */
 void member_release_view(pg_ctx *ctx);
 void member_free_all(pg_ctx *ctx, struct group_ref *g);
+
+/* bells.c */
+/* The bells of the shelf fd is (our area at area_off on it), mapped once
+ * per shelf; NULL if it has none or we have no memory. */
+struct ring_bell *bells_own(pg_ctx *ctx, int fd, uint64_t area_off);
+void bells_close(pg_ctx *ctx);
+/* Bells we hear from now on: our own shelf of pages (fd, where our page
+ * is) and the shelf of a writer's area (fd, or -1 for one we keep). */
+void bells_own_pages(pg_ctx *ctx, int fd, uint64_t page_off);
+void bells_areas(pg_ctx *ctx, uint64_t shelf, int fd);
+/* Wait on bells from now on (-ENOSPC: some producer we cannot hear). */
+int bells_start(pg_ctx *ctx);
+/* Back to the wake words (pg_fd's io_uring waits on them). */
+void bells_leave(pg_ctx *ctx);
+/* g's token, made on first use; 0 without memory. */
+uint32_t bells_token(pg_ctx *ctx, struct group_ref *g);
+/* Take what the bells were rung with: true if any was. */
+bool bells_poll(pg_ctx *ctx);
+/* ready_park on bells. */
+int bells_park(pg_ctx *ctx, int64_t timeout_ns);
 
 /* send.c */
 void sender_drop(struct group_ref *g);

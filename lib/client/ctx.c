@@ -144,6 +144,10 @@ int pg_open(pg_ctx **out, const char *socket_path)
 	ctx_shelves_init(ctx);
 	ctx->fork_gen = atomic_load(&fork_gen);
 	ctx->pid = getpid();
+	/* Which bell of a producer's shelf is ours: spread, not secret (two
+	 * ctxs on one bell each wake for the other's hints too). */
+	ctx->bell_key = (uint32_t)((uint64_t)ring_now_ns() * 0x9e3779b97f4a7c15ull >> 32) ^
+			(uint32_t)ctx->pid;
 	const char *spin = getenv("PGROUP_SPIN_US");
 	ctx->spin_ns = (spin ? atoll(spin) : PG_DEFAULT_SPIN_US) * 1000;
 	ctx->spin_fixed = spin != NULL;
@@ -223,6 +227,7 @@ void pg_close(pg_ctx *ctx)
 	member_release_view(ctx);
 	/* Last: areas and pages placed in our windows were read till here. */
 	ctx_shelves_close(ctx);
+	bells_close(ctx);
 	free(ctx->htab);
 	free(ctx);
 }

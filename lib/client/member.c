@@ -19,6 +19,9 @@ void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int f
 	uint64_t off, shelf = 0; /* none: no window */
 	if (ctl_get_u64(msg, CTL_T_SHELF, &shelf) == 0)
 		ctx_shelf_keep(ctx, shelf, fd);
+	/* Its writer's bell, before we look at the group again (what it
+	 * rang before we heard its bell, we find there). */
+	bells_areas(ctx, shelf, fd);
 	struct group_ref *g = ctx_find(ctx, group);
 	if (!g || ctl_get_u32(msg, CTL_T_WRITER, &writer) || ctl_get_u32(msg, CTL_T_GEN, &gen) ||
 	    ctl_get_u64(msg, CTL_T_FILEOFF, &off))
@@ -38,6 +41,7 @@ void member_area(pg_ctx *ctx, const char *group, const struct ctl_in *msg, int f
 		 * writer's first record would make it memory anyway. */
 		(void)*(volatile const uint8_t *)m->ring.area_at[writer];
 	}
+	ready_push(ctx, g);
 }
 
 /* Writer's area from a shelf we keep, where the directory says it is: in
@@ -49,6 +53,7 @@ static int area_from_shelf(struct membership *m, uint32_t writer, uint32_t gen, 
 	uint64_t shelf;
 	if (!ring_area_where(&m->ring, writer, gen, &shelf, off))
 		return -ENOENT;
+	bells_areas(m->ctx, shelf, -1);
 	unsigned *users;
 	const uint8_t *at = ctx_shelf_window(m->ctx, shelf, *off, m->ring.capacity, &users);
 	if (at) {
@@ -149,7 +154,9 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	 * consumer in many groups"). Without io_uring futex waits (before
 	 * Linux 6.7) groups past RING_WAIT_MAX are seen every
 	 * PG_PARK_SLICE_NS. */
-	if (ctx->n_mem > READY_MIN_GROUPS && !ctx->have_uring && !ctx->closing)
+	bells_own_pages(ctx, fds[2], page_off);
+	if (ctx->n_mem > READY_MIN_GROUPS && !ctx->have_uring && !ctx->on_bells && !ctx->closing &&
+	    bells_start(ctx))
 		ready_start(ctx);
 	if (g->mem == m)
 		ready_push(ctx, g);

@@ -56,7 +56,7 @@ int ready_start(pg_ctx *ctx)
 
 void ready_push(pg_ctx *ctx, struct group_ref *g)
 {
-	if (!ctx->have_uring || g->active)
+	if ((!ctx->have_uring && !ctx->on_bells) || g->active)
 		return;
 	g->active = true;
 	g->act_prev = NULL;
@@ -181,6 +181,23 @@ void ready_release(pg_ctx *ctx)
 static bool arm(pg_ctx *ctx, struct group_ref *g)
 {
 	struct membership *m = g->mem;
+	if (ctx->on_bells) {
+		/* Our token and key before the sleep: a producer that sees the
+		 * sleep reads them after it. */
+		uint32_t token = bells_token(ctx, g);
+		if (!token)
+			return true; /* cannot name it: keep looking at it */
+		if (!m->armed) {
+			atomic_store(&m->reader.page->bell_key, ctx->bell_key);
+			atomic_store(&m->reader.page->bell_token, token);
+			/* Announce, then look: the fence pairs with the seq_cst
+			 * commit and loads in ring_wake. */
+			atomic_fetch_add(&m->reader.page->sleeping, 1);
+			atomic_thread_fence(memory_order_seq_cst);
+			m->armed = true;
+		}
+		return recv_has_record(ctx, g);
+	}
 	if (!m->waiting) {
 		struct io_uring_sqe *sqe = sqe_get(ctx);
 		if (!sqe)
@@ -211,6 +228,8 @@ bool ready_arm_all(pg_ctx *ctx)
 		else
 			ready_remove(ctx, g);
 	}
+	if (ctx->on_bells)
+		return ready; /* no io_uring: the daemon rings for its news */
 	if (!ctx->sock_armed) {
 		struct io_uring_sqe *sqe = sqe_get(ctx);
 		if (sqe) {
@@ -241,6 +260,8 @@ bool ready_arm_all(pg_ctx *ctx)
 
 int ready_park(pg_ctx *ctx, int64_t timeout_ns)
 {
+	if (ctx->on_bells)
+		return bells_park(ctx, timeout_ns);
 	if (ready_arm_all(ctx))
 		return 1;
 	ready_release(ctx); /* or the wait would end at once on them */

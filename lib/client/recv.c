@@ -226,7 +226,9 @@ static int poll_active(pg_ctx *ctx, pg_message *msg)
 
 static int poll_all(pg_ctx *ctx, pg_message *msg)
 {
-	return ctx->have_uring ? poll_active(ctx, msg) : poll_every(ctx, msg);
+	if (ctx->on_bells)
+		bells_poll(ctx); /* groups rung while we were busy */
+	return ctx->have_uring || ctx->on_bells ? poll_active(ctx, msg) : poll_every(ctx, msg);
 }
 
 /* The daemon is gone: every membership ends with PG_GROUP_DOWN, then
@@ -261,8 +263,11 @@ int pg_fd(pg_ctx *ctx)
 	int err = ctx_check(ctx);
 	if (err)
 		return err;
-	if (!ctx->have_uring && (err = ready_start(ctx)))
-		return err;
+	if (!ctx->have_uring) {
+		bells_leave(ctx); /* pg_fd's io_uring waits on the wake words */
+		if ((err = ready_start(ctx)))
+			return err;
+	}
 	/* Armed now, whoever started the ring (many groups start it at a
 	 * join, without arming): readable at the next record. */
 	ready_arm_all(ctx);
@@ -275,7 +280,7 @@ static int park(pg_ctx *ctx, pg_message *msg, int64_t timeout_ns)
 	struct ring_sleep s;
 	if (timeout_ns < 0 || timeout_ns > PG_PARK_SLICE_NS)
 		timeout_ns = PG_PARK_SLICE_NS;
-	if (ctx->have_uring) {
+	if (ctx->have_uring || ctx->on_bells) {
 		/* Waits armed on every quiet group: the first wake, or news
 		 * from the daemon, ends it; pg_recv then looks again. */
 		int r = ready_park(ctx, timeout_ns);
@@ -388,6 +393,7 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			ctx->last_drain_ns = now;
 			continue;
 		}
+		/* On bells the daemon rings for what it sends us unasked. */
 		if ((parking && !asked_before_park) ||
 		    (!asked_daemon && now - ctx->last_drain_ns > PG_DRAIN_EVERY_NS)) {
 			ctx_drain(ctx);

@@ -72,6 +72,12 @@ static int open_for_send(pg_ctx *ctx, struct group_ref **out, const char *group)
 					       area_off, true);
 		if (err)
 			ring_unmap(&s->ring);
+		/* Members asleep on bells hear us through our shelf's. */
+		else if (!(s->ring.bells = bells_own(ctx, fds[2], area_off)) &&
+			 area_off >= RING_BELL_BYTES) {
+			ring_unmap(&s->ring);
+			err = -ENOMEM;
+		}
 	}
 	for (unsigned i = 0; i < nfds; i++)
 		close(fds[i]);

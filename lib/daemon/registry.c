@@ -130,8 +130,7 @@ struct group *registry_find_replica(struct daemon *d, const char *name)
 /* Wake every receiver of the group, whatever it sleeps for. */
 static void wake_all(struct group *g)
 {
-	atomic_fetch_add(&g->ring.hdr->wake_seq, 1);
-	ring_futex_wake(&g->ring.hdr->wake_seq);
+	ring_wake_every(&g->ring);
 }
 
 /* The group's shared memory says what no honest process could make it say:

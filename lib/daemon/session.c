@@ -620,6 +620,17 @@ static bool told(const struct session *s, uint64_t shelf)
  * does not read its socket is told no more than its queue holds, and is
  * not dropped for a full queue.
  */
+/* A member on bells sleeps on none of its groups' wake words: its daemon
+ * bell tells it to read its socket (layout.h). */
+static void ring_news(struct session *s)
+{
+	for (struct own_shelf *o = s->own; o; o = o->next) {
+		struct ring_bell *b = o->kind == OWN_PAGES ? shelf_bells(o->shelf) : NULL;
+		if (b)
+			ring_bell_ring(b + RING_BELL_DAEMON, RING_BELL_NEWS);
+	}
+}
+
 static int push_area(struct session *s, struct group *g, uint32_t writer)
 {
 	static struct ctl_out note;
@@ -646,6 +657,8 @@ static int push_area(struct session *s, struct group *g, uint32_t writer)
 		close(fd);
 	if (err == -EAGAIN)
 		return 0;
+	if (!err)
+		ring_news(s); /* before the writer has its reply: it reads the note first */
 	if (err)
 		s->broken = true;
 	else if (with_fd && shelf) {
@@ -708,6 +721,7 @@ int session_notify_joined(struct daemon *d, struct session *s, struct member *m)
 		atomic_fetch_add(&o->group->ring.hdr->wake_seq, 1);
 		ring_futex_wake(&o->group->ring.hdr->wake_seq);
 	}
+	ring_news(s);
 	return 0;
 }
 

@@ -43,7 +43,7 @@
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
 #define RING_DIR_MAGIC 0x70677263u  /* "pgrc" */
-#define RING_VERSION 7u
+#define RING_VERSION 8u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
@@ -366,10 +366,51 @@ struct ring_mpage {
 	_Atomic uint64_t cursor;
 	uint8_t pad0[RING_PAGE / 2 - 8];
 	_Atomic uint32_t sleeping;
-	uint8_t pad1[RING_PAGE / 2 - 4];
+	/* Non-zero: the member sleeps on bells (below), not on the group's
+	 * wake word; a producer rings the bell at bell_key of its own shelf
+	 * with this token, the member's name for the group. On the line
+	 * producers read `sleeping` from: no further miss. */
+	_Atomic uint32_t bell_token;
+	_Atomic uint32_t bell_key;
+	uint8_t pad1[RING_PAGE / 2 - 12];
 };
 static_assert(offsetof(struct ring_mpage, sleeping) == RING_PAGE / 2, "member page layout");
+static_assert(offsetof(struct ring_mpage, bell_token) == RING_PAGE / 2 + 4, "member page layout");
+static_assert(offsetof(struct ring_mpage, bell_key) == RING_PAGE / 2 + 8, "member page layout");
 static_assert(sizeof(struct ring_mpage) == RING_PAGE, "a member page is one page");
+
+/*
+ * Bells: how a ctx in many groups sleeps on a few futex words rather than
+ * one per group (an io_uring futex wait per group costs every wake the
+ * kernel's hash walk over all of them and io_uring's task-work path:
+ * docs/performance.md). The first RING_BELL_BYTES of every shelf are never
+ * handed out: they are RING_BELL_SLOTS bells, written only by whoever
+ * holds the shelf writable. On an areas shelf that is its writer: a
+ * producer that finds a member asleep whose page names a token rings the
+ * bell at bell_key % RING_BELL_SLOTS of its own shelf with it; the member
+ * holds a read-only fd of that shelf already (it reads the records there)
+ * and waits on the bells of the shelves it reads. On a pages shelf it is
+ * the member and the daemon, which rings RING_BELL_DAEMON for its events
+ * and for news on the socket (token RING_BELL_NEWS).
+ *
+ * A ring: the token goes to hint[head % RING_BELL_HINTS] unless it is the
+ * newest hint already, head then seq are bumped, seq is woken. Readers
+ * trust nothing here: a token names a group of theirs or nothing, and
+ * more than RING_BELL_HINTS new hints means some were overwritten (look at
+ * every group).
+ */
+#define RING_BELL_SLOTS 128u
+#define RING_BELL_HINTS 14u
+#define RING_BELL_DAEMON 0u
+#define RING_BELL_NEWS UINT32_MAX
+struct ring_bell {
+	_Atomic uint32_t seq;  /* the futex word */
+	_Atomic uint32_t head; /* hints written */
+	_Atomic uint32_t hint[RING_BELL_HINTS];
+};
+static_assert(sizeof(struct ring_bell) == RING_CACHELINE, "a bell is one line");
+#define RING_BELL_BYTES ((uint64_t)RING_BELL_SLOTS * sizeof(struct ring_bell))
+static_assert(RING_BELL_BYTES % RING_PAGE == 0, "bells are whole pages");
 
 /*
  * The node's liveness page: one per daemon, handed read-only to every client

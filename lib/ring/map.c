@@ -309,6 +309,7 @@ static void page_unmap(struct ring_pages *p, uint32_t slot)
 	p->page[slot] = NULL;
 	p->word[slot] = 0;
 	p->borrowed[slot] = NULL;
+	p->bell[slot] = NULL;
 }
 
 /* Tables for slots [0, slot] at least (one block: pages, words, list). */
@@ -321,27 +322,32 @@ static int pages_grow(struct ring_pages *p, uint32_t slot)
 		cap *= 2;
 	if (cap > RING_MEMBER_SLOTS_MAX)
 		cap = RING_MEMBER_SLOTS_MAX;
-	size_t each = sizeof(*p->page) + sizeof(*p->word) + sizeof(*p->live) + sizeof(*p->borrowed);
+	size_t each = sizeof(*p->page) + sizeof(*p->borrowed) + sizeof(*p->bell) + sizeof(*p->word) +
+		      sizeof(*p->live);
 	uint8_t *b = calloc(cap, each);
 	if (!b)
 		return -ENOMEM;
 	struct ring_mpage **page = (struct ring_mpage **)b;
 	/* Pointers first (aligned), then the narrower arrays. */
 	unsigned **borrowed = (unsigned **)(b + cap * sizeof(*page));
-	uint32_t *word = (uint32_t *)(b + cap * (sizeof(*page) + sizeof(*borrowed)));
-	uint16_t *live =
-	    (uint16_t *)(b + cap * (sizeof(*page) + sizeof(*borrowed) + sizeof(*word)));
+	struct ring_bell **bell = (struct ring_bell **)(b + cap * (sizeof(*page) + sizeof(*borrowed)));
+	uint32_t *word =
+	    (uint32_t *)(b + cap * (sizeof(*page) + sizeof(*borrowed) + sizeof(*bell)));
+	uint16_t *live = (uint16_t *)(b + cap * (sizeof(*page) + sizeof(*borrowed) + sizeof(*bell) +
+						 sizeof(*word)));
 	if (p->cap) {
 		memcpy(page, p->page, p->cap * sizeof(*page));
 		memcpy(word, p->word, p->cap * sizeof(*word));
 		memcpy(live, p->live, p->n_live * sizeof(*live));
 		memcpy(borrowed, p->borrowed, p->cap * sizeof(*borrowed));
+		memcpy(bell, p->bell, p->cap * sizeof(*bell));
 	}
 	free(p->page);
 	p->page = page;
 	p->word = word;
 	p->live = live;
 	p->borrowed = borrowed;
+	p->bell = bell;
 	p->cap = cap;
 	return 0;
 }

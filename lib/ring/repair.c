@@ -46,6 +46,9 @@ int ring_member_add(struct ring *r, int32_t pid, uint32_t *slot, uint32_t *state
 		int err = ring_pages_attach(r, i, nw, page->fd, page->off);
 		if (err)
 			return err;
+		/* Its shelf's daemon bell: how a member on bells hears us. */
+		struct ring_bell *bells = ring_file_bells(page);
+		r->pages->bell[i] = bells ? bells + RING_BELL_DAEMON : NULL;
 		struct ring_mpage *pg = r->pages->page[i];
 		/* Cursor at the tail, then ACTIVE, then the cursor again at a
 		 * tail read after ACTIVE, all seq_cst. A producer that missed
@@ -124,8 +127,7 @@ bool ring_member_evict(struct ring *r, uint32_t slot, uint32_t state_word)
 		return false;
 	wake_room_waiters(r, slot);
 	/* The evicted reader may be asleep: wake it so it learns. */
-	atomic_fetch_add(&r->hdr->wake_seq, 1);
-	ring_futex_wake(&r->hdr->wake_seq);
+	ring_wake_every(r);
 	return true;
 }
 

@@ -358,6 +358,59 @@ int ring_cancel_at(struct ring *r, uint64_t pos)
 	return lap_cmp(atomic_load(e), lap_of(r, pos)) >= 0 ? -ESTALE : -EBUSY;
 }
 
+void ring_bell_ring(struct ring_bell *b, uint32_t token)
+{
+	/* Only the holder of the shelf writes its bells, one thread at a time
+	 * (a ctx's); what a member scribbles on its own daemon bell misleads
+	 * only itself, and head is used modulo the table. The newest hint is
+	 * not repeated: a member woken looks at it whether or not head moved. */
+	uint32_t head = atomic_load_explicit(&b->head, memory_order_relaxed);
+	if (atomic_load_explicit(&b->hint[(head - 1) % RING_BELL_HINTS], memory_order_relaxed) !=
+	    token) {
+		atomic_store_explicit(&b->hint[head % RING_BELL_HINTS], token, memory_order_relaxed);
+		/* Release: the member's acquire of head sees the hint. */
+		atomic_store_explicit(&b->head, head + 1, memory_order_release);
+	}
+	/* Seq_cst: ordered after our commit's decision and our load of the
+	 * member's sleep, as wake_seq's increment is (ring_wake). */
+	atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
+	ring_futex_wake(&b->seq);
+}
+
+/* The bell to ring for the member of `slot` whose page names a token: the
+ * daemon's bell for it, or ours; NULL if there is none. */
+static struct ring_bell *bell_of(const struct ring *r, const struct ring_pages *p, uint32_t slot,
+				 const struct ring_mpage *pg)
+{
+	if (p->bell && p->bell[slot])
+		return p->bell[slot];
+	if (!r->bells || p->own)
+		return NULL;
+	uint32_t key = atomic_load_explicit(&pg->bell_key, memory_order_relaxed);
+	return &r->bells[key % RING_BELL_SLOTS];
+}
+
+/* Ring the bell of each member in `slot`s with a token, asleep (or any,
+ * with `all`); true if one without a bell sleeps (or any, with `all`). */
+static bool ring_bells(struct ring *r, bool all)
+{
+	struct ring_pages *p = r->pages;
+	bool others = all;
+	for (uint32_t k = 0, n = p->n_live; k < n; k++) {
+		uint32_t slot = p->live[k];
+		const struct ring_mpage *pg = p->page[slot];
+		if (!pg || (!all && !atomic_load(&pg->sleeping)))
+			continue;
+		uint32_t token = atomic_load(&pg->bell_token);
+		struct ring_bell *b = token ? bell_of(r, p, slot, pg) : NULL;
+		if (b)
+			ring_bell_ring(b, token);
+		else
+			others = true;
+	}
+	return others;
+}
+
 void ring_wake(struct ring *r)
 {
 	/* Every decision before this is a seq_cst compare-and-swap (decide),
@@ -366,18 +419,22 @@ void ring_wake(struct ring *r)
 	 * the seq_cst increment and fence in ring_sleep_begin before the
 	 * receiver's re-check of its rings. One side always sees the other,
 	 * so no wake is lost. A member set we are not sure of (it changed
-	 * since our pages were mapped) is woken unasked. */
+	 * since our pages were mapped) is woken unasked. A member on bells
+	 * is woken through its bell; the wake word only for the others. */
 	struct ring_pages *p = r->pages;
-	if (p && p->synced && atomic_load(&r->dir->seq) == p->seq) {
-		uint32_t n = p->n_live, k = 0;
-		for (; k < n; k++) {
-			const struct ring_mpage *pg = p->page[p->live[k]];
-			if (pg && atomic_load(&pg->sleeping))
-				break;
-		}
-		if (k == n)
+	if (p) {
+		bool synced = p->synced && atomic_load(&r->dir->seq) == p->seq;
+		if (!ring_bells(r, false) && synced)
 			return;
 	}
+	atomic_fetch_add_explicit(&r->hdr->wake_seq, 1, memory_order_seq_cst);
+	ring_futex_wake(&r->hdr->wake_seq);
+}
+
+void ring_wake_every(struct ring *r)
+{
+	if (r->pages)
+		ring_bells(r, true);
 	atomic_fetch_add_explicit(&r->hdr->wake_seq, 1, memory_order_seq_cst);
 	ring_futex_wake(&r->hdr->wake_seq);
 }

@@ -30,6 +30,9 @@ struct ring_pages {
 	 * window), whose count of users this is: dropped, never unmapped. */
 	unsigned **borrowed;
 	uint16_t *live; /* slots with a page, for ring_wake */
+	/* The daemon's: the bell it rings for the member of each slot (its
+	 * shelf of pages' RING_BELL_DAEMON), NULL if none. */
+	struct ring_bell **bell;
 	uint32_t cap;
 	uint32_t n_live;
 	uint32_t seq;   /* the directory's seq they match */
@@ -41,6 +44,9 @@ struct ring_pages {
  * header once, after validation, and never re-read from shared memory. */
 struct ring {
 	struct ring_data_hdr *hdr;
+	/* A producer's: the bells of the shelf its area is on, read-write
+	 * (layout.h); NULL: members on bells are woken by the daemon only. */
+	struct ring_bell *bells;
 	struct ring_writer *writers;
 	struct ring_mwait *mwait;
 	_Atomic uint64_t *order;
@@ -259,6 +265,11 @@ int ring_commit_seq(struct ring *r, const struct ring_claim *c, uint16_t kind, u
 int ring_abort(struct ring *r, const struct ring_claim *c);
 /* After a commit: wake every sleeping receiver, if any sleeps. */
 void ring_wake(struct ring *r);
+/* Wake every member, asleep or not, on whatever it sleeps: for what each
+ * must learn now (its eviction, the group's end, news on its socket). */
+void ring_wake_every(struct ring *r);
+/* Ring bell b with token (layout.h): the hint, then the futex word. */
+void ring_bell_ring(struct ring_bell *b, uint32_t token);
 
 /* Bytes of our own area's records at order positions from `from` on: what
  * of ours a member at `from` has still to read. */

@@ -35,6 +35,7 @@ struct shelf {
 	unsigned n_live, cap_live, dead;
 	uint64_t live_bytes;
 	struct shelf *prev, *next_shelf; /* every shelf, for shelf_audit */
+	struct ring_bell *bells; /* its bells, read-write, once asked for */
 };
 
 /* Every shelf there is, and where the next audit starts. Shelves are made
@@ -69,6 +70,8 @@ static void shelf_free_if_done(struct shelf *s)
 	if (s->next_shelf)
 		s->next_shelf->prev = s->prev;
 	n_shelves--;
+	if (s->bells)
+		munmap(s->bells, RING_BELL_BYTES);
 	close(s->fd);
 	free(s->live);
 	free(s);
@@ -118,7 +121,7 @@ static void live_remove(struct shelf *s, uint64_t off)
 int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_file *f)
 {
 	bytes = page_round(bytes);
-	if (bytes == 0 || bytes > SHELF_BYTES)
+	if (bytes == 0 || bytes > SHELF_BYTES - RING_BELL_BYTES)
 		return -EINVAL;
 	if (*s && (*s)->next + bytes > SHELF_BYTES)
 		shelf_drop(s); /* full: its ranges keep it until they go */
@@ -139,6 +142,13 @@ int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_
 		static uint64_t last_id;
 		n->id = ++last_id;
 		n->held = true;
+		/* Its bells (layout.h): never a range, always live. */
+		if (live_add(n, 0, RING_BELL_BYTES)) {
+			close(n->fd);
+			free(n);
+			return -ENOMEM;
+		}
+		n->next = RING_BELL_BYTES;
 		n->next_shelf = all_shelves;
 		if (all_shelves)
 			all_shelves->prev = n;
@@ -152,6 +162,20 @@ int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_
 	(*s)->next += bytes;
 	(*s)->ranges++;
 	return 0;
+}
+
+struct ring_bell *shelf_bells(struct shelf *s)
+{
+	if (s && !s->bells) {
+		void *m = mmap(NULL, RING_BELL_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+		s->bells = m == MAP_FAILED ? NULL : m;
+	}
+	return s ? s->bells : NULL;
+}
+
+struct ring_bell *ring_file_bells(const struct ring_file *f)
+{
+	return shelf_bells(f->fd >= 0 ? f->shelf : NULL);
 }
 
 uint64_t ring_file_shelf(const struct ring_file *f)

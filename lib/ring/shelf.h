@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 struct shelf;
+struct ring_bell;
 
 /* A range of a memfd: [off, off + bytes) of fd, page aligned. On a shelf
  * (shelf != NULL) the fd is the shelf's; else it is the range's own. */
@@ -37,6 +38,10 @@ int ring_file_new(const char *label, uint64_t bytes, struct ring_file *f);
 /* A fresh range of `bytes` on *s; a new shelf (labelled `label`) when *s
  * is NULL or full, the full one living on until its ranges are given back. */
 int shelf_take(struct shelf **s, const char *label, uint64_t bytes, struct ring_file *f);
+/* The bells of f's shelf (layout.h), mapped read-write once per shelf;
+ * NULL for a memfd of its own, or without memory. */
+struct ring_bell *ring_file_bells(const struct ring_file *f);
+struct ring_bell *shelf_bells(struct shelf *s);
 /* The id of f's shelf (ring_loc), 0 when it is a memfd of its own. */
 uint64_t ring_file_shelf(const struct ring_file *f);
 /* Give a range back: its memory goes at once (whoever still maps it reads

@@ -117,10 +117,21 @@ int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)
 		return 0;
 	if (s->n == 1)
 		return ring_futex_wait(&s->hdr[0]->wake_seq, s->seen[0], timeout_ns);
+	_Atomic uint32_t *words[RING_WAIT_MAX];
+	for (unsigned i = 0; i < s->n; i++)
+		words[i] = &s->hdr[i]->wake_seq;
+	return ring_futex_waitv(words, s->seen, s->n, timeout_ns);
+}
+
+int ring_futex_waitv(_Atomic uint32_t *const *words, const uint32_t *vals, unsigned n,
+		     int64_t timeout_ns)
+{
+	if (n == 0 || n > RING_WAIT_MAX)
+		return -EINVAL;
 	struct futex_waitv w[RING_WAIT_MAX];
-	for (unsigned i = 0; i < s->n; i++) {
-		w[i].val = s->seen[i];
-		w[i].uaddr = (uint64_t)(uintptr_t)&s->hdr[i]->wake_seq;
+	for (unsigned i = 0; i < n; i++) {
+		w[i].val = vals[i];
+		w[i].uaddr = (uint64_t)(uintptr_t)words[i];
 		w[i].flags = FUTEX_32;
 		w[i].__reserved = 0;
 	}
@@ -132,7 +143,7 @@ int ring_sleep_wait(struct ring_sleep *s, int64_t timeout_ns)
 		ts.tv_nsec = at % 1000000000;
 		tp = &ts;
 	}
-	if (syscall(SYS_futex_waitv, w, s->n, 0, tp, CLOCK_MONOTONIC) < 0) {
+	if (syscall(SYS_futex_waitv, w, n, 0, tp, CLOCK_MONOTONIC) < 0) {
 		if (errno == EINTR)
 			return -EINTR;
 		if (errno == ETIMEDOUT)

@@ -31,6 +31,12 @@ int ring_wait_room(struct ring *r, uint32_t slot, uint64_t cursor, int64_t timeo
 /* Up to this many rings can be waited on at once (futex_waitv's limit). */
 #define RING_WAIT_MAX 128
 
+/* Park until one of words[i] is woken (or differs from vals[i] already),
+ * the timeout passes (-ETIMEDOUT) or a signal comes (-EINTR); 0 else.
+ * n is 1..RING_WAIT_MAX. */
+int ring_futex_waitv(_Atomic uint32_t *const *words, const uint32_t *vals, unsigned n,
+		     int64_t timeout_ns);
+
 /*
  * A receiver's sleep on several rings. ring_sleep_begin announces the sleep
  * (after which the caller must check its rings once more), ring_sleep_wait

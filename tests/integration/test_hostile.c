@@ -20,6 +20,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
 #include "harness.h"
 #include "ring/layout.h"
@@ -240,8 +242,9 @@ static void test_sender_confined(void)
 	void *buf;
 	CU_ASSERT_EQUAL_FATAL(pg_send_claim(a, g, 8, &buf), 0);
 	/* Two senders in this process: two areas writable, one each (each
-	 * on its session's shelf, with that session's pages). */
-	CU_ASSERT_EQUAL(count_mappings("own", true), areas_before + 1);
+	 * on its session's shelf, with that session's pages), and with each
+	 * the bells of that shelf (ring/layout.h): nothing else of it. */
+	CU_ASSERT_EQUAL(count_mappings("own", true), areas_before + 2);
 	memcpy(buf, "forged!", 8);
 	CU_ASSERT_EQUAL(pg_send_commit(a, buf), 0);
 	/* Rewrite the committed record's header: a pid of our choosing. */
@@ -273,6 +276,147 @@ static void test_sender_confined(void)
 	pg_close(mem);
 	pg_close(b);
 	pg_close(a);
+}
+
+/* Our writable "pgroup:own" mappings of `bytes` bytes, up to max. */
+static unsigned own_writable(size_t bytes, void **at, unsigned max)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	unsigned n = 0;
+	while (n < max && f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && hi - lo == bytes &&
+		    perms[1] == 'w' && strstr(line, "pgroup:own"))
+			at[n++] = (void *)lo;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+struct scribbler {
+	struct ring_bell *bells;
+	_Atomic bool stop;
+	unsigned long rounds;
+};
+
+/* Everything a producer may write on its bells, as fast as it can: seqs
+ * bumped and woken, heads thrown anywhere, hints naming groups of the
+ * member's (tokens are small numbers), the daemon's news, or nothing. */
+static void *scribble(void *arg)
+{
+	struct scribbler *s = arg;
+	unsigned seed = 7;
+	while (!atomic_load(&s->stop)) {
+		for (unsigned b = 0; b < RING_BELL_SLOTS; b++) {
+			struct ring_bell *bell = &s->bells[b];
+			for (unsigned h = 0; h < RING_BELL_HINTS; h++)
+				atomic_store(&bell->hint[h], rand_r(&seed) % 4 ? rand_r(&seed) % 40
+									: rand_r(&seed));
+			atomic_store(&bell->head, rand_r(&seed));
+			atomic_fetch_add(&bell->seq, 1);
+			syscall(SYS_futex, &bell->seq, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+		}
+		s->rounds++;
+		usleep(50);
+	}
+	return NULL;
+}
+
+/*
+ * A member in many groups waits on bells (ring/layout.h): each producer
+ * rings its own, and the member reads what is rung as hints. A producer
+ * writing all over its bells meanwhile (seqs, heads, hints) costs the
+ * member looks, never a message: another producer's messages to every
+ * group all come, each group's in order.
+ */
+static void test_bells_scribbled(void)
+{
+	enum { GROUPS = 24, MSGS = 1500 };
+	static char *names[GROUPS];
+	pg_ctx *own = open_ctx(), *mem = open_ctx(), *evil = open_ctx(), *good = open_ctx();
+	int n = 0;
+	for (; n < GROUPS; n++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "bells%d", n);
+		names[n] = strdup(fresh_group(stem));
+		if (pg_create(own, names[n]) || pg_join(mem, names[n], 0, NULL, NULL))
+			break;
+	}
+	CU_ASSERT_EQUAL_FATAL(n, GROUPS);
+	void *before[16], *after[16];
+	unsigned nb = own_writable(RING_BELL_BYTES, before, 16);
+	CU_ASSERT_EQUAL_FATAL(pg_send(evil, names[0], "e", 1), 0);
+	unsigned na = own_writable(RING_BELL_BYTES, after, 16);
+	CU_ASSERT_EQUAL_FATAL(na, nb + 1); /* the bells of evil's shelf */
+	struct scribbler sc = {0};
+	for (unsigned i = 0; i < na && !sc.bells; i++) {
+		bool old = false;
+		for (unsigned j = 0; j < nb; j++)
+			old |= after[i] == before[j];
+		if (!old)
+			sc.bells = after[i];
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sc.bells);
+	pthread_t th;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, scribble, &sc), 0);
+	static int next[GROUPS], seen[GROUPS];
+	memset(next, 0, sizeof(next));
+	memset(seen, 0, sizeof(seen));
+	unsigned seed = 11;
+	int sent = 0, got = 0, bad = 0;
+	pg_message m;
+	/* Sent in bursts the member reads between: it sleeps on its bells
+	 * between them, so the rings matter. */
+	while (got < MSGS && !bad) {
+		for (int k = 0; k < 5 && sent < MSGS; k++, sent++) {
+			int g = rand_r(&seed) % GROUPS;
+			int v[2] = {g, next[g]++};
+			if (pg_send(good, names[g], v, sizeof(v)))
+				bad = 1;
+		}
+		while (got < sent && !bad) {
+			int r = pg_recv(mem, &m, 5000);
+			if (r) {
+				printf("[pg_recv %d after %d of %d] ", r, got, MSGS);
+				bad = 1;
+				break;
+			}
+			if (m.kind != PG_MSG)
+				continue;
+			if (m.len == 1) /* evil's */
+				continue;
+			int v[2];
+			if (m.len != sizeof(v)) {
+				bad = 2;
+				break;
+			}
+			memcpy(v, m.data, sizeof(v));
+			/* Each group's in the order sent, none twice. */
+			if (v[0] < 0 || v[0] >= GROUPS || strcmp(m.group, names[v[0]]) != 0 ||
+			    v[1] != seen[v[0]]++) {
+				bad = 3;
+				break;
+			}
+			got++;
+		}
+		usleep(rand_r(&seed) % 500);
+	}
+	atomic_store(&sc.stop, true);
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(got, MSGS);
+	CU_ASSERT(sc.rounds > 0);
+	pg_close(good);
+	pg_close(evil);
+	pg_close(mem);
+	for (int i = 0; i < n; i++) {
+		pg_delete(own, names[i]);
+		free(names[i]);
+	}
+	pg_close(own);
 }
 
 /* Inodes of our "pgroup:own" mappings of `bytes` bytes (0: any size),
@@ -466,6 +610,8 @@ int main(void)
 	CU_pSuite s = CU_add_suite("hostile", suite_start_daemon, suite_stop_daemon);
 	CU_add_test(s, "headers zeroed: others still join and send", test_zeroed_headers);
 	CU_add_test(s, "a member moving its own cursor back and forth", test_cursor_back_and_forth);
+	CU_add_test(s, "a producer scribbling its bells loses no one's messages",
+		    test_bells_scribbled);
 	CU_add_test(s, "the directory cannot be made writable", test_directory_read_only);
 	CU_add_test(s, "a sender writes its own area only, and cannot forge from",
 		    test_sender_confined);

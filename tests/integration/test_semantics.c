@@ -754,6 +754,56 @@ static void test_arm_race(void)
 }
 
 /*
+ * The same on bells (pg_recv, no pg_fd): the reader looks at its groups
+ * and its bells, then waits on the bells; test builds pause between the
+ * two, and go without the sweep once a slice that would find a message
+ * whose ring was lost. So every message must come within its 5 s.
+ */
+static void test_bells_race(void)
+{
+	static char *names[RACE_GROUPS];
+	pg_ctx *ctx = open_ctx(), *own = open_ctx();
+	int n = 0;
+	for (; n < RACE_GROUPS; n++) {
+		char stem[16];
+		snprintf(stem, sizeof(stem), "bell%d", n);
+		names[n] = strdup(fresh_group(stem));
+		if (pg_create(own, names[n]) || pg_join(ctx, names[n], 0, NULL, NULL))
+			break;
+	}
+	CU_ASSERT_EQUAL_FATAL(n, RACE_GROUPS);
+	setenv("PGROUP_TEST_ARM_PAUSE_US", "300", 1);
+	setenv("PGROUP_TEST_NO_SWEEP", "1", 1);
+	struct race race = {.names = names};
+	pthread_t th;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, race_sender, &race), 0);
+	int err = 0;
+	pg_message m;
+	while (atomic_load(&race.taken) < RACE_MSGS) {
+		if ((err = pg_recv(ctx, &m, 5000)) != 0)
+			break;
+		if (m.kind == PG_MSG)
+			atomic_fetch_add(&race.taken, 1);
+	}
+	atomic_store(&race.stop, true);
+	int got = atomic_load(&race.taken);
+	if (got < RACE_MSGS)
+		printf("[%d of %d, then %s] ", got, RACE_MSGS, strerror(-err));
+	CU_ASSERT_EQUAL(got, RACE_MSGS);
+	void *sent;
+	CU_ASSERT_EQUAL(pthread_join(th, &sent), 0);
+	CU_ASSERT_PTR_NULL(sent);
+	unsetenv("PGROUP_TEST_ARM_PAUSE_US");
+	unsetenv("PGROUP_TEST_NO_SWEEP");
+	pg_close(ctx);
+	for (int i = 0; i < n; i++) {
+		pg_delete(own, names[i]);
+		free(names[i]);
+	}
+	pg_close(own);
+}
+
+/*
  * A sender new to many groups (a fresh writer area in each) while their
  * one member reads nothing: the member is sent the sender's shelf once and
  * finds each area where the directory says, so it reads every message even
@@ -1227,6 +1277,7 @@ int main(void)
 	CU_add_test(s, "more groups than one futex_waitv covers", test_many_groups);
 	CU_add_test(s, "many groups: fairness, late pg_fd, a forked close", test_many_groups_edges);
 	CU_add_test(s, "many groups under pg_fd: no wake lost while arming", test_arm_race);
+	CU_add_test(s, "many groups on bells: no ring lost while parking", test_bells_race);
 	CU_add_test(s, "new writers in many groups, read with the daemon stopped",
 		    test_new_writers_without_the_daemon);
 	CU_add_test(s, "more senders than a ctx keeps shelves of", test_more_senders_than_shelves);

@@ -157,15 +157,15 @@ static void adopt_pages(struct ring *dst, const struct ring *src)
 	struct ring_pages *d = dst->pages;
 	const struct ring_pages *s = src->pages;
 	uint32_t cap = s->cap;
-	uint8_t *b = calloc(cap, sizeof(*d->page) + sizeof(*d->word) + sizeof(*d->live) +
-				     sizeof(*d->borrowed));
+	size_t ptrs = sizeof(*d->page) + sizeof(*d->borrowed) + sizeof(*d->bell);
+	uint8_t *b = calloc(cap, ptrs + sizeof(*d->word) + sizeof(*d->live));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	free(d->page);
 	d->page = (struct ring_mpage **)b;
 	d->borrowed = (unsigned **)(b + cap * sizeof(*d->page));
-	d->word = (uint32_t *)(b + cap * (sizeof(*d->page) + sizeof(*d->borrowed)));
-	d->live = (uint16_t *)(b + cap * (sizeof(*d->page) + sizeof(*d->borrowed) +
-					  sizeof(*d->word)));
+	d->bell = (struct ring_bell **)(b + cap * (sizeof(*d->page) + sizeof(*d->borrowed)));
+	d->word = (uint32_t *)(b + cap * ptrs);
+	d->live = (uint16_t *)(b + cap * (ptrs + sizeof(*d->word)));
 	d->cap = cap;
 	/* The owner's mappings, which the fork gave us: not ours (counted
 	 * on a counter nobody looks at). */
@@ -3056,12 +3056,95 @@ static void test_shelf_audit(void)
 	close(fd);
 }
 
+/*
+ * Bells: a shelf keeps its first RING_BELL_BYTES out of every range and
+ * the audit leaves what is written there; a commit rings the bell of a
+ * sleeping member whose page names a token (the daemon's bell for it, or
+ * the producer's own at the page's key) instead of the wake word, and the
+ * newest hint is not repeated.
+ */
+static void test_bells(void)
+{
+	struct shelf *sh = NULL;
+	struct ring_file a;
+	CU_ASSERT_EQUAL_FATAL(shelf_take(&sh, "test:bells", RING_PAGE, &a), 0);
+	CU_ASSERT_EQUAL(a.off, RING_BELL_BYTES);
+	struct ring_bell *own = ring_file_bells(&a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(own);
+	atomic_store(&own[5].seq, 9);
+	CU_ASSERT_EQUAL(shelf_audit(64), 0);
+	CU_ASSERT_EQUAL(atomic_load(&own[5].seq), 9);
+	ring_file_release(&a, RING_PAGE);
+	shelf_drop(&sh);
+
+	struct fx f;
+	struct ring_reader rd, quiet;
+	struct ring_area w;
+	CU_ASSERT_EQUAL_FATAL(fx_open(&f, RING_MIN_BYTES, 1000), 0);
+	struct ring *r = &f.r;
+	CU_ASSERT_EQUAL_FATAL(reader_add(r, &rd), 0);
+	CU_ASSERT_EQUAL_FATAL(reader_add(r, &quiet), 0);
+	CU_ASSERT_EQUAL_FATAL(writer_add(r, &w), 0);
+	struct ring_bell *db = r->pages->bell[rd.slot];
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	/* The daemon's: the member's shelf of pages' daemon bell. */
+	CU_ASSERT_PTR_EQUAL(db, shelf_bells(own_shelf) + RING_BELL_DAEMON);
+	atomic_store(&rd.page->bell_token, 7);
+	atomic_store(&rd.page->sleeping, 1);
+	atomic_store(&quiet.page->bell_token, 8); /* on bells, awake */
+	uint32_t seq0 = atomic_load(&r->hdr->wake_seq), b0 = atomic_load(&db->seq);
+	uint32_t h0 = atomic_load(&db->head);
+	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 0, NULL, NULL), 0);
+	ring_wake(r);
+	CU_ASSERT_EQUAL(atomic_load(&r->hdr->wake_seq), seq0);
+	CU_ASSERT_EQUAL(atomic_load(&db->seq), b0 + 1);
+	CU_ASSERT_EQUAL(atomic_load(&db->head), h0 + 1);
+	CU_ASSERT_EQUAL(atomic_load(&db->hint[h0 % RING_BELL_HINTS]), 7);
+	/* Again: rung, the hint not repeated. */
+	ring_wake(r);
+	CU_ASSERT_EQUAL(atomic_load(&db->seq), b0 + 2);
+	CU_ASSERT_EQUAL(atomic_load(&db->head), h0 + 1);
+	/* A sleeper without a token: the wake word too. */
+	atomic_store(&quiet.page->bell_token, 0);
+	atomic_store(&quiet.page->sleeping, 1);
+	ring_wake(r);
+	CU_ASSERT_NOT_EQUAL(atomic_load(&r->hdr->wake_seq), seq0);
+	atomic_store(&quiet.page->sleeping, 0);
+	atomic_store(&quiet.page->bell_token, 8);
+
+	/* A producer rings its own shelf's bell at the member's key. A
+	 * scribbled head only picks another hint slot. */
+	struct ring snd;
+	CU_ASSERT_EQUAL_FATAL(fx_map_sender(&f, &snd), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(snd.pages);
+	adopt_pages(&snd, r);
+	snd.pages->synced = true;
+	static struct ring_bell mine[RING_BELL_SLOTS];
+	snd.bells = mine;
+	atomic_store(&rd.page->bell_key, RING_BELL_SLOTS + 3);
+	atomic_store(&mine[3].head, UINT32_MAX);
+	seq0 = atomic_load(&r->hdr->wake_seq);
+	ring_wake(&snd);
+	CU_ASSERT_EQUAL(atomic_load(&mine[3].seq), 1);
+	CU_ASSERT_EQUAL(atomic_load(&mine[3].head), 0);
+	CU_ASSERT_EQUAL(atomic_load(&mine[3].hint[UINT32_MAX % RING_BELL_HINTS]), 7);
+	CU_ASSERT_EQUAL(atomic_load(&r->hdr->wake_seq), seq0);
+	/* Everyone on bells, asleep or not: their own eviction, say. */
+	atomic_store(&rd.page->sleeping, 0);
+	uint32_t q0 = atomic_load(&r->pages->bell[quiet.slot]->seq);
+	ring_wake_every(r);
+	CU_ASSERT(atomic_load(&r->pages->bell[quiet.slot]->seq) != q0);
+	ring_unmap(&snd);
+	fx_close(&f);
+}
+
 static const struct test hostile_tests[] = {
 	{"corrupt", test_corrupt},
 	{"corrupt_fuzz", test_corrupt_fuzz},
 	{"forged_tail", test_forged_tail},
 	{"forged_cursor", test_forged_cursor},
 	{"shelf_audit", test_shelf_audit},
+	{"bells", test_bells},
 	{NULL, NULL},
 };
 
