@@ -17,6 +17,20 @@
 
 static void bells_close_sources(pg_ctx *ctx);
 
+/* arr (`each`-byte entries, *cap of them, n used) with room for one
+ * more: itself, or grown to twice (at first `first`); NULL without memory
+ * (arr stays as it was). */
+static void *room_for_one(void *arr, unsigned n, unsigned *cap, size_t each, unsigned first)
+{
+	if (n < *cap)
+		return arr;
+	unsigned c = *cap ? 2 * *cap : first;
+	void *g = realloc(arr, (size_t)c * each);
+	if (g)
+		*cap = c;
+	return g;
+}
+
 struct ring_bell *bells_own(pg_ctx *ctx, int fd, uint64_t area_off)
 {
 	/* A shelf hands out nothing below its bells: an area of a memfd of
@@ -29,14 +43,11 @@ struct ring_bell *bells_own(pg_ctx *ctx, int fd, uint64_t area_off)
 	for (unsigned i = 0; i < ctx->n_own_bells; i++)
 		if (ctx->own_bells[i].dev == st.st_dev && ctx->own_bells[i].ino == st.st_ino)
 			return ctx->own_bells[i].bells;
-	if (ctx->n_own_bells == ctx->cap_own_bells) {
-		unsigned cap = ctx->cap_own_bells ? 2 * ctx->cap_own_bells : 4;
-		struct ctx_bells *n = realloc(ctx->own_bells, cap * sizeof(*n));
-		if (!n)
-			return NULL;
-		ctx->own_bells = n;
-		ctx->cap_own_bells = cap;
-	}
+	struct ctx_bells *own = room_for_one(ctx->own_bells, ctx->n_own_bells,
+					     &ctx->cap_own_bells, sizeof(*own), 4);
+	if (!own)
+		return NULL;
+	ctx->own_bells = own;
 	void *m = mmap(NULL, RING_BELL_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return NULL;
@@ -118,16 +129,13 @@ static void source_add(pg_ctx *ctx, int fd, uint64_t shelf, uint32_t slot)
 		ctx->bells_full = true; /* more than one futex_waitv covers */
 		return;
 	}
-	if (ctx->n_sources == ctx->cap_sources) {
-		unsigned cap = ctx->cap_sources ? 2 * ctx->cap_sources : 8;
-		struct bell_source *n = realloc(ctx->sources, cap * sizeof(*n));
-		if (!n) {
-			ctx->bells_full = true;
-			return;
-		}
-		ctx->sources = n;
-		ctx->cap_sources = cap;
+	struct bell_source *sources =
+	    room_for_one(ctx->sources, ctx->n_sources, &ctx->cap_sources, sizeof(*sources), 8);
+	if (!sources) {
+		ctx->bells_full = true;
+		return;
 	}
+	ctx->sources = sources;
 	/* A writer's: read-only, as our fd of its shelf is. */
 	void *m = shelf ? mmap(NULL, RING_BELL_BYTES, PROT_READ, MAP_SHARED, fd, 0)
 			: map_own_bells(fd);
@@ -178,10 +186,7 @@ int bells_start(pg_ctx *ctx)
 	if (ctx->bells_full)
 		return -ENOSPC;
 	ctx->on_bells = true;
-	/* Every group may have records now: look at each once. */
-	for (struct group_ref *g = ctx->groups; g; g = g->next)
-		if (g->mem)
-			ready_push(ctx, g);
+	ready_push_all(ctx);
 	return 0;
 }
 
@@ -203,14 +208,11 @@ uint32_t bells_token(pg_ctx *ctx, struct group_ref *g)
 {
 	if (g->token)
 		return g->token;
-	if (ctx->n_tokens == ctx->cap_tokens) {
-		unsigned cap = ctx->cap_tokens ? 2 * ctx->cap_tokens : 64;
-		struct group_ref **n = realloc(ctx->tokens, cap * sizeof(*n));
-		if (!n)
-			return 0;
-		ctx->tokens = n;
-		ctx->cap_tokens = cap;
-	}
+	struct group_ref **tokens =
+	    room_for_one(ctx->tokens, ctx->n_tokens, &ctx->cap_tokens, sizeof(*tokens), 64);
+	if (!tokens)
+		return 0;
+	ctx->tokens = tokens;
 	ctx->tokens[ctx->n_tokens++] = g;
 	return g->token = ctx->n_tokens; /* never RING_BELL_NEWS: fewer groups */
 }

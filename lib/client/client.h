@@ -264,6 +264,8 @@ bool recv_has_record(pg_ctx *ctx, struct group_ref *g);
 int ready_start(pg_ctx *ctx);
 void ready_stop(pg_ctx *ctx);
 /* g may have records: pg_recv looks at it. */
+/* Every group with a membership onto the active list (a new way of waiting). */
+void ready_push_all(pg_ctx *ctx);
 void ready_push(pg_ctx *ctx, struct group_ref *g);
 void ready_remove(pg_ctx *ctx, struct group_ref *g);
 /* Take the completions not taken yet: woken groups become active again;

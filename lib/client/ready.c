@@ -47,11 +47,16 @@ int ready_start(pg_ctx *ctx)
 		return -EOPNOTSUPP;
 	}
 	ctx->have_uring = true;
+	ready_push_all(ctx);
+	return 0;
+}
+
+void ready_push_all(pg_ctx *ctx)
+{
 	/* Every group may have records now: look at each once. */
 	for (struct group_ref *g = ctx->groups; g; g = g->next)
 		if (g->mem)
 			ready_push(ctx, g);
-	return 0;
 }
 
 void ready_push(pg_ctx *ctx, struct group_ref *g)
