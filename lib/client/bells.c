@@ -78,6 +78,7 @@ void bells_close(pg_ctx *ctx)
  * keeps, every group is looked at, at most once per BELL_SWEEP_NS.
  */
 #define BELL_SWEEP_NS (10 * PG_MS)
+#define BELL_POLLS_PER_CLOCK 1024u
 
 /* A shelf whose bell we wait on. */
 struct bell_source {
@@ -123,7 +124,11 @@ static void *map_own_bells(int fd)
 static void source_add(pg_ctx *ctx, int fd, uint64_t shelf, uint32_t slot)
 {
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) || source_known(ctx, shelf, &st))
+	if (fd < 0 || fstat(fd, &st)) {
+		ctx->bells_full = true; /* a shelf we could not hear */
+		return;
+	}
+	if (source_known(ctx, shelf, &st))
 		return;
 	if (ctx->n_sources == RING_WAIT_MAX) {
 		ctx->bells_full = true; /* more than one futex_waitv covers */
@@ -233,6 +238,26 @@ static void take_hint(pg_ctx *ctx, uint32_t token)
 	ready_push(ctx, g);
 }
 
+static void sweep(pg_ctx *ctx, int64_t now);
+
+/* Every group with something unread looked at again, busy or not: what
+ * no hint named (a ring we could not hear, a writer whose notice did not
+ * fit our socket) waits a slice at most when we are idle, and a second at
+ * most while other groups keep us awake (10,000 groups: ~1 ms a sweep,
+ * which a message that comes meanwhile waits for). */
+#define BELL_BUSY_SWEEP_NS (1000 * PG_MS)
+
+static void sweep_if_due(pg_ctx *ctx, int64_t now, bool idle)
+{
+#ifdef PG_TEST_HOOKS
+	/* Test builds may go without, so that a lost ring shows. */
+	if (getenv("PGROUP_TEST_NO_SWEEP"))
+		return;
+#endif
+	if (now - ctx->bells_swept >= (idle ? PG_PARK_SLICE_NS : BELL_BUSY_SWEEP_NS))
+		sweep(ctx, now);
+}
+
 static void sweep(pg_ctx *ctx, int64_t now)
 {
 	if (now - ctx->bells_swept < BELL_SWEEP_NS) {
@@ -289,6 +314,9 @@ bool bells_poll(pg_ctx *ctx)
 	}
 	if (ctx->bells_sweep_due)
 		sweep(ctx, ring_now_ns());
+	/* A busy ctx that never parks: now and then. */
+	if (++ctx->bells_polls % BELL_POLLS_PER_CLOCK == 0)
+		sweep_if_due(ctx, ring_now_ns(), false);
 	return any;
 }
 
@@ -301,16 +329,15 @@ int bells_park(pg_ctx *ctx, int64_t timeout_ns)
 			return ready_park(ctx, timeout_ns);
 		return 1; /* pg_recv polls its groups, a slice at a time */
 	}
+	sweep_if_due(ctx, ring_now_ns(), false);
 	if (ready_arm_all(ctx) || bells_poll(ctx) || ctx->sock_news)
 		return 1;
-	/* A sweep put off (sweep()) ends the wait when it may run. */
-	bool for_sweep = false;
+	/* A sweep put off (sweep()) ends the wait when it may run; the
+	 * slice's sweep is due by the slice anyway. */
 	if (ctx->bells_sweep_due) {
 		int64_t left = ctx->bells_swept + BELL_SWEEP_NS - ring_now_ns();
-		if (left < timeout_ns) {
+		if (left < timeout_ns)
 			timeout_ns = left > 0 ? left : 0;
-			for_sweep = true;
-		}
 	}
 #ifdef PG_TEST_HOOKS
 	/* Test builds only: widen the gap between our look at the groups and
@@ -336,20 +363,12 @@ int bells_park(pg_ctx *ctx, int64_t timeout_ns)
 	}
 	if (err == -EINTR)
 		return -EINTR;
-	if (bells_poll(ctx)) /* runs the sweep put off, if it may now */
+	/* Runs a sweep put off, if it may now; the slice's, if due. (Only
+	 * ever asked for by lost hints: a timeout asks for none, or a wait
+	 * cut short for a sweep would put off the next one for ever.) */
+	if (bells_poll(ctx))
 		return 1;
-	if (err == -ETIMEDOUT && !for_sweep) {
-		/* What no bell told of (a ring we could not hear): once a slice
-		 * that ended with none. (Not after a wait cut short for a sweep
-		 * put off: asking again would put one off for ever, a sweep
-		 * every BELL_SWEEP_NS.) Test builds may go without, so that a
-		 * lost ring shows. */
-#ifdef PG_TEST_HOOKS
-		if (getenv("PGROUP_TEST_NO_SWEEP"))
-			return 0;
-#endif
-		sweep(ctx, ring_now_ns());
-	}
+	sweep_if_due(ctx, ring_now_ns(), err == -ETIMEDOUT);
 	return err == -ETIMEDOUT ? 0 : 1;
 }
 

@@ -163,6 +163,7 @@ struct pg_ctx {
 	uint32_t n_tokens, cap_tokens;
 	int64_t bells_swept;
 	bool bells_sweep_due;
+	unsigned bells_polls;
 	struct ctl_out out;
 	uint8_t in[CTL_MAX_BYTES];
 };

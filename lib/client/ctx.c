@@ -190,9 +190,10 @@ void pg_close(pg_ctx *ctx)
 	bool forked = ctx_check(ctx) == -ECHILD;
 	ctx->closing_forked = forked;
 	ctx->closing = true;
-	if (ctx->have_uring) {
+	if (ctx->have_uring || ctx->on_bells) {
 		/* Closing the ring cancels its futex waits; then withdraw the
-		 * sleeps they announced. */
+		 * sleeps they announced (on bells too: before our goodbye,
+		 * or producers would ring for us until the daemon is told). */
 		if (!forked)
 			for (struct group_ref *g = ctx->groups; g; g = g->next)
 				for (struct membership *m = g->mem; m; m = m->next)

@@ -87,7 +87,13 @@ static int fetch_area(void *arg, uint32_t writer, uint32_t gen, int *fd, uint64_
 	ctl_put_str(&ctx->out, CTL_T_NAME, m->ref->name);
 	ctl_put_u32(&ctx->out, CTL_T_WRITER, writer);
 	ctl_put_u32(&ctx->out, CTL_T_GEN, gen);
-	return ctx_call_fd(ctx, fd, off);
+	if ((err = ctx_call_fd(ctx, fd, off)))
+		return err;
+	/* A writer we were not told of (its notice did not fit our socket):
+	 * its bell from now on. */
+	uint64_t shelf, at;
+	bells_areas(ctx, ring_area_where(&m->ring, writer, gen, &shelf, &at) ? shelf : 0, *fd);
+	return 0;
 }
 
 int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int *fds)

@@ -190,8 +190,12 @@ static bool arm(pg_ctx *ctx, struct group_ref *g)
 		/* Our token and key before the sleep: a producer that sees the
 		 * sleep reads them after it. */
 		uint32_t token = bells_token(ctx, g);
-		if (!token)
-			return true; /* cannot name it: keep looking at it */
+		if (!token) {
+			/* Cannot name it (no memory): the io_uring at the
+			 * next park, looking at it till then. */
+			ctx->bells_full = true;
+			return true;
+		}
 		if (!m->armed) {
 			atomic_store(&m->reader.page->bell_key, ctx->bell_key);
 			atomic_store(&m->reader.page->bell_token, token);

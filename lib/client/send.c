@@ -120,6 +120,19 @@ static int sender(pg_ctx *ctx, const char *group, struct group_ref **out)
 	return 0;
 }
 
+static int sync_pages(pg_ctx *ctx, struct group_ref *g);
+
+/* After a commit: a member that joined since our claim (its page not
+ * mapped yet) may sleep on bells, which only its page names: map it first
+ * (once per new member), then wake. */
+static void wake_members(pg_ctx *ctx, struct group_ref *g)
+{
+	struct ring *r = &g->snd->ring;
+	if (ring_pages_stale(r))
+		sync_pages(ctx, g);
+	ring_wake(r);
+}
+
 /* Ask the node to evict a member: only it writes the directory, and it
  * checks for itself that the member stalled (or is the caller's own). 0
  * when evicted, -EAGAIN when the node has not seen it stall long enough. */
@@ -295,7 +308,7 @@ static int send_common(pg_ctx *ctx, const char *group, const void *data, size_t 
 	if (len)
 		memcpy(c.payload, data, len);
 	err = ring_commit(&g->snd->ring, &c, RING_REC_MSG, flags, ctx->dpid, 0);
-	ring_wake(&g->snd->ring);
+	wake_members(ctx, g);
 	return err;
 }
 
@@ -357,7 +370,7 @@ static int end_claim(pg_ctx *ctx, void *buf, bool commit)
 		     : ring_abort(&s->ring, &s->claim);
 	/* Readers parked at this position move on: to the record, or past
 	 * the withdrawn one. */
-	ring_wake(&s->ring);
+	wake_members(ctx, g);
 	return commit ? err : 0;
 }
 

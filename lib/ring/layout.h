@@ -400,16 +400,19 @@ static_assert(sizeof(struct ring_mpage) == RING_PAGE, "a member page is one page
  * every group).
  */
 #define RING_BELL_SLOTS 128u
-#define RING_BELL_HINTS 14u
+/* A power of two: head % RING_BELL_HINTS runs on across head's wrap. */
+#define RING_BELL_HINTS 16u
 #define RING_BELL_DAEMON 0u
 #define RING_BELL_NEWS UINT32_MAX
 struct ring_bell {
 	_Atomic uint32_t seq;  /* the futex word */
 	_Atomic uint32_t head; /* hints written */
 	_Atomic uint32_t hint[RING_BELL_HINTS];
+	uint8_t pad[2 * RING_CACHELINE - 8 - 4 * RING_BELL_HINTS];
 };
-static_assert(sizeof(struct ring_bell) == RING_CACHELINE, "a bell is one line");
-#define RING_BELL_BYTES ((uint64_t)RING_BELL_SLOTS * sizeof(struct ring_bell))
+static_assert((RING_BELL_HINTS & (RING_BELL_HINTS - 1)) == 0, "hints: a power of two");
+static_assert(sizeof(struct ring_bell) == 2 * RING_CACHELINE, "a bell is two lines");
+#define RING_BELL_BYTES ((uint64_t)RING_BELL_SLOTS * sizeof(struct ring_bell)) /* 16 KiB */
 static_assert(RING_BELL_BYTES % RING_PAGE == 0, "bells are whole pages");
 
 /*
