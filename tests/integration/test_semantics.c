@@ -691,18 +691,37 @@ static void *race_sender(void *arg)
 	return err;
 }
 
+/* RACE_GROUPS fresh groups made by own, ctx a member of each: how many
+ * (all, or the test cannot go on). */
+static int race_groups(pg_ctx *own, pg_ctx *ctx, char **names, const char *stem)
+{
+	int n = 0;
+	for (; n < RACE_GROUPS; n++) {
+		char name[16];
+		snprintf(name, sizeof(name), "%s%d", stem, n);
+		names[n] = strdup(fresh_group(name));
+		if (pg_create(own, names[n]) || pg_join(ctx, names[n], 0, NULL, NULL))
+			break;
+	}
+	return n;
+}
+
+/* Close ctx, delete the n groups, close own. */
+static void race_groups_drop(pg_ctx *own, pg_ctx *ctx, char **names, int n)
+{
+	pg_close(ctx);
+	for (int i = 0; i < n; i++) {
+		pg_delete(own, names[i]);
+		free(names[i]);
+	}
+	pg_close(own);
+}
+
 static void test_arm_race(void)
 {
 	static char *names[RACE_GROUPS];
 	pg_ctx *ctx = open_ctx(), *own = open_ctx();
-	int n = 0;
-	for (; n < RACE_GROUPS; n++) {
-		char stem[16];
-		snprintf(stem, sizeof(stem), "race%d", n);
-		names[n] = strdup(fresh_group(stem));
-		if (pg_create(own, names[n]) || pg_join(ctx, names[n], 0, NULL, NULL))
-			break;
-	}
+	int n = race_groups(own, ctx, names, "race");
 	CU_ASSERT_EQUAL_FATAL(n, RACE_GROUPS);
 	int fd = pg_fd(ctx);
 	CU_ASSERT_FATAL(fd >= 0);
@@ -745,12 +764,7 @@ static void test_arm_race(void)
 	CU_ASSERT_PTR_NULL(sent);
 	unsetenv("PGROUP_TEST_ARM_PAUSE_US");
 	close(ep);
-	pg_close(ctx);
-	for (int i = 0; i < n; i++) {
-		pg_delete(own, names[i]);
-		free(names[i]);
-	}
-	pg_close(own);
+	race_groups_drop(own, ctx, names, n);
 }
 
 /*
@@ -763,14 +777,7 @@ static void test_bells_race(void)
 {
 	static char *names[RACE_GROUPS];
 	pg_ctx *ctx = open_ctx(), *own = open_ctx();
-	int n = 0;
-	for (; n < RACE_GROUPS; n++) {
-		char stem[16];
-		snprintf(stem, sizeof(stem), "bell%d", n);
-		names[n] = strdup(fresh_group(stem));
-		if (pg_create(own, names[n]) || pg_join(ctx, names[n], 0, NULL, NULL))
-			break;
-	}
+	int n = race_groups(own, ctx, names, "bell");
 	CU_ASSERT_EQUAL_FATAL(n, RACE_GROUPS);
 	setenv("PGROUP_TEST_ARM_PAUSE_US", "300", 1);
 	setenv("PGROUP_TEST_NO_SWEEP", "1", 1);
@@ -795,12 +802,7 @@ static void test_bells_race(void)
 	CU_ASSERT_PTR_NULL(sent);
 	unsetenv("PGROUP_TEST_ARM_PAUSE_US");
 	unsetenv("PGROUP_TEST_NO_SWEEP");
-	pg_close(ctx);
-	for (int i = 0; i < n; i++) {
-		pg_delete(own, names[i]);
-		free(names[i]);
-	}
-	pg_close(own);
+	race_groups_drop(own, ctx, names, n);
 }
 
 /*
