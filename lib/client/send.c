@@ -233,6 +233,13 @@ static int claim(pg_ctx *ctx, struct group_ref *g, size_t len, bool wait, struct
 		int err;
 		if (ring_pages_stale(r) && (err = sync_pages(ctx, g)))
 			return err;
+#ifdef PG_TEST_HOOKS
+		/* Test builds only: a member may join between our look at the
+		 * member set and our claim (it then reads what we commit). */
+		const char *pause = getenv("PGROUP_TEST_CLAIM_PAUSE_US");
+		if (pause)
+			usleep((useconds_t)atoi(pause));
+#endif
 		err = ring_claim(r, &s->area, (uint32_t)len, RING_EVENT_RESERVE, CLAIM_TRIES, c,
 				     &blocker);
 		if (err != -EAGAIN)

@@ -806,6 +806,61 @@ static void test_bells_race(void)
 }
 
 /*
+ * A member that joins a group between a sender's look at its member set
+ * and the sender's claim reads what the sender commits; on bells it sleeps
+ * on a bell only its page names, which the sender has not mapped yet: the
+ * sender must map it before it wakes (test builds pause its claim there;
+ * no sweep, so a missed ring is a 5 s timeout).
+ */
+struct late_send {
+	const char *group;
+	int err;
+};
+
+static void *late_sender(void *arg)
+{
+	struct late_send *l = arg;
+	pg_ctx *snd = open_ctx();
+	/* Its claim looks at the member set (none yet), then pauses. */
+	l->err = pg_send(snd, l->group, "late", 4);
+	pg_close(snd);
+	return NULL;
+}
+
+static void test_bells_late_join(void)
+{
+	static char *names[RACE_GROUPS];
+	pg_ctx *ctx = open_ctx(), *own = open_ctx();
+	int n = race_groups(own, ctx, names, "late");
+	CU_ASSERT_EQUAL_FATAL(n, RACE_GROUPS);
+	char *late = strdup(fresh_group("late-x"));
+	CU_ASSERT_EQUAL_FATAL(pg_create(own, late), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN); /* on bells, all read */
+	setenv("PGROUP_TEST_NO_SWEEP", "1", 1);
+	setenv("PGROUP_TEST_CLAIM_PAUSE_US", "400000", 1); /* before the thread */
+	struct late_send l = {.group = late};
+	pthread_t th;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, late_sender, &l), 0);
+	/* While the sender's claim waits: join, then park. */
+	struct timespec ts = {.tv_nsec = 150 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	CU_ASSERT_EQUAL(pg_join(ctx, late, 0, NULL, NULL), 0);
+	int err;
+	do
+		err = pg_recv(ctx, &m, 5000);
+	while (err == 0 && !(m.kind == PG_MSG && m.len == 4 && memcmp(m.data, "late", 4) == 0));
+	CU_ASSERT_EQUAL(err, 0);
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(l.err, 0);
+	unsetenv("PGROUP_TEST_CLAIM_PAUSE_US");
+	unsetenv("PGROUP_TEST_NO_SWEEP");
+	pg_delete(own, late);
+	free(late);
+	race_groups_drop(own, ctx, names, n);
+}
+
+/*
  * A sender new to many groups (a fresh writer area in each) while their
  * one member reads nothing: the member is sent the sender's shelf once and
  * finds each area where the directory says, so it reads every message even
@@ -1280,6 +1335,8 @@ int main(void)
 	CU_add_test(s, "many groups: fairness, late pg_fd, a forked close", test_many_groups_edges);
 	CU_add_test(s, "many groups under pg_fd: no wake lost while arming", test_arm_race);
 	CU_add_test(s, "many groups on bells: no ring lost while parking", test_bells_race);
+	CU_add_test(s, "on bells: a member that joins during a sender's claim is woken",
+		    test_bells_late_join);
 	CU_add_test(s, "new writers in many groups, read with the daemon stopped",
 		    test_new_writers_without_the_daemon);
 	CU_add_test(s, "more senders than a ctx keeps shelves of", test_more_senders_than_shelves);
