@@ -393,7 +393,6 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			ctx->last_drain_ns = now;
 			continue;
 		}
-		/* On bells the daemon rings for what it sends us unasked. */
 		if ((parking && !asked_before_park) ||
 		    (!asked_daemon && now - ctx->last_drain_ns > PG_DRAIN_EVERY_NS)) {
 			ctx_drain(ctx);
