@@ -35,7 +35,6 @@ struct sender {
  */
 struct membership {
 	struct ring ring;
-	struct ring_reader reader;
 	/* The group's master: whose node a message is from (the ring says
 	 * from_node 0); events name their member's node themselves. */
 	char master[PG_NODE_MAX];
@@ -49,6 +48,9 @@ struct membership {
 	/* A later membership of the same group (another process joined us
 	 * again while this one was evicted): taken once this one is told. */
 	struct membership *next;
+	/* Where we read. Last: its table of writers' claim order is large
+	 * and mostly untouched. */
+	struct ring_reader reader;
 };
 
 /* A group this ctx named. Kept until pg_close: pg_message.group points at

@@ -207,6 +207,9 @@ struct group {
 	bool bad; /* its shared memory was found corrupt */
 	unsigned areas_to_reclaim; /* charged slots freed since the last reclaim */
 	uint64_t tick_tail; /* the tail at its last tick */
+	/* The highest tail the node has read or made: an honest tail only
+	 * grows, so one below it was written back by a sender. */
+	uint64_t tail_seen;
 	int64_t join_blocked_at;       /* a JOINED found no room (ns): time its blocker */
 	struct pending_event *pending; /* events waiting for room, in order */
 	unsigned tick_index;           /* its entry in d->ticks */

@@ -161,6 +161,18 @@ static void stall_track(struct stall_clock *c, uint64_t what, uint64_t at, int64
 	}
 }
 
+/* Whether the tail, seen at `from` (and left at `to`), went on from the
+ * highest the node saw; the group is bad if it went back. */
+static bool tail_went_on(struct group *g, uint64_t from, uint64_t to)
+{
+	if (from < g->tail_seen) {
+		group_bad(g, "the tail went back");
+		return false;
+	}
+	g->tail_seen = to;
+	return true;
+}
+
 /* Append one event record with the daemon's writer slot; the daemon may use
  * the reserve senders leave free. -EAGAIN when there is no room now. */
 /* Write one record into g's order now: 0 and its position, or -EAGAIN
@@ -203,6 +215,13 @@ static int append_record(struct daemon *d, struct group *g, const struct pending
 	if (err) {
 		group_bad(g, "the node's own claim failed");
 		return err;
+	}
+	/* Behind a tail we saw: written back, and what we would place here
+	 * could come before records already read (a member joining again
+	 * would read them twice). */
+	if (!tail_went_on(g, c.pos, c.pos + 1)) {
+		ring_abort(&g->ring, &c);
+		return -EBADMSG;
 	}
 	memcpy(c.payload, e->kind == RING_REC_MSG ? (const void *)e->data : node, n);
 	err = ring_commit_seq(&g->ring, &c, e->kind, e->flags, e->pid, e->from_node, e->seq);
@@ -1114,6 +1133,8 @@ static bool tick_group(struct daemon *d, struct group *g, int64_t now)
 		registry_progress(g, m, now);
 	}
 	g->tick_tail = tail;
+	if (!tail_went_on(g, tail, tail))
+		return true;
 	check_tail(g);
 	if (g->bad)
 		return true;

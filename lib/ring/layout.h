@@ -43,7 +43,7 @@
 
 #define RING_DATA_MAGIC 0x70677264u   /* "pgrd" */
 #define RING_DIR_MAGIC 0x70677263u  /* "pgrc" */
-#define RING_VERSION 8u
+#define RING_VERSION 9u
 #define RING_CACHELINE 64
 #define RING_PAGE 4096
 
@@ -103,10 +103,14 @@ struct ring_rec {
 	uint16_t flags;     /* RING_F_* */
 	int32_t from_pid;   /* sender (as the daemon sees it), or the member an event is about */
 	uint32_t from_node; /* 0 = the group's master node */
-	/* The record's place in the group's order as its master numbered it
-	 * (pg_message.seq), in a replica's records, which only the daemon
-	 * writes; 0 = its position + 1 (a master's own ring). Readers take it
-	 * from the daemon's area only: no sender can renumber the order. */
+	/* In the daemon's area: the record's place in the group's order as
+	 * its master numbered it (pg_message.seq), in a replica's records;
+	 * 0 = its position + 1 (a master's own ring). Readers take it from
+	 * the daemon's area only: no sender can renumber the order.
+	 * In a sender's area: the record's byte position in that area, which
+	 * grows with each of the sender's claims. Readers check that it grows
+	 * along the order too (ring_read): a tail or an order rewritten to
+	 * put a later claim of a sender before an earlier one is caught. */
 	uint64_t seq;
 };
 static_assert(offsetof(struct ring_rec, order_pos) == 0, "ring_rec layout");

@@ -269,6 +269,7 @@ int ring_claim(struct ring *r, struct ring_area *a, uint32_t len, uint32_t reser
 	}
 	c->pos = t;
 	c->unit = (a->tail & r->amask) / RING_ALIGN;
+	c->at = a->tail;
 	c->rec = area_rec(r, a->writer, a->tail);
 	c->payload = (uint8_t *)c->rec + sizeof(struct ring_rec);
 	c->len = len;
@@ -313,7 +314,8 @@ static void claim_done(struct ring *r, const struct ring_claim *c)
 int ring_commit(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
 		int32_t from_pid, uint32_t from_node)
 {
-	return ring_commit_seq(r, c, kind, flags, from_pid, from_node, 0);
+	/* A sender's record says where in its area it is: its claim order. */
+	return ring_commit_seq(r, c, kind, flags, from_pid, from_node, c->at);
 }
 
 int ring_commit_seq(struct ring *r, const struct ring_claim *c, uint16_t kind, uint16_t flags,
@@ -457,6 +459,24 @@ static int area_fetch(struct ring *r, uint32_t writer, uint32_t gen)
 	return err;
 }
 
+/*
+ * A sender claims in order, and writes its records into its area in that
+ * order: of two of its records, the one later in the group's order is the
+ * one later in its area, for every reader, whichever way it reads (a
+ * node's stream reads again from an earlier position). A sender that
+ * rewrites the tail or the order (its memory) to give a later claim an
+ * earlier position breaks that: forged. The daemon's area is not looked
+ * at (its seq is the master's numbering, and no sender writes it).
+ */
+static bool in_claim_order(const struct ring_seen *s, uint32_t gen, uint64_t pos, uint64_t at)
+{
+	if (s->gen != gen)
+		return true; /* nothing read of this area yet */
+	if (pos == s->pos)
+		return at == s->at;
+	return (pos > s->pos) == (at > s->at);
+}
+
 static bool kind_readable(uint16_t kind)
 {
 	return kind >= RING_REC_MSG && kind <= RING_REC_DOWN;
@@ -532,6 +552,12 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 		if (copy.order_pos != pos || !kind_readable(copy.kind) || copy.len > r->max_msg ||
 		    off + ring_rec_bytes(copy.len) > r->capacity)
 			return read_fault(me, rd);
+		if (writer != RING_DAEMON_WRITER) {
+			struct ring_seen *seen = &rd->seen[writer];
+			if (!in_claim_order(seen, gen, pos, copy.seq))
+				return read_fault(me, rd);
+			*seen = (struct ring_seen){.pos = pos, .at = copy.seq, .gen = gen};
+		}
 		v->kind = copy.kind;
 		v->flags = copy.flags;
 		v->len = copy.len;

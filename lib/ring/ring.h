@@ -111,6 +111,7 @@ struct ring_area {
 struct ring_claim {
 	uint64_t pos;      /* its order position */
 	uint64_t unit;     /* its offset in the area, in RING_ALIGN units */
+	uint64_t at;       /* its byte position in the area, unmasked (ring_rec.seq) */
 	struct ring_rec *rec;
 	void *payload;
 	uint32_t len;
@@ -131,12 +132,23 @@ struct ring_view {
 };
 
 /* A member's reading state; `pos` is private, the page's cursor public. */
+/* The last record a reader read of one writer (of area generation `gen`):
+ * its order position and its place in the writer's area. */
+struct ring_seen {
+	uint64_t pos;
+	uint64_t at;
+	uint32_t gen; /* 0: none read */
+};
+
 struct ring_reader {
 	uint64_t pos;
 	uint32_t slot;
 	uint32_t state_word;     /* RING_MEMBER_WORD(gen, ACTIVE) as handed out */
 	uint32_t woke_parks;     /* the producers' park count we last woke for */
 	struct ring_mpage *page; /* our own page, mapped writable */
+	/* Per sender: what claim order its next record must keep (ring_read).
+	 * Zeroed with the reader. */
+	struct ring_seen seen[RING_WRITER_SLOTS];
 };
 
 /* Bytes a record of `len` payload bytes occupies in an area. */

@@ -2388,9 +2388,13 @@ static uint64_t commit_e(const struct ring *r, uint64_t pos, uint64_t unit, uint
 	return RING_E_MAKE(lap_of(r, pos), unit, w, RING_E_COMMITTED);
 }
 
+/* Read one forged position on its own: as a fresh reader would, with no
+ * earlier record of the writer to keep claim order with (test_rewound_tail
+ * looks at that). */
 static int read_at(struct ring *r, struct ring_reader *rd, uint64_t pos, struct ring_view *v)
 {
 	rd->pos = pos;
+	memset(rd->seen, 0, sizeof(rd->seen));
 	return ring_read(r, rd, v);
 }
 
@@ -2774,6 +2778,58 @@ static void test_forged_tail(void)
 	fx_close(&f);
 }
 
+/*
+ * A sender rewinds the tail into a gap it made: its honest peer's later
+ * claims get earlier positions than its earlier ones. Every record is
+ * honest and at its own position, so only claim order can tell: the reader
+ * takes the one read first as it comes and refuses the record out of its
+ * writer's order (-EBADMSG), never delivering it after a later one. A
+ * reader that goes back (a node's stream sending again) reads again.
+ */
+static void test_rewound_tail(void)
+{
+	struct fx f;
+	struct ring_reader m;
+	struct ring_area w;
+	CU_ASSERT_EQUAL_FATAL(fx_open(&f, RING_MIN_BYTES, 1000), 0);
+	struct ring *r = &f.r;
+	CU_ASSERT_EQUAL_FATAL(reader_add(r, &m), 0);
+	CU_ASSERT_EQUAL_FATAL(writer_add(r, &w), 0);
+	uint64_t t = tail_of(r);
+	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(take(r, &m, 0, NULL), 1);
+	/* A gap of two positions, the peer's keys 1 and 2 past it ... */
+	atomic_store(&r->hdr->tail, t + 3);
+	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 2, NULL, NULL), 0);
+	/* ... then the tail back into the gap: keys 3 and 4 fill it. */
+	atomic_store(&r->hdr->tail, t + 1);
+	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 3, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(put(r, &w, RING_EVENT_RESERVE, 10, 4, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(tail_of(r), t + 3);
+	atomic_store(&r->hdr->tail, t + 5);
+	CU_ASSERT_EQUAL(take(r, &m, 3, NULL), 1);
+	struct ring_view v;
+	CU_ASSERT_EQUAL(take(r, &m, 4, &v), 1);
+	CU_ASSERT_EQUAL(v.pos, t + 2);
+	/* Key 1, claimed before 3 and 4, is after them in the order. */
+	CU_ASSERT_EQUAL(take(r, &m, 1, NULL), -EBADMSG);
+	CU_ASSERT_EQUAL(m.pos, t + 3);
+	/* Read again from an earlier position, the same records agree. */
+	m.pos = t + 1;
+	CU_ASSERT_EQUAL(take(r, &m, 3, NULL), 1);
+	CU_ASSERT_EQUAL(take(r, &m, 4, NULL), 1);
+	/* A fresh reader that starts past the gap takes 1 and 2, in order,
+	 * and then refuses nothing it has not seen out of order. */
+	struct ring_reader late;
+	CU_ASSERT_EQUAL_FATAL(reader_add(r, &late), 0);
+	late.pos = t + 3;
+	CU_ASSERT_EQUAL(take(r, &late, 1, NULL), 1);
+	CU_ASSERT_EQUAL(take(r, &late, 2, NULL), 1);
+	CU_ASSERT_EQUAL(ring_read(r, &late, &v), 0);
+	fx_close(&f);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Sleep and wake                                                           */
 
@@ -3143,6 +3199,7 @@ static const struct test hostile_tests[] = {
 	{"corrupt_fuzz", test_corrupt_fuzz},
 	{"forged_tail", test_forged_tail},
 	{"forged_cursor", test_forged_cursor},
+	{"rewound_tail", test_rewound_tail},
 	{"shelf_audit", test_shelf_audit},
 	{"bells", test_bells},
 	{NULL, NULL},
