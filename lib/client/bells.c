@@ -191,6 +191,9 @@ int bells_start(pg_ctx *ctx)
 	if (ctx->bells_full)
 		return -ENOSPC;
 	ctx->on_bells = true;
+	/* What the daemon sent before we listened rang no bell of ours:
+	 * read the socket once before the first park. */
+	ctx->sock_news = true;
 	ready_push_all(ctx);
 	return 0;
 }

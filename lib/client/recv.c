@@ -383,9 +383,12 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			return daemon_down(ctx, msg) > 0 ? 0 : -ENOTCONN;
 		now = ring_now_ns();
 		/* News from the daemon (a join by another process, its end)
-		 * costs a syscall: not while spinning, at most once a
-		 * millisecond for pollers, always before parking. */
+		 * costs a syscall: at most once a millisecond for pollers,
+		 * always before parking. Not when we park on bells: there the
+		 * daemon rings for what it sends unasked (RING_BELL_NEWS sets
+		 * sock_news), and its end shows on the liveness page. */
 		bool parking = timeout_ms != 0 && now >= spin_until;
+		bool bells_tell = ctx->on_bells && timeout_ms != 0;
 		if (ctx->sock_news) {
 			/* The io_uring saw the daemon's socket readable. */
 			ctx->sock_news = false;
@@ -393,8 +396,8 @@ int pg_recv(pg_ctx *ctx, pg_message *msg, int timeout_ms)
 			ctx->last_drain_ns = now;
 			continue;
 		}
-		if ((parking && !asked_before_park) ||
-		    (!asked_daemon && now - ctx->last_drain_ns > PG_DRAIN_EVERY_NS)) {
+		if (!bells_tell && ((parking && !asked_before_park) ||
+				    (!asked_daemon && now - ctx->last_drain_ns > PG_DRAIN_EVERY_NS))) {
 			ctx_drain(ctx);
 			ctx->last_drain_ns = now;
 			asked_daemon = true;

@@ -861,6 +861,59 @@ static void test_bells_late_join(void)
 }
 
 /*
+ * A ctx parked on bells with no sweep (only a ring wakes it) hears what
+ * only the daemon tells it: another process joins it to a group and sends
+ * there (the notice is on its socket: the daemon rings RING_BELL_NEWS, and
+ * pg_recv does not read its socket before it parks on bells), and one of
+ * its groups is deleted (the daemon rings its page's bell). Each must come
+ * within its 5 s.
+ */
+static int join_parent_and_send(void *arg, int up, int down);
+
+static int join_parent_later(void *arg, int up, int down)
+{
+	nanosleep(&(struct timespec){.tv_nsec = 150 * 1000 * 1000}, NULL);
+	return join_parent_and_send(arg, up, down);
+}
+
+static int delete_later(void *arg, int up, int down)
+{
+	pg_ctx *ctx = open_ctx();
+	nanosleep(&(struct timespec){.tv_nsec = 150 * 1000 * 1000}, NULL);
+	int err = pg_delete(ctx, arg);
+	pg_close(ctx);
+	return err ? 2 : 0;
+}
+
+static void test_bells_daemon_news(void)
+{
+	static char *names[RACE_GROUPS];
+	pg_ctx *ctx = open_ctx(), *own = open_ctx();
+	int n = race_groups(own, ctx, names, "news");
+	CU_ASSERT_EQUAL_FATAL(n, RACE_GROUPS);
+	char *extra = strdup(fresh_group("news-x"));
+	CU_ASSERT_EQUAL_FATAL(pg_create(own, extra), 0);
+	pg_message m;
+	CU_ASSERT_EQUAL(pg_recv(ctx, &m, 0), -EAGAIN); /* on bells, all read */
+	setenv("PGROUP_TEST_NO_SWEEP", "1", 1);
+	struct child c;
+	CU_ASSERT_EQUAL_FATAL(child_start(&c, join_parent_later, extra), 0);
+	int err = pg_recv(ctx, &m, 5000);
+	CU_ASSERT_EQUAL(err, 0);
+	CU_ASSERT(!err && m.kind == PG_MSG && strcmp(m.group, extra) == 0 && m.len == 2);
+	CU_ASSERT_EQUAL(child_wait(&c), 0);
+	CU_ASSERT_EQUAL_FATAL(child_start(&c, delete_later, names[0]), 0);
+	err = pg_recv(ctx, &m, 5000);
+	CU_ASSERT_EQUAL(err, 0);
+	CU_ASSERT(!err && m.kind == PG_GROUP_DOWN && strcmp(m.group, names[0]) == 0);
+	CU_ASSERT_EQUAL(child_wait(&c), 0);
+	unsetenv("PGROUP_TEST_NO_SWEEP");
+	pg_delete(own, extra);
+	free(extra);
+	race_groups_drop(own, ctx, names, n);
+}
+
+/*
  * A sender new to many groups (a fresh writer area in each) while their
  * one member reads nothing: the member is sent the sender's shelf once and
  * finds each area where the directory says, so it reads every message even
@@ -1337,6 +1390,8 @@ int main(void)
 	CU_add_test(s, "many groups on bells: no ring lost while parking", test_bells_race);
 	CU_add_test(s, "on bells: a member that joins during a sender's claim is woken",
 		    test_bells_late_join);
+	CU_add_test(s, "on bells, no sweep: a parked member hears the daemon",
+		    test_bells_daemon_news);
 	CU_add_test(s, "new writers in many groups, read with the daemon stopped",
 		    test_new_writers_without_the_daemon);
 	CU_add_test(s, "more senders than a ctx keeps shelves of", test_more_senders_than_shelves);
