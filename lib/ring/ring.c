@@ -554,9 +554,11 @@ int ring_read(struct ring *r, struct ring_reader *rd, struct ring_view *v)
 			return read_fault(me, rd);
 		if (writer != RING_DAEMON_WRITER) {
 			struct ring_seen *seen = &rd->seen[writer];
-			if (!in_claim_order(seen, gen, pos, copy.seq))
+			if (__builtin_expect(!in_claim_order(seen, gen, pos, copy.seq), 0))
 				return read_fault(me, rd);
-			*seen = (struct ring_seen){.pos = pos, .at = copy.seq, .gen = gen};
+			seen->pos = pos;
+			seen->at = copy.seq;
+			seen->gen = gen;
 		}
 		v->kind = copy.kind;
 		v->flags = copy.flags;
