@@ -170,6 +170,14 @@ struct pg_ctx {
 	uint8_t in[CTL_MAX_BYTES];
 };
 
+/* Whether the ctx waits in the many-groups way (the io_uring, or bells):
+ * wakes name the groups that may have records (the active list), so
+ * pg_recv looks at those, not at every group, and parks through ready.c. */
+static inline bool ctx_waits_by_list(const pg_ctx *ctx)
+{
+	return ctx->have_uring || ctx->on_bells;
+}
+
 /* ctx.c */
 int ctx_check(pg_ctx *ctx);
 /* False once the node daemon is gone (one load, no syscall). */

@@ -190,7 +190,7 @@ void pg_close(pg_ctx *ctx)
 	bool forked = ctx_check(ctx) == -ECHILD;
 	ctx->closing_forked = forked;
 	ctx->closing = true;
-	if (ctx->have_uring || ctx->on_bells) {
+	if (ctx_waits_by_list(ctx)) {
 		/* Closing the ring cancels its futex waits; then withdraw the
 		 * sleeps they announced (on bells too: before our goodbye,
 		 * or producers would ring for us until the daemon is told). */

@@ -161,7 +161,7 @@ int member_take(pg_ctx *ctx, struct group_ref *g, const struct ctl_in *msg, int 
 	 * Linux 6.7) groups past RING_WAIT_MAX are seen every
 	 * PG_PARK_SLICE_NS. */
 	bells_own_pages(ctx, fds[2], page_off);
-	if (ctx->n_mem > READY_MIN_GROUPS && !ctx->have_uring && !ctx->on_bells && !ctx->closing &&
+	if (ctx->n_mem > READY_MIN_GROUPS && !ctx_waits_by_list(ctx) && !ctx->closing &&
 	    bells_start(ctx))
 		ready_start(ctx);
 	if (g->mem == m)

@@ -228,7 +228,7 @@ static int poll_all(pg_ctx *ctx, pg_message *msg)
 {
 	if (ctx->on_bells)
 		bells_poll(ctx); /* groups rung while we were busy */
-	return ctx->have_uring || ctx->on_bells ? poll_active(ctx, msg) : poll_every(ctx, msg);
+	return ctx_waits_by_list(ctx) ? poll_active(ctx, msg) : poll_every(ctx, msg);
 }
 
 /* The daemon is gone: every membership ends with PG_GROUP_DOWN, then
@@ -280,7 +280,7 @@ static int park(pg_ctx *ctx, pg_message *msg, int64_t timeout_ns)
 	struct ring_sleep s;
 	if (timeout_ns < 0 || timeout_ns > PG_PARK_SLICE_NS)
 		timeout_ns = PG_PARK_SLICE_NS;
-	if (ctx->have_uring || ctx->on_bells) {
+	if (ctx_waits_by_list(ctx)) {
 		/* Waits armed on every quiet group: the first wake, or news
 		 * from the daemon, ends it; pg_recv then looks again. */
 		int r = ready_park(ctx, timeout_ns);
